@@ -1,0 +1,107 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from tinycodec import __version__
+from tinycodec.cli import main, tcdec, tcenc
+
+from .conftest import photo_like, psnr
+
+
+@pytest.fixture
+def png(tmp_path):
+    path = tmp_path / "in.png"
+    Image.fromarray(photo_like(45, 61)).save(path)
+    return path
+
+
+def run(cmd, args):
+    return CliRunner().invoke(cmd, [str(a) for a in args])
+
+
+def test_round_trip_with_defaults(png, tmp_path):
+    r = run(tcenc, [png])
+    assert r.exit_code == 0, r.output
+    assert "bpp" in r.output
+    tcz = tmp_path / "in.tcz"
+    assert tcz.exists()
+    r = run(tcdec, [tcz, "-o", tmp_path / "out.png"])
+    assert r.exit_code == 0, r.output
+    out = Image.open(tmp_path / "out.png")
+    assert out.size == (61, 45)
+
+
+def test_options_and_output_formats(png, tmp_path):
+    assert run(tcenc, [png, "-s", "4", "--planes", "6", "-o", tmp_path / "a.tcz", "-q"]).output == ""
+    for ext in ("png", "bmp", "webp", "tiff"):
+        r = run(tcdec, [tmp_path / "a.tcz", "-o", tmp_path / f"a.{ext}", "--enhance", "none"])
+        assert r.exit_code == 0, r.output
+        assert Image.open(tmp_path / f"a.{ext}").size == (61, 45)
+
+
+def test_version_and_help():
+    for cmd in (tcenc, tcdec, main):
+        assert __version__ in run(cmd, ["--version"]).output
+        assert run(cmd, ["--help"]).exit_code == 0
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--enhance", "sharpen"], "unknown enhancement filter 'sharpen'"),
+    (["-o", "{tmp}/out.xyz"], "unknown output image format"),
+])
+def test_tcdec_user_errors(png, tmp_path, args, message):
+    run(tcenc, [png, "-o", tmp_path / "a.tcz"])
+    before = sorted(p.name for p in tmp_path.iterdir())
+    r = run(tcdec, [tmp_path / "a.tcz", *[a.format(tmp=tmp_path) for a in args]])
+    assert r.exit_code == 1 and message in r.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_bad_inputs_give_one_line_and_no_output(tmp_path, png):
+    (tmp_path / "bad.tcz").write_bytes(b"\x89TCZ\r\n\x1a\n" + bytes(80))
+    (tmp_path / "notes.txt").write_text("not an image")
+    cases = [
+        (tcdec, [tmp_path / "bad.tcz", "-o", tmp_path / "o1.png"], "corrupt"),
+        (tcdec, [tmp_path / "missing.tcz", "-o", tmp_path / "o2.png"], "no such file"),
+        (tcdec, [png, "-o", tmp_path / "o3.png"], "not a .tcz file"),
+        (tcenc, [tmp_path / "notes.txt", "-o", tmp_path / "o4.tcz"], "not an image"),
+        (tcenc, [tmp_path, "-o", tmp_path / "o5.tcz"], "directory"),
+    ]
+    for cmd, args, message in cases:
+        r = run(cmd, args)
+        assert r.exit_code == 1, r.output
+        assert message in r.output and r.output.count("\n") == 1, r.output
+        assert "Traceback" not in r.output
+    assert not any(p.name.startswith("o") for p in tmp_path.iterdir())
+
+
+def test_real_processes_pipe_and_exit_codes(png, tmp_path):
+    """stdin -> tcenc -> stdout -> tcdec -> stdout PNG, as installed entry points."""
+    exe = [sys.executable, "-c"]
+    enc = subprocess.run([*exe, "from tinycodec.cli import tcenc; tcenc()", "-", "-s", "64"],
+                         input=png.read_bytes(), capture_output=True, check=True)
+    assert enc.stdout.startswith(b"\x89TCZ")
+    dec = subprocess.run([*exe, "from tinycodec.cli import tcdec; tcdec()", "-"],
+                         input=enc.stdout, capture_output=True, check=True)
+    assert dec.stdout.startswith(b"\x89PNG")
+    bad = subprocess.run([*exe, "from tinycodec.cli import tcdec; tcdec()", "-", "-o", str(tmp_path / "x.png")],
+                         input=enc.stdout[:-5], capture_output=True)
+    assert bad.returncode == 1
+    assert bad.stderr.decode().strip().startswith("tcdec: error: truncated")
+    assert b"Traceback" not in bad.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_demo_on_a_given_image(png, tmp_path):
+    r = run(main, ["demo", "--image", png, "-o", tmp_path / "demo"])
+    assert r.exit_code == 0, r.output
+    rows = [line.split() for line in r.output.splitlines()[2:]]
+    assert len(rows) == 5
+    assert all(float(row[4]) > 15 for row in rows)  # PSNR column
+    assert (tmp_path / "demo" / "demo-s16-p8.tcz").exists()
+    ref = np.asarray(Image.open(png))
+    assert psnr(ref, np.asarray(Image.open(tmp_path / "demo" / "demo-s4-p8.png"))) == pytest.approx(float(rows[0][4]), abs=0.01)

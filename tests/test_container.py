@@ -1,0 +1,134 @@
+"""The .tcz container: checksums, truncation, hostile headers."""
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+
+from tinycodec import TinyCodecError, decode, decode_with_info, encode
+from tinycodec.container import MAGIC, read_header
+
+from .conftest import photo_like
+
+
+@pytest.fixture(scope="module")
+def tcz() -> bytes:
+    return encode(photo_like(40, 56), scale=16, planes=6)
+
+
+def reseal(data: bytes, header_patch) -> bytes:
+    """Apply a change to the header and recompute its CRC (a crafted, 'valid' file)."""
+    hlen = struct.unpack_from("<H", data, 10)[0]
+    head = bytearray(data[: hlen - 4])
+    header_patch(head)
+    return bytes(head) + struct.pack("<I", zlib.crc32(head)) + data[hlen:]
+
+
+def test_magic_and_version(tcz):
+    assert tcz.startswith(MAGIC) and tcz[8] == 1
+
+
+def test_wrong_magic():
+    with pytest.raises(TinyCodecError, match="not a .tcz file"):
+        decode(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    with pytest.raises(TinyCodecError, match="not a .tcz file"):
+        decode(b"")
+
+
+def test_newer_version_is_refused_clearly(tcz):
+    data = bytearray(tcz)
+    data[8] = 2
+    with pytest.raises(TinyCodecError, match="version 2.*upgrade"):
+        decode(bytes(data))
+
+
+@pytest.mark.parametrize("cut", [9, 30, 60, -1])
+def test_truncated(tcz, cut):
+    with pytest.raises(TinyCodecError, match="truncated"):
+        decode(tcz[:cut])
+
+
+def test_trailing_garbage(tcz):
+    with pytest.raises(TinyCodecError, match="trailing"):
+        decode(tcz + b"\0")
+
+
+def test_every_single_bit_flip_is_detected(tcz):
+    """No flipped bit anywhere in the file decodes silently to a different image."""
+    reference = np.asarray(decode(tcz))
+    step = max(1, len(tcz) * 8 // 400)  # about 400 positions spread over the whole file
+    for bit in range(0, len(tcz) * 8, step):
+        data = bytearray(tcz)
+        data[bit // 8] ^= 1 << (bit % 8)
+        try:
+            out = decode(bytes(data))
+        except TinyCodecError:
+            continue
+        # A flip that still decodes must not change the image (there is no such field today).
+        assert np.array_equal(np.asarray(out), reference), f"bit {bit} changed the image silently"
+
+
+def test_absurd_dimensions_refused_before_allocation(tcz):
+    def huge(head):
+        struct.pack_into("<II", head, 12, 1 << 20, 1 << 20)
+
+    with pytest.raises(TinyCodecError, match="exceeds the limit"):
+        decode(reseal(tcz, huge))
+
+
+def test_pixel_cap_is_configurable(tcz):
+    with pytest.raises(TinyCodecError, match="exceeds the limit"):
+        decode(tcz, max_pixels=100)
+
+
+@pytest.mark.parametrize("offset,value,message", [
+    (20, 2, "colour channels"), (21, 0, "depth"), (21, 5, "depth"), (22, 0, "bit-planes"), (22, 9, "bit-planes"),
+    (9, 0x80, "flags"),
+])
+def test_crafted_fields_rejected(tcz, offset, value, message):
+    def patch(head):
+        head[offset] = value
+
+    with pytest.raises(TinyCodecError, match=message):
+        decode(reseal(tcz, patch))
+
+
+def test_unknown_weights_fail_clearly(tcz):
+    hdr, _, _ = read_header(tcz)
+    pos = tcz.index(hdr.model.encode()) + len(hdr.model)
+
+    def other_weights(head):
+        head[pos : pos + 8] = b"\x00" * 8
+
+    with pytest.raises(TinyCodecError, match="weights 0000000000000000 of 'tinycompress-s16'.*version that wrote it"):
+        decode(reseal(tcz, other_weights))
+
+
+def test_unknown_model_fails_clearly(tcz):
+    def rename(head):
+        i = bytes(head).index(b"tinycompress-s16")
+        head[i : i + 16] = b"tinycompress-x16"
+
+    with pytest.raises(TinyCodecError, match="tinycompress-x16"):
+        decode(reseal(tcz, rename))
+
+
+def test_partial_decoding_of_a_prefix(tcz):
+    hdr, table, header_len = read_header(tcz)
+    ends = np.cumsum([sum(lengths) for _, lengths in table]) + header_len
+    decoded = []
+    for end in ends:
+        _, info = decode_with_info(tcz[: int(end) + 1 if end < len(tcz) else end], partial=True)
+        decoded.append(info.planes_decoded)
+    assert decoded == list(range(1, hdr.planes + 1))
+    with pytest.raises(TinyCodecError, match="not even the first bit-plane"):
+        decode(tcz[:header_len], partial=True)
+
+
+def test_partial_still_checks_what_arrived(tcz):
+    _, table, header_len = read_header(tcz)
+    data = bytearray(tcz[: header_len + sum(table[0][1]) + 3])
+    data[header_len] ^= 0x10
+    with pytest.raises(TinyCodecError, match="checksum"):
+        decode(bytes(data), partial=True)

@@ -1,0 +1,25 @@
+"""A non-editable install finds its weights (package data), far from the source tree."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.skipif(not (ROOT / "pyproject.toml").exists(), reason="needs the source tree")
+def test_wheel_install_ships_weights(tmp_path):
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                    "--target", str(target), str(ROOT)], check=True, capture_output=True, cwd=tmp_path)
+    code = ("import tinycodec, numpy as np; from tinycodec.zoo import weights_dir; "
+            "print(weights_dir()); d = tinycodec.encode(np.zeros((9, 9, 3), np.uint8), scale=64); "
+            "print(tinycodec.decode(d).size)")
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                         cwd=tmp_path, env=env).stdout.split("\n")
+    assert out[0].startswith(str(target))
+    assert out[1] == "(9, 9)"

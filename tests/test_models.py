@@ -1,0 +1,28 @@
+import pytest
+import torch
+
+from tinycodec.models import SCALE_DEPTHS, DecoderBlock, EncoderBlock, TinyCompress, count_parameters
+
+
+def test_parameter_counts_match_the_seed():
+    assert count_parameters(EncoderBlock()) == 5427
+    assert count_parameters(DecoderBlock()) == 1071
+
+
+@pytest.mark.parametrize("scale", sorted(SCALE_DEPTHS))
+def test_shapes_per_scale(scale):
+    model = TinyCompress(scale)
+    k = SCALE_DEPTHS[scale]
+    x = torch.rand(1, 3, 64, 48)
+    latent = model.encoder(x)
+    assert latent.shape == (1, 3, 64 >> k, 48 >> k)
+    out = model.decoder(latent)
+    assert out.shape == x.shape
+    assert 0 <= out.min() and out.max() <= 1
+    # weights are shared across iterations: every scale has the same parameter count
+    assert count_parameters(model) == 5427 + 1071
+
+
+def test_unknown_scale_rejected():
+    with pytest.raises(ValueError):
+        TinyCompress(8)

@@ -1,0 +1,178 @@
+"""Command-line tools ``tcenc``, ``tcdec`` and ``tinycodec``: thin layers over the Python API.
+
+Errors a user can cause end in one line on stderr and exit status 1; outputs
+are written atomically, so a failed or interrupted run leaves no partial file.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import click
+import numpy as np
+
+from . import __version__
+from .codec import DEFAULT_PLANES, DEFAULT_SCALE, SCALES, decode_with_info, encode
+from .errors import TinyCodecError
+from .files import read_image, save_image, write_atomic
+from .image import HighBitDepthWarning
+
+ENHANCE_FILTERS = ("none",)  # learned filters arrive with the enhancement issue
+
+
+def _fail(prog: str, message: str, code: int = 1) -> None:
+    click.echo(f"{prog}: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _user_errors(prog: str):
+    """Turn the errors a user can cause into one line and a non-zero exit."""
+
+    def wrap(fn):
+        @functools.wraps(fn)
+        def inner(*args, **kwargs):
+            warnings.simplefilter("ignore")  # shown as notes by the commands themselves
+            try:
+                return fn(*args, **kwargs)
+            except TinyCodecError as exc:
+                _fail(prog, str(exc))
+            except OSError as exc:  # disk full, permission denied, broken pipe, ...
+                _fail(prog, f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+            except KeyboardInterrupt:
+                _fail(prog, "interrupted", 130)
+
+        return inner
+
+    return wrap
+
+
+def _read_input(path: str) -> bytes:
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise TinyCodecError(f"no such file: {path}") from None
+    except IsADirectoryError:
+        raise TinyCodecError(f"is a directory: {path}") from None
+
+
+def _write_output(path: str, data: bytes) -> None:
+    if path == "-":
+        if sys.stdout.isatty():
+            raise TinyCodecError("refusing to write binary data to a terminal: use -o FILE or a pipe")
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        write_atomic(path, data)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("image", type=str)
+@click.option("-o", "--output", type=str, default=None,
+              help="Output .tcz file, '-' for stdout. Default: IMAGE with the suffix .tcz (stdout for stdin input).")
+@click.option("-s", "--scale", type=click.Choice([str(s) for s in SCALES]), default=str(DEFAULT_SCALE),
+              show_default=True, help="Pixels per latent element: larger is smaller and blurrier.")
+@click.option("-p", "--planes", type=click.IntRange(1, 8), default=DEFAULT_PLANES, show_default=True,
+              help="Bit-planes of the 8-bit latent kept: fewer is smaller.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
+@click.version_option(__version__, "-V", "--version", prog_name="tcenc")
+@_user_errors("tcenc")
+def tcenc(image: str, output: str | None, scale: str, planes: int, quiet: bool) -> None:
+    """Encode IMAGE (any format Pillow reads; '-' for stdin) to a .tcz file."""
+    im = read_image(io.BytesIO(_read_input("-")) if image == "-" else image)
+    if output is None:
+        output = "-" if image == "-" else str(Path(image).with_suffix(".tcz"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        start = time.perf_counter()
+        data = encode(im, scale=int(scale), planes=planes)
+        elapsed = time.perf_counter() - start
+    _write_output(output, data)
+    if not quiet:
+        for w in caught:
+            if issubclass(w.category, HighBitDepthWarning):
+                click.echo(f"tcenc: note: {w.message}", err=True)
+        bpp = 8 * len(data) / (im.width * im.height)
+        click.echo(f"{image} -> {output}: {im.width}x{im.height} {im.mode}, scale {scale}, {planes} planes, "
+                   f"{len(data)} bytes, {bpp:.4f} bpp, {elapsed * 1000:.0f} ms", err=True)
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("file", type=str)
+@click.option("-o", "--output", type=str, default=None,
+              help="Output image; the format follows the extension. '-' writes PNG to stdout. Default: FILE with .png.")
+@click.option("--enhance", type=str, default="none", show_default=True,
+              help=f"Post-decode filter: {', '.join(ENHANCE_FILTERS)}.")
+@click.option("--partial", is_flag=True, help="Decode a truncated file from the bit-planes that arrived whole.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
+@click.version_option(__version__, "-V", "--version", prog_name="tcdec")
+@_user_errors("tcdec")
+def tcdec(file: str, output: str | None, enhance: str, partial: bool, quiet: bool) -> None:
+    """Decode a .tcz FILE ('-' for stdin) to an image."""
+    if enhance not in ENHANCE_FILTERS:
+        raise TinyCodecError(f"unknown enhancement filter '{enhance}': choose from {', '.join(ENHANCE_FILTERS)}")
+    data = _read_input(file)
+    if output is None:
+        output = "-" if file == "-" else str(Path(file).with_suffix(".png"))
+    start = time.perf_counter()
+    image, info = decode_with_info(data, partial=partial)
+    elapsed = time.perf_counter() - start
+    if output == "-":
+        buf = io.BytesIO()
+        image.save(buf, format="PNG")
+        _write_output("-", buf.getvalue())
+    else:
+        save_image(image, output)
+    if not quiet:
+        planes = f"{info.planes_decoded} of {info.planes} planes" if partial else f"{info.planes} planes"
+        click.echo(f"{file} -> {output}: {info.width}x{info.height} {info.mode}, scale {info.scale}, {planes}, "
+                   f"{elapsed * 1000:.0f} ms", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="tinycodec")
+def main() -> None:
+    """tinycodec: a learned image codec small enough for edge devices (see also tcenc, tcdec)."""
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+@main.command()
+@click.option("--image", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Image to use instead of the bundled photograph.")
+@click.option("-o", "--outdir", type=click.Path(file_okay=False), default=None,
+              help="Also write the .tcz files and decoded PNGs here.")
+@_user_errors("tinycodec demo")
+def demo(image: str | None, outdir: str | None) -> None:
+    """Round-trip a photograph at every scale level and print bpp and PSNR."""
+    if image is None:
+        from matplotlib import cbook  # matplotlib ships this photograph (Grace Hopper, 512x600)
+
+        image = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
+    im = read_image(image).convert("RGB")
+    ref = np.asarray(im)
+    click.echo(f"{Path(image).name}: {im.width}x{im.height}")
+    click.echo(f"{'scale':>5} {'planes':>6} {'bytes':>8} {'bpp':>7} {'PSNR dB':>8} {'enc ms':>7} {'dec ms':>7}")
+    for scale, planes in [(4, 8), (16, 8), (16, 6), (64, 8), (256, 8)]:
+        t0 = time.perf_counter()
+        data = encode(im, scale=scale, planes=planes)
+        t1 = time.perf_counter()
+        out, _ = decode_with_info(data)
+        t2 = time.perf_counter()
+        bpp = 8 * len(data) / (im.width * im.height)
+        click.echo(f"{scale:>5} {planes:>6} {len(data):>8} {bpp:>7.3f} {_psnr(ref, np.asarray(out)):>8.2f} "
+                   f"{(t1 - t0) * 1000:>7.0f} {(t2 - t1) * 1000:>7.0f}")
+        if outdir:
+            Path(outdir).mkdir(parents=True, exist_ok=True)
+            stem = Path(outdir) / f"demo-s{scale}-p{planes}"
+            write_atomic(stem.with_suffix(".tcz"), data)
+            save_image(out, stem.with_suffix(".png"))

@@ -1,0 +1,246 @@
+"""The ``.tcz`` container: header, segment table and payload (see format_spec.md).
+
+This module only moves bytes: it knows nothing about networks or images. Every
+field read from a file is checked before anything is allocated from it.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from dataclasses import dataclass, field
+
+from .errors import TinyCodecError
+
+MAGIC = b"\x89TCZ\r\n\x1a\n"
+FORMAT_VERSION = 1
+MAX_HEADER = 0xFFFF
+MAX_DIMENSION = 1 << 20  # per side; the pixel cap below is the real limit
+DEFAULT_MAX_PIXELS = 1 << 27  # 134 Mpx, a little above Pillow's MAX_IMAGE_PIXELS (89.5 Mpx)
+FLAG_ALPHA = 0x01
+_KNOWN_FLAGS = FLAG_ALPHA
+EXT_CRITICAL = 0x80  # an extension a decoder must understand to decode correctly
+ALPHA_PLANES = 8
+
+_FIXED = struct.Struct("<8sBBHIIBBBBH3f3f")  # up to and including hi[3]
+_U32 = struct.Struct("<I")
+
+
+@dataclass
+class Header:
+    width: int
+    height: int
+    color_channels: int  # 1 = grey, 3 = RGB
+    has_alpha: bool
+    depth: int  # k: block iterations; scale level = 4**k
+    planes: int
+    coder_id: int
+    tile: int  # tile side in latent elements
+    lo: tuple[float, float, float]
+    hi: tuple[float, float, float]
+    model: str
+    weights_id: bytes
+    extensions: list[tuple[int, bytes]] = field(default_factory=list)
+
+    @property
+    def scale(self) -> int:
+        return 4**self.depth
+
+    @property
+    def latent_size(self) -> tuple[int, int]:
+        """(height, width) of the latent."""
+        step = 1 << self.depth
+        return -(-self.height // step), -(-self.width // step)
+
+    @property
+    def tiles(self) -> tuple[int, int]:
+        """Number of tile rows and columns (same grid for colour and alpha)."""
+        lh, lw = self.latent_size
+        return -(-lh // self.tile), -(-lw // self.tile)
+
+    @property
+    def n_groups(self) -> int:
+        return self.planes + (ALPHA_PLANES if self.has_alpha else 0)
+
+
+@dataclass
+class Decoded:
+    """What :func:`unpack` found: the header and, per group, the tiles' segments.
+
+    ``groups`` holds only the groups that are complete and verified; with
+    ``partial=True`` that may be fewer than ``header.n_groups``.
+    """
+
+    header: Header
+    groups: list[list[bytes]]
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        out.append(byte | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+class _Reader:
+    """Bounds-checked cursor over the header bytes."""
+
+    def __init__(self, data: bytes, start: int, end: int) -> None:
+        self.data, self.pos, self.end = data, start, end
+
+    def take(self, n: int) -> bytes:
+        if self.pos + n > self.end:
+            raise TinyCodecError("corrupt .tcz header: fields run past the header end")
+        out = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return out
+
+    def u8(self) -> int:
+        return self.take(1)[0]
+
+    def varint(self) -> int:
+        n = shift = 0
+        while True:
+            byte = self.u8()
+            n |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return n
+            shift += 7
+            if shift > 35:
+                raise TinyCodecError("corrupt .tcz header: segment length out of range")
+
+
+def pack(header: Header, groups: list[list[bytes]]) -> bytes:
+    """Serialise a header and its groups (``groups[g][t]`` = segment of tile t in group g)."""
+    rows, cols = header.tiles
+    if len(groups) != header.n_groups or any(len(g) != rows * cols for g in groups):
+        raise ValueError("groups do not match the header geometry")
+    name = header.model.encode("ascii")
+    body = bytearray()
+    body += _FIXED.pack(
+        MAGIC, FORMAT_VERSION, FLAG_ALPHA if header.has_alpha else 0, 0,  # header length patched below
+        header.width, header.height, header.color_channels, header.depth, header.planes,
+        header.coder_id, header.tile, *header.lo, *header.hi,
+    )
+    body += bytes([len(name)]) + name + header.weights_id
+    body += bytes([len(header.extensions)])
+    for ext_type, ext_data in header.extensions:
+        body += struct.pack("<BH", ext_type, len(ext_data)) + ext_data
+    payload = bytearray()
+    for group in groups:
+        joined = b"".join(group)
+        body += _U32.pack(zlib.crc32(joined))
+        for segment in group:
+            body += _varint(len(segment))
+        payload += joined
+    body += _U32.pack(len(payload))
+    header_len = len(body) + 4
+    if header_len > MAX_HEADER:
+        raise TinyCodecError("image needs too many tiles for one .tcz header; use a larger tile size")
+    struct.pack_into("<H", body, 10, header_len)
+    body += _U32.pack(zlib.crc32(body))
+    return bytes(body + payload)
+
+
+def read_header(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Header, list[tuple[int, list[int]]], int]:
+    """Parse and verify the header. Returns (header, [(crc, lengths)] per group, payload length)."""
+    if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
+        raise TinyCodecError("not a .tcz file (wrong magic bytes)")
+    if len(data) < _FIXED.size:
+        raise TinyCodecError("truncated .tcz file: header incomplete")
+    version = data[8]
+    if version > FORMAT_VERSION:
+        raise TinyCodecError(f"file is .tcz format version {version}; this tinycodec reads up to {FORMAT_VERSION}: upgrade")
+    if version < 1:
+        raise TinyCodecError("corrupt .tcz header: format version 0")
+    header_len = struct.unpack_from("<H", data, 10)[0]
+    if header_len < _FIXED.size + 4:
+        raise TinyCodecError("corrupt .tcz header: header length too small")
+    if len(data) < header_len:
+        raise TinyCodecError("truncated .tcz file: header incomplete")
+    stored_crc = _U32.unpack_from(data, header_len - 4)[0]
+    if zlib.crc32(data[: header_len - 4]) != stored_crc:
+        raise TinyCodecError("corrupt .tcz file: header checksum mismatch")
+
+    (_, _, flags, _, width, height, color, depth, planes, coder_id, tile, *lohi) = _FIXED.unpack_from(data, 0)
+    if flags & ~_KNOWN_FLAGS:
+        raise TinyCodecError(f"unsupported .tcz flags 0x{flags:02x}: written by a newer tinycodec?")
+    if not (1 <= width <= MAX_DIMENSION and 1 <= height <= MAX_DIMENSION):
+        raise TinyCodecError(f"corrupt .tcz header: image size {width}x{height} out of range")
+    if width * height > max_pixels:
+        raise TinyCodecError(f"image of {width}x{height} pixels exceeds the limit of {max_pixels} pixels")
+    if color not in (1, 3):
+        raise TinyCodecError(f"corrupt .tcz header: {color} colour channels")
+    if not 1 <= depth <= 4:
+        raise TinyCodecError(f"corrupt .tcz header: depth {depth} (scale level must be 4, 16, 64 or 256)")
+    if not 1 <= planes <= 8:
+        raise TinyCodecError(f"corrupt .tcz header: {planes} bit-planes")
+    if tile < 8:
+        raise TinyCodecError(f"corrupt .tcz header: tile size {tile}")
+    lo, hi = tuple(lohi[:3]), tuple(lohi[3:])
+    if not all(math.isfinite(v) for v in lohi) or any(h <= l for l, h in zip(lo, hi)):
+        raise TinyCodecError("corrupt .tcz header: invalid latent range")
+
+    r = _Reader(data, _FIXED.size, header_len - 4)
+    name_len = r.u8()
+    try:
+        model = r.take(name_len).decode("ascii")
+    except UnicodeDecodeError:
+        raise TinyCodecError("corrupt .tcz header: model name is not ASCII") from None
+    weights_id = r.take(8)
+    extensions = []
+    for _ in range(r.u8()):
+        ext_type = r.u8()
+        ext_len = struct.unpack("<H", r.take(2))[0]
+        extensions.append((ext_type, r.take(ext_len)))
+    header = Header(width, height, color, bool(flags & FLAG_ALPHA), depth, planes, coder_id, tile,
+                    lo, hi, model, weights_id, extensions)
+    rows, cols = header.tiles
+    n_tiles = rows * cols
+    if header.n_groups * n_tiles > header_len:  # each entry takes at least one byte
+        raise TinyCodecError("corrupt .tcz header: segment table does not fit the header")
+    table = []
+    for _ in range(header.n_groups):
+        crc = _U32.unpack(r.take(4))[0]
+        table.append((crc, [r.varint() for _ in range(n_tiles)]))
+    payload_len = _U32.unpack(r.take(4))[0]
+    if r.pos != r.end:
+        raise TinyCodecError("corrupt .tcz header: unexpected bytes after the segment table")
+    if sum(sum(lengths) for _, lengths in table) != payload_len:
+        raise TinyCodecError("corrupt .tcz header: segment lengths disagree with the payload length")
+    return header, table, header_len
+
+
+def unpack(data: bytes, *, partial: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+    """Verify and split a .tcz file.
+
+    With ``partial=False`` the file must be complete and every checksum must
+    match. With ``partial=True`` a truncated file yields the groups that
+    arrived whole (each still verified); a damaged group is still an error.
+    """
+    header, table, pos = read_header(data, max_pixels=max_pixels)
+    payload_len = sum(sum(lengths) for _, lengths in table)
+    available = len(data) - pos
+    if available < payload_len and not partial:
+        raise TinyCodecError(f"truncated .tcz file: {available} of {payload_len} payload bytes present")
+    if available > payload_len:
+        raise TinyCodecError("corrupt .tcz file: trailing bytes after the payload")
+    groups = []
+    for index, (crc, lengths) in enumerate(table):
+        size = sum(lengths)
+        if pos + size > len(data):
+            break  # partial: this group did not arrive whole
+        chunk = data[pos : pos + size]
+        if zlib.crc32(chunk) != crc:
+            raise TinyCodecError(f"corrupt .tcz file: checksum mismatch in segment group {index}")
+        segments, offset = [], 0
+        for n in lengths:
+            segments.append(chunk[offset : offset + n])
+            offset += n
+        groups.append(segments)
+        pos += size
+    return Decoded(header, groups)

@@ -1,0 +1,106 @@
+"""Bringing any Pillow image (or array) to what the codec codes, and back.
+
+The networks work on RGB. Grey images are coded through the same RGB path and
+restored as grey ("L"). Alpha is carried losslessly in its own planes. Images
+with more than 8 bits per sample are reduced to 8 bits (a warning says so).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from .errors import TinyCodecError
+
+
+@dataclass
+class Planar:
+    """An image ready for coding: 8-bit RGB plus optional alpha."""
+
+    rgb: np.ndarray  # (H, W, 3) uint8
+    alpha: np.ndarray | None  # (H, W) uint8 or None
+    grey: bool  # restore as L / LA
+
+
+class HighBitDepthWarning(UserWarning):
+    """The input had more than 8 bits per sample and was reduced to 8."""
+
+
+def _to_8bit(im: Image.Image) -> Image.Image:
+    arr = np.asarray(im)
+    if im.mode == "F":
+        data = np.clip(np.rint(arr), 0, 255)
+    else:  # I;16*, I: 16-bit data scaled to 8 bits; small values kept as they are
+        data = np.rint(arr.astype(np.float64) / 257.0) if arr.max(initial=0) > 255 else arr
+        data = np.clip(data, 0, 255)
+    warnings.warn(f"{im.mode} image reduced to 8 bits per sample", HighBitDepthWarning, stacklevel=3)
+    return Image.fromarray(data.astype(np.uint8), "L")
+
+
+def from_pil(im: Image.Image) -> Planar:
+    mode = im.mode
+    if mode in ("I", "F") or mode.startswith("I;16"):
+        im, mode = _to_8bit(im), "L"
+    if mode == "1":
+        im, mode = im.convert("L"), "L"
+    if mode == "P":
+        mode = "RGBA" if "transparency" in im.info else "RGB"
+        im = im.convert(mode)
+    if mode == "PA":
+        im, mode = im.convert("RGBA"), "RGBA"
+    if mode in ("L", "LA"):
+        grey = np.asarray(im.getchannel("L"), dtype=np.uint8)
+        alpha = np.asarray(im.getchannel("A"), dtype=np.uint8) if mode == "LA" else None
+        return Planar(np.repeat(grey[:, :, None], 3, axis=2), alpha, True)
+    if mode == "RGBA":
+        arr = np.asarray(im, dtype=np.uint8)
+        return Planar(np.ascontiguousarray(arr[:, :, :3]), np.ascontiguousarray(arr[:, :, 3]), False)
+    if mode != "RGB":  # CMYK, YCbCr, LAB, HSV, RGBX, ...
+        try:
+            im = im.convert("RGB")
+        except (ValueError, OSError) as exc:
+            raise TinyCodecError(f"cannot convert a {mode} image to RGB: {exc}") from None
+    return Planar(np.asarray(im, dtype=np.uint8), None, False)
+
+
+def from_array(arr: np.ndarray) -> Planar:
+    """HxW (grey), HxWx1, HxWx2 (grey+alpha), HxWx3 (RGB) or HxWx4 (RGBA) uint8."""
+    if arr.dtype != np.uint8:
+        raise TinyCodecError(f"array images must be uint8, not {arr.dtype}")
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 2, 3, 4):
+        raise TinyCodecError(f"array images must be HxW or HxWxC with C in 1..4, not shape {arr.shape}")
+    c = arr.shape[2]
+    alpha = np.ascontiguousarray(arr[:, :, -1]) if c in (2, 4) else None
+    if c <= 2:
+        return Planar(np.repeat(arr[:, :, :1], 3, axis=2), alpha, True)
+    return Planar(np.ascontiguousarray(arr[:, :, :3]), alpha, False)
+
+
+def to_planar(image: Image.Image | np.ndarray) -> Planar:
+    if isinstance(image, Image.Image):
+        planar = from_pil(image)
+    elif isinstance(image, np.ndarray):
+        planar = from_array(image)
+    else:
+        raise TypeError(f"expected a PIL image or a numpy array, not {type(image).__name__}")
+    h, w = planar.rgb.shape[:2]
+    if h < 1 or w < 1:
+        raise TinyCodecError(f"image has no pixels ({w}x{h})")
+    return planar
+
+
+def to_pil(rgb: np.ndarray, alpha: np.ndarray | None, grey: bool) -> Image.Image:
+    if grey:
+        # The three decoded channels of a grey image differ slightly; their mean is the best estimate.
+        lum = np.rint(rgb.astype(np.float32).mean(axis=2)).astype(np.uint8)
+        if alpha is None:
+            return Image.fromarray(lum, "L")
+        return Image.fromarray(np.stack([lum, alpha], axis=2), "LA")
+    if alpha is None:
+        return Image.fromarray(rgb, "RGB")
+    return Image.fromarray(np.dstack([rgb, alpha]), "RGBA")

@@ -1,0 +1,102 @@
+"""TinyCompress networks: the encoding and decoding blocks of the seed design.
+
+An encoding block halves width and height; a decoding block doubles them. A
+TinyCompress model of depth ``k`` applies *the same* encoding block ``k`` times
+and the same decoding block ``k`` times (weights shared across iterations),
+which keeps every scale level at 5,427 + 1,071 parameters, as in the seed.
+Each scale level is a separate model trained for its own depth.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+# Scale level (pixels per latent element) -> number of block iterations k.
+SCALE_DEPTHS: dict[int, int] = {4: 1, 16: 2, 64: 3, 256: 4}
+LATENT_CHANNELS = 3
+
+
+class EncoderBlock(nn.Module):
+    """conv(15, 9x9) PReLU conv(3, 1x1) PReLU unshuffle(2) conv(15, 3x3) PReLU conv(3, 1x1) PReLU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 15, 9, padding=4),
+            nn.PReLU(15),
+            nn.Conv2d(15, 3, 1),
+            nn.PReLU(3),
+            nn.PixelUnshuffle(2),
+            nn.Conv2d(12, 15, 3, padding=1),
+            nn.PReLU(15),
+            nn.Conv2d(15, 3, 1),
+            nn.PReLU(3),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class DecoderBlock(nn.Module):
+    """conv(12, 3x3) PReLU shuffle(2) conv(9, 5x5) PReLU conv(3, 1x1) sigmoid."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(3, 12, 3, padding=1),
+            nn.PReLU(12),
+            nn.PixelShuffle(2),
+            nn.Conv2d(3, 9, 5, padding=2),
+            nn.PReLU(9),
+            nn.Conv2d(9, 3, 1),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class IteratedEncoder(nn.Module):
+    """Applies one EncoderBlock ``depth`` times: (N,3,H,W) in [0,1] -> (N,3,H/2^k,W/2^k)."""
+
+    def __init__(self, depth: int) -> None:
+        super().__init__()
+        self.depth = depth
+        self.block = EncoderBlock()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for _ in range(self.depth):
+            x = self.block(x)
+        return x
+
+
+class IteratedDecoder(nn.Module):
+    """Applies one DecoderBlock ``depth`` times: latent -> (N,3,H,W) in [0,1]."""
+
+    def __init__(self, depth: int) -> None:
+        super().__init__()
+        self.depth = depth
+        self.block = DecoderBlock()
+
+    def forward(self, y: torch.Tensor) -> torch.Tensor:
+        for _ in range(self.depth):
+            y = self.block(y)
+        return y
+
+
+class TinyCompress(nn.Module):
+    """Encoder and decoder of one scale level; the quantiser sits between them."""
+
+    def __init__(self, scale: int) -> None:
+        super().__init__()
+        if scale not in SCALE_DEPTHS:
+            raise ValueError(f"scale must be one of {sorted(SCALE_DEPTHS)}, not {scale}")
+        self.scale = scale
+        self.depth = SCALE_DEPTHS[scale]
+        self.encoder = IteratedEncoder(self.depth)
+        self.decoder = IteratedDecoder(self.depth)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

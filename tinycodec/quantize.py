@@ -1,0 +1,72 @@
+"""Latent quantiser: float latent -> 8-bit codes -> kept bit-planes, and back.
+
+Each latent channel is min-max normalised over the whole image to [0, 255] and
+rounded (the seed found normalising better than clipping). Keeping ``planes``
+most significant bit-planes means coding ``q >> (8 - planes)``; the decoder
+reconstructs the middle of each remaining bin. The per-channel range (lo, hi)
+travels in the file header as float32.
+
+The numpy functions are the product path; ``fake_quantize`` is the same
+arithmetic in torch, differentiable by straight-through, for training.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+BITS = 8
+LEVELS = (1 << BITS) - 1  # 255
+MIN_SPAN = 1e-6  # a flat channel still gets a valid, finite step
+
+
+def latent_range(latent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel (lo, hi) of a (C, H, W) latent, float32, hi > lo."""
+    flat = latent.reshape(latent.shape[0], -1)
+    lo = flat.min(axis=1).astype(np.float32)
+    hi = flat.max(axis=1).astype(np.float32)
+    hi = np.maximum(hi, lo + np.float32(MIN_SPAN))
+    return lo, hi
+
+
+def quantize(latent: np.ndarray, lo: np.ndarray, hi: np.ndarray, planes: int) -> np.ndarray:
+    """(C, H, W) float latent -> uint8 symbols in [0, 2**planes)."""
+    check_planes(planes)
+    lo3, hi3 = lo[:, None, None], hi[:, None, None]
+    q = np.rint((latent - lo3) / (hi3 - lo3) * LEVELS)
+    q = np.clip(q, 0, LEVELS).astype(np.uint8)
+    return q >> (BITS - planes)
+
+
+def dequantize(symbols: np.ndarray, lo: np.ndarray, hi: np.ndarray, planes: int) -> np.ndarray:
+    """uint8 symbols with ``planes`` kept planes -> (C, H, W) float32 latent (bin centres)."""
+    check_planes(planes)
+    shift = BITS - planes
+    centre = symbols.astype(np.float32) * (1 << shift) + ((1 << shift) - 1) / 2.0
+    lo3, hi3 = lo[:, None, None], hi[:, None, None]
+    return (lo3 + centre / LEVELS * (hi3 - lo3)).astype(np.float32)
+
+
+def check_planes(planes: int) -> None:
+    if not 1 <= planes <= BITS:
+        raise ValueError(f"planes must be 1..{BITS}, not {planes}")
+
+
+def fake_quantize(latent: torch.Tensor, planes: torch.Tensor) -> torch.Tensor:
+    """Training-time quantiser: same maths as quantize+dequantize, per sample.
+
+    latent: (N, C, H, W); planes: (N,) integer tensor of kept planes per sample.
+    The range is taken per sample and channel, like the product does per image.
+    The rounding is straight-through: the decoder sees exactly the values the
+    product will give it, the encoder gets the identity gradient.
+    """
+    n, c = latent.shape[:2]
+    flat = latent.detach().reshape(n, c, -1)
+    lo = flat.amin(dim=2)[:, :, None, None]
+    hi = torch.maximum(flat.amax(dim=2)[:, :, None, None], lo + MIN_SPAN)
+    shift = (BITS - planes).to(latent.dtype)[:, None, None, None]
+    step = torch.pow(2.0, shift)
+    q = torch.clamp(torch.round((latent - lo) / (hi - lo) * LEVELS), 0, LEVELS)
+    centre = torch.floor(q / step) * step + (step - 1) / 2
+    recon = lo + centre / LEVELS * (hi - lo)
+    return latent + (recon - latent).detach()

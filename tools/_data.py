@@ -1,0 +1,54 @@
+"""Training data for the tools: photographs held in memory, random crops with flips.
+
+Shared by tools/train_codec.py and later training scripts. Never point it at a
+benchmark set (Kodak, Set5, ...): the scripts take the training folder only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def image_paths(folder: str | Path) -> list[Path]:
+    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise SystemExit(f"no images found in {folder}")
+    return paths
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+class CropSampler:
+    """Random crops (with horizontal/vertical flips) from images held in memory.
+
+    Images are drawn in proportion to their area so every pixel is equally likely.
+    """
+
+    def __init__(self, images: list[np.ndarray], seed: int) -> None:
+        self.images = images
+        areas = np.array([im.shape[0] * im.shape[1] for im in images], dtype=np.float64)
+        self.weights = areas / areas.sum()
+        self.rng = np.random.default_rng(seed)
+
+    def batch(self, size: int, crop: int) -> np.ndarray:
+        """(size, 3, crop, crop) float32 in [0, 1]."""
+        out = np.empty((size, crop, crop, 3), dtype=np.uint8)
+        for i, idx in enumerate(self.rng.choice(len(self.images), size=size, p=self.weights)):
+            im = self.images[idx]
+            y = self.rng.integers(0, im.shape[0] - crop + 1)
+            x = self.rng.integers(0, im.shape[1] - crop + 1)
+            patch = im[y : y + crop, x : x + crop]
+            if self.rng.random() < 0.5:
+                patch = patch[:, ::-1]
+            if self.rng.random() < 0.5:
+                patch = patch[::-1]
+            out[i] = patch
+        return out.transpose(0, 3, 1, 2).astype(np.float32) / 255.0

@@ -1,0 +1,142 @@
+#!/usr/bin/env python3
+"""Rate, quality and speed of tinycodec at every scale x planes on a folder of images.
+
+    python tools/bench_codec.py ../shared/data/kodak --json docs/results/bench_codec_kodak.json
+
+Prints one row per operating point: mean bpp (whole .tcz file), the entropy
+coder's saving against the raw kept bits, PSNR on RGB (mean of per-image
+values, CompressAI's convention) and on Y (BT.601, as the seed reported it),
+MS-SSIM, median encode/decode milliseconds per image (in-process, after one
+warm-up image) and the peak resident memory seen while coding.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from pytorch_msssim import ms_ssim
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import tinycodec  # noqa: E402
+from tinycodec.container import read_header  # noqa: E402
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
+    return 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0
+
+
+def msssim(a: np.ndarray, b: np.ndarray) -> float:
+    ta = torch.from_numpy(a.copy()).permute(2, 0, 1)[None].float()
+    tb = torch.from_numpy(b.copy()).permute(2, 0, 1)[None].float()
+    return float(ms_ssim(ta, tb, data_range=255.0))
+
+
+class PeakRSS:
+    """Peak resident set size while the block runs, sampled from /proc (Linux)."""
+
+    def __enter__(self):
+        self.peak, self._stop = self._rss(), threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+
+    def _watch(self):
+        while not self._stop.wait(0.002):
+            self.peak = max(self.peak, self._rss())
+
+    @staticmethod
+    def _rss() -> int:
+        try:
+            with open("/proc/self/statm") as f:
+                return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        except OSError:
+            return 0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("data", type=Path, help="folder of test images (e.g. ../shared/data/kodak)")
+    ap.add_argument("--scales", type=int, nargs="+", default=list(tinycodec.SCALES))
+    ap.add_argument("--planes", type=int, nargs="+", default=list(range(8, 0, -1)))
+    ap.add_argument("--limit", type=int, default=None, help="use only the first N images")
+    ap.add_argument("--json", type=Path, default=None, help="write all figures here")
+    args = ap.parse_args()
+
+    paths = sorted(p for p in args.data.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".tif"})
+    paths = paths[: args.limit] if args.limit else paths
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    tinycodec.decode(tinycodec.encode(images[0], scale=args.scales[0]))  # warm-up: weights, allocator
+
+    print(f"{len(images)} images from {args.data}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{platform.processor() or platform.machine()}")
+    header = (f"{'scale':>5} {'planes':>6} {'bpp':>7} {'saving':>7} {'PSNR':>6} {'PSNR-Y':>6} {'MS-SSIM':>7} "
+              f"{'enc ms':>7} {'dec ms':>7} {'peak MB':>7}")
+    print(header)
+    rows = []
+    for scale in args.scales:
+        for planes in args.planes:
+            per_image = []
+            with PeakRSS() as mem:
+                for path, ref in zip(paths, images):
+                    t0 = time.perf_counter()
+                    data = tinycodec.encode(ref, scale=scale, planes=planes)
+                    t1 = time.perf_counter()
+                    out = np.asarray(tinycodec.decode(data))
+                    t2 = time.perf_counter()
+                    hdr, table, header_len = read_header(data)
+                    lh, lw = hdr.latent_size
+                    raw_bits = 3 * lh * lw * planes
+                    payload_bits = 8 * (len(data) - header_len)
+                    per_image.append({
+                        "image": path.name,
+                        "bpp": 8 * len(data) / (ref.shape[0] * ref.shape[1]),
+                        "coder_saving": 1 - payload_bits / raw_bits,
+                        "psnr_rgb": psnr(ref, out),
+                        "psnr_y": psnr(luma(ref), luma(out)),
+                        "ms_ssim": msssim(ref, out),
+                        "encode_ms": (t1 - t0) * 1000,
+                        "decode_ms": (t2 - t1) * 1000,
+                    })
+            row = {"scale": scale, "planes": planes, "peak_rss_mb": mem.peak / 2**20}
+            for key in ("bpp", "coder_saving", "psnr_rgb", "psnr_y", "ms_ssim"):
+                row[key] = float(np.mean([r[key] for r in per_image]))
+            for key in ("encode_ms", "decode_ms"):
+                row[key] = statistics.median(r[key] for r in per_image)
+            row["images"] = per_image
+            rows.append(row)
+            print(f"{scale:>5} {planes:>6} {row['bpp']:>7.4f} {100 * row['coder_saving']:>6.1f}% "
+                  f"{row['psnr_rgb']:>6.2f} {row['psnr_y']:>6.2f} {row['ms_ssim']:>7.4f} "
+                  f"{row['encode_ms']:>7.1f} {row['decode_ms']:>7.1f} {row['peak_rss_mb']:>7.0f}", flush=True)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"data": str(args.data), "images": len(images), "torch": torch.__version__,
+                "threads": torch.get_num_threads(), "tinycodec": tinycodec.__version__, "machine": platform.machine()}
+        args.json.write_text(json.dumps({"meta": meta, "results": rows}, indent=1))
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

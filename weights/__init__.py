@@ -1,0 +1,1 @@
+"""Trained weights shipped with tinycodec (package data; see README.md here)."""
