@@ -72,6 +72,20 @@ def test_palette_and_bilevel_inputs():
     assert decode(encode(pal)).mode == "RGBA"
 
 
+def test_premultiplied_and_colour_key_transparency():
+    rgba = np.dstack([photo_like(12, 10), np.full((12, 10), 255, np.uint8)])
+    rgba[0, 0, 3] = 0
+    im = Image.fromarray(rgba, "RGBA")
+    assert decode(encode(im.convert("RGBa"))).mode == "RGBA"
+    assert decode(encode(im.convert("LA").convert("La"))).mode == "LA"
+    keyed = Image.fromarray(photo_like(12, 10))
+    keyed.info["transparency"] = tuple(int(v) for v in np.asarray(keyed)[0, 0])
+    out = decode(encode(keyed))
+    assert out.mode == "RGBA" and np.asarray(out)[0, 0, 3] == 0
+    quantized = im.quantize()  # RGBA palette, no "transparency" key
+    assert decode(encode(quantized)).mode == "RGBA"
+
+
 def test_sixteen_bit_is_converted_with_a_warning():
     arr = (photo_like(16, 16)[:, :, 0].astype(np.uint16) * 257)
     im = Image.fromarray(arr)

@@ -29,7 +29,7 @@ def test_round_trip_with_defaults(png, tmp_path):
     assert "bpp" in r.output
     tcz = tmp_path / "in.tcz"
     assert tcz.exists()
-    r = run(tcdec, [tcz, "-o", tmp_path / "out.png"])
+    r = run(tcdec, [tcz, "-o", tmp_path / "out.png"])  # in.png exists: the default name is refused
     assert r.exit_code == 0, r.output
     out = Image.open(tmp_path / "out.png")
     assert out.size == (61, 45)
@@ -41,6 +41,29 @@ def test_options_and_output_formats(png, tmp_path):
         r = run(tcdec, [tmp_path / "a.tcz", "-o", tmp_path / f"a.{ext}", "--enhance", "none"])
         assert r.exit_code == 0, r.output
         assert Image.open(tmp_path / f"a.{ext}").size == (61, 45)
+
+
+def test_never_overwrites_without_force(png, tmp_path):
+    assert run(tcenc, [png]).exit_code == 0
+    r = run(tcenc, [png, "-s", "4"])
+    assert r.exit_code == 1 and "already exists (use -f to overwrite)" in r.output
+    assert run(tcenc, [png, "-s", "4", "-f"]).exit_code == 0
+    # the default decode name is the original's name: refused, the original survives
+    before = png.read_bytes()
+    r = run(tcdec, [tmp_path / "in.tcz"])
+    assert r.exit_code == 1 and "already exists" in r.output
+    assert png.read_bytes() == before
+
+
+def test_outputs_get_normal_permissions(png, tmp_path):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        assert run(tcenc, [png, "-o", tmp_path / "p.tcz"]).exit_code == 0
+    finally:
+        os.umask(old)
+    assert (tmp_path / "p.tcz").stat().st_mode & 0o777 == 0o644
 
 
 def test_version_and_help():
@@ -70,6 +93,7 @@ def test_bad_inputs_give_one_line_and_no_output(tmp_path, png):
         (tcdec, [png, "-o", tmp_path / "o3.png"], "not a .tcz file"),
         (tcenc, [tmp_path / "notes.txt", "-o", tmp_path / "o4.tcz"], "not an image"),
         (tcenc, [tmp_path, "-o", tmp_path / "o5.tcz"], "directory"),
+        (tcenc, [png, "-o", tmp_path / "no" / "such" / "dir.tcz"], "No such file or directory"),
     ]
     for cmd, args, message in cases:
         r = run(cmd, args)

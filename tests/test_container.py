@@ -114,6 +114,30 @@ def test_unknown_model_fails_clearly(tcz):
         decode(reseal(tcz, rename))
 
 
+def test_garbage_segments_with_valid_checksums(tcz):
+    """Crafted payloads that pass every CRC still fail with TinyCodecError only."""
+    hdr, table, header_len = read_header(tcz)
+    rng = np.random.default_rng(0)
+    for trial in range(40):
+        lengths = [4 * int(rng.integers(1, 4)) for _ in table]
+        groups = [bytes(rng.integers(0, 256, n, dtype=np.uint8)) if trial % 2 else b"\xff" * n for n in lengths]
+        from tinycodec.container import pack
+
+        data = pack(hdr, [[g] for g in groups])
+        try:
+            decode(data)
+        except TinyCodecError:
+            pass
+
+
+def test_empty_segment_rejected(tcz):
+    hdr, _, _ = read_header(tcz)
+    from tinycodec.container import pack
+
+    with pytest.raises(TinyCodecError, match="empty segment"):
+        decode(pack(hdr, [[b""] for _ in range(hdr.n_groups)]))
+
+
 def test_partial_decoding_of_a_prefix(tcz):
     hdr, table, header_len = read_header(tcz)
     ends = np.cumsum([sum(lengths) for _, lengths in table]) + header_len

@@ -17,7 +17,7 @@ import click
 import numpy as np
 
 from . import __version__
-from .codec import DEFAULT_PLANES, DEFAULT_SCALE, SCALES, decode_with_info, encode
+from .codec import DEFAULT_PLANES, DEFAULT_SCALE, SCALES, PartialAlphaWarning, decode_with_info, encode
 from .errors import TinyCodecError
 from .files import read_image, save_image, write_atomic
 from .image import HighBitDepthWarning
@@ -62,6 +62,14 @@ def _read_input(path: str) -> bytes:
         raise TinyCodecError(f"is a directory: {path}") from None
 
 
+def _check_output(path: str, force: bool, inputs: str) -> None:
+    """Never overwrite silently: a default output name can be the user's original."""
+    if path != "-" and not force and Path(path).exists():
+        raise TinyCodecError(f"{path} already exists (use -f to overwrite)")
+    if path != "-" and path == inputs:
+        raise TinyCodecError("output and input are the same file")
+
+
 def _write_output(path: str, data: bytes) -> None:
     if path == "-":
         if sys.stdout.isatty():
@@ -80,14 +88,16 @@ def _write_output(path: str, data: bytes) -> None:
               show_default=True, help="Pixels per latent element: larger is smaller and blurrier.")
 @click.option("-p", "--planes", type=click.IntRange(1, 8), default=DEFAULT_PLANES, show_default=True,
               help="Bit-planes of the 8-bit latent kept: fewer is smaller.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
 @click.version_option(__version__, "-V", "--version", prog_name="tcenc")
 @_user_errors("tcenc")
-def tcenc(image: str, output: str | None, scale: str, planes: int, quiet: bool) -> None:
+def tcenc(image: str, output: str | None, scale: str, planes: int, force: bool, quiet: bool) -> None:
     """Encode IMAGE (any format Pillow reads; '-' for stdin) to a .tcz file."""
     im = read_image(io.BytesIO(_read_input("-")) if image == "-" else image)
     if output is None:
         output = "-" if image == "-" else str(Path(image).with_suffix(".tcz"))
+    _check_output(output, force, image)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         start = time.perf_counter()
@@ -110,19 +120,23 @@ def tcenc(image: str, output: str | None, scale: str, planes: int, quiet: bool) 
 @click.option("--enhance", type=str, default="none", show_default=True,
               help=f"Post-decode filter: {', '.join(ENHANCE_FILTERS)}.")
 @click.option("--partial", is_flag=True, help="Decode a truncated file from the bit-planes that arrived whole.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
 @click.version_option(__version__, "-V", "--version", prog_name="tcdec")
 @_user_errors("tcdec")
-def tcdec(file: str, output: str | None, enhance: str, partial: bool, quiet: bool) -> None:
+def tcdec(file: str, output: str | None, enhance: str, partial: bool, force: bool, quiet: bool) -> None:
     """Decode a .tcz FILE ('-' for stdin) to an image."""
     if enhance not in ENHANCE_FILTERS:
         raise TinyCodecError(f"unknown enhancement filter '{enhance}': choose from {', '.join(ENHANCE_FILTERS)}")
     data = _read_input(file)
     if output is None:
         output = "-" if file == "-" else str(Path(file).with_suffix(".png"))
-    start = time.perf_counter()
-    image, info = decode_with_info(data, partial=partial)
-    elapsed = time.perf_counter() - start
+    _check_output(output, force, file)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        start = time.perf_counter()
+        image, info = decode_with_info(data, partial=partial)
+        elapsed = time.perf_counter() - start
     if output == "-":
         buf = io.BytesIO()
         image.save(buf, format="PNG")
@@ -130,6 +144,9 @@ def tcdec(file: str, output: str | None, enhance: str, partial: bool, quiet: boo
     else:
         save_image(image, output)
     if not quiet:
+        for w in caught:
+            if issubclass(w.category, PartialAlphaWarning):
+                click.echo(f"tcdec: note: {w.message}", err=True)
         planes = f"{info.planes_decoded} of {info.planes} planes" if partial else f"{info.planes} planes"
         click.echo(f"{file} -> {output}: {info.width}x{info.height} {info.mode}, scale {info.scale}, {planes}, "
                    f"{elapsed * 1000:.0f} ms", err=True)

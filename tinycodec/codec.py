@@ -24,6 +24,10 @@ SCALES = tuple(sorted(SCALE_DEPTHS))
 MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS
 
 
+class PartialAlphaWarning(UserWarning):
+    """A partial decode had the colour planes but not the whole alpha channel."""
+
+
 @dataclass
 class DecodeInfo:
     """What a decode found in the file."""
@@ -79,7 +83,10 @@ def encode(image: Image.Image | np.ndarray, scale: int = DEFAULT_SCALE, planes: 
 
     depth = SCALE_DEPTHS[scale]
     entry = current_entry(model_name(scale))
-    latent = runtime.run_encoder(entry, scale, _pad_to_multiple(planar.rgb, 1 << depth))
+    try:
+        latent = runtime.run_encoder(entry, scale, _pad_to_multiple(planar.rgb, 1 << depth))
+    except (MemoryError, RuntimeError) as exc:
+        raise TinyCodecError(f"cannot encode a {width}x{height} image here: {exc}") from None
     lo, hi = quantize.latent_range(latent)
     symbols = quantize.quantize(latent, lo, hi, planes)
 
@@ -132,7 +139,10 @@ def decode_with_info(data: bytes, *, partial: bool = False,
     lo = np.array(header.lo, dtype=np.float32)
     hi = np.array(header.hi, dtype=np.float32)
     latent = quantize.dequantize(symbols, lo, hi, decoded_planes)
-    rgb = runtime.run_decoder(entry, scale, latent)[: header.height, : header.width]
+    try:
+        rgb = runtime.run_decoder(entry, scale, latent)[: header.height, : header.width]
+    except (MemoryError, RuntimeError) as exc:  # torch reports allocation failures as RuntimeError
+        raise TinyCodecError(f"cannot decode a {header.width}x{header.height} image here: {exc}") from None
 
     alpha = None
     if header.has_alpha:
@@ -144,7 +154,7 @@ def decode_with_info(data: bytes, *, partial: bool = False,
                 alpha[rows, cols] = _decode_tile([g[index] for g in alpha_groups], ALPHA_PLANES, shape)[0]
         else:  # partial file: colour arrived, alpha did not; show it opaque rather than fail
             alpha = np.full((header.height, header.width), 255, dtype=np.uint8)
-            warnings.warn("alpha planes incomplete in partial file: shown opaque", stacklevel=2)
+            warnings.warn("alpha planes incomplete in partial file: shown opaque", PartialAlphaWarning, stacklevel=2)
 
     image = to_pil(np.ascontiguousarray(rgb), alpha, header.color_channels == 1)
     info = DecodeInfo(header.width, header.height, scale, header.planes, decoded_planes, header.model, image.mode)
@@ -152,9 +162,13 @@ def decode_with_info(data: bytes, *, partial: bool = False,
 
 
 def _decode_tile(segments: list[bytes], planes: int, shape: tuple[int, int, int]) -> np.ndarray:
+    if any(len(s) == 0 for s in segments):  # the encoder never writes an empty segment
+        raise TinyCodecError("corrupt .tcz payload: empty segment")
     try:
         return entropy.decode_tile(segments, planes, shape)
-    except (ValueError, RuntimeError, OverflowError) as exc:
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - constriction signals bad data with AssertionError or a Rust panic
         raise TinyCodecError(f"corrupt .tcz payload: {exc}") from None
 
 

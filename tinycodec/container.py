@@ -22,6 +22,7 @@ FLAG_ALPHA = 0x01
 _KNOWN_FLAGS = FLAG_ALPHA
 EXT_CRITICAL = 0x80  # an extension a decoder must understand to decode correctly
 ALPHA_PLANES = 8
+MAX_LATENT = 1e30  # |lo|, |hi| bound: keeps hi - lo finite in float32
 
 _FIXED = struct.Struct("<8sBBHIIBBBBH3f3f")  # up to and including hi[3]
 _U32 = struct.Struct("<I")
@@ -108,9 +109,11 @@ class _Reader:
             byte = self.u8()
             n |= (byte & 0x7F) << shift
             if not byte & 0x80:
+                if byte == 0 and shift:  # only the shortest encoding is valid
+                    raise TinyCodecError("corrupt .tcz header: overlong segment length")
                 return n
             shift += 7
-            if shift > 35:
+            if shift >= 35:
                 raise TinyCodecError("corrupt .tcz header: segment length out of range")
 
 
@@ -182,7 +185,7 @@ def read_header(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[H
     if tile < 8:
         raise TinyCodecError(f"corrupt .tcz header: tile size {tile}")
     lo, hi = tuple(lohi[:3]), tuple(lohi[3:])
-    if not all(math.isfinite(v) for v in lohi) or any(h <= l for l, h in zip(lo, hi)):
+    if not all(math.isfinite(v) and abs(v) <= MAX_LATENT for v in lohi) or any(h <= l for l, h in zip(lo, hi)):
         raise TinyCodecError("corrupt .tcz header: invalid latent range")
 
     r = _Reader(data, _FIXED.size, header_len - 4)

@@ -19,10 +19,11 @@ bit is computed from what the decoder already knows:
 * the pass class (first pass / diagonal pass / last two); each plane has
   its own counts.
 
-Counts are adaptive: they start neutral and are updated after each chunk of
-symbols (chunks grow from 256 to 4096 symbols so early statistics are learnt
-fast while the loop stays vectorised), and halved when they grow large so the
-model follows changing image content. Everything that decides a probability is
+Counts are adaptive: each plane starts from the previous plane's counts
+scaled down to a weak prior (the first plane from nothing); they are updated
+after each chunk of symbols (chunks grow from 16 to 4096 symbols so early
+statistics are learnt fast while the loop stays vectorised), and halved when
+they grow large so the model follows changing image content. Everything that decides a probability is
 integer arithmetic plus exactly rounded float64 division, so every machine and
 every inference backend produces the same bitstream.
 """
@@ -73,7 +74,7 @@ class _PlaneCoderState:
 
     ``mid2`` holds, per element, twice the midpoint of the value interval
     known so far (an integer at every stage, 256 before anything is known).
-    Counts are per plane: no context is shared between planes.
+    Counts belong to the current plane; a new plane inherits them scaled down.
     """
 
     def __init__(self, shape: tuple[int, int, int]) -> None:

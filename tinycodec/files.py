@@ -43,9 +43,12 @@ def write_atomic(path: PathLike, data: bytes | None = None, *, image: Image.Imag
     over ``path`` only once it is fully written and flushed.
     """
     path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=directory)
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as exc:  # name the file the user asked for, not our temporary one
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; outputs get the usual permissions
         with os.fdopen(fd, "wb") as f:
             if image is not None:
                 image.save(f, format=format or _format_for(path))
@@ -57,6 +60,12 @@ def write_atomic(path: PathLike, data: bytes | None = None, *, image: Image.Imag
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _format_for(path: Path) -> str:

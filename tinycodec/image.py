@@ -2,7 +2,8 @@
 
 The networks work on RGB. Grey images are coded through the same RGB path and
 restored as grey ("L"). Alpha is carried losslessly in its own planes. Images
-with more than 8 bits per sample are reduced to 8 bits (a warning says so).
+with more than 8 bits per sample are reduced to 8 bits (a warning says so):
+16-bit integer samples by 1/257, float (F) samples taken as 0..1.
 """
 
 from __future__ import annotations
@@ -30,12 +31,10 @@ class HighBitDepthWarning(UserWarning):
 
 
 def _to_8bit(im: Image.Image) -> Image.Image:
-    arr = np.asarray(im)
-    if im.mode == "F":
-        data = np.clip(np.rint(arr), 0, 255)
-    else:  # I;16*, I: 16-bit data scaled to 8 bits; small values kept as they are
-        data = np.rint(arr.astype(np.float64) / 257.0) if arr.max(initial=0) > 255 else arr
-        data = np.clip(data, 0, 255)
+    """I;16* and I are taken as 16-bit samples (0..65535 -> 0..255); F as 0..1 floats."""
+    arr = np.asarray(im).astype(np.float64)
+    scale = 255.0 if im.mode == "F" else 1 / 257.0
+    data = np.clip(np.rint(arr * scale), 0, 255)
     warnings.warn(f"{im.mode} image reduced to 8 bits per sample", HighBitDepthWarning, stacklevel=3)
     return Image.fromarray(data.astype(np.uint8), "L")
 
@@ -44,13 +43,17 @@ def from_pil(im: Image.Image) -> Planar:
     mode = im.mode
     if mode in ("I", "F") or mode.startswith("I;16"):
         im, mode = _to_8bit(im), "L"
+    if mode in ("La", "RGBa"):  # premultiplied alpha: undo it first
+        mode = mode.upper()
+        im = im.convert(mode)
     if mode == "1":
         im, mode = im.convert("L"), "L"
-    if mode == "P":
-        mode = "RGBA" if "transparency" in im.info else "RGB"
+    if mode in ("P", "PA", "L", "RGB") and im.has_transparency_data:
+        # palette alpha, or a tRNS colour key: make the transparency an alpha channel
+        mode = "LA" if mode == "L" else "RGBA"
         im = im.convert(mode)
-    if mode == "PA":
-        im, mode = im.convert("RGBA"), "RGBA"
+    elif mode == "P":
+        im, mode = im.convert("RGB"), "RGB"
     if mode in ("L", "LA"):
         grey = np.asarray(im.getchannel("L"), dtype=np.uint8)
         alpha = np.asarray(im.getchannel("A"), dtype=np.uint8) if mode == "LA" else None

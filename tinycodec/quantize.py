@@ -25,7 +25,9 @@ def latent_range(latent: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     flat = latent.reshape(latent.shape[0], -1)
     lo = flat.min(axis=1).astype(np.float32)
     hi = flat.max(axis=1).astype(np.float32)
-    hi = np.maximum(hi, lo + np.float32(MIN_SPAN))
+    # A flat channel still needs hi > lo; the span must survive float32 rounding at any |lo|.
+    min_span = np.maximum(np.float32(MIN_SPAN), np.abs(lo) * np.float32(1e-6))
+    hi = np.maximum(hi, (lo + min_span).astype(np.float32))
     return lo, hi
 
 
