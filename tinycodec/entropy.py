@@ -5,8 +5,8 @@ is coded plane by plane, most significant first; each plane is one independent
 range-coded segment (constriction's ``RangeEncoder``), so a prefix of the
 segments decodes to the upper planes (progressive decoding).
 
-Inside a plane, the elements are visited in four polyphase passes: positions
-(even, even), (odd, odd), (even, odd), (odd, even). Each bit is coded with a
+Inside a plane, channel by channel, the elements are visited in four
+polyphase passes: positions (even, even), (odd, odd), (even, odd), (odd, even). Each bit is coded with a
 probability taken from adaptive counts of its context, and the context of a
 bit is computed from what the decoder already knows:
 
@@ -16,8 +16,9 @@ bit is computed from what the decoder already knows:
   neighbours sit relative to the split point predicts the bit;
 * the local activity ``|N - S| + |W - E|``, relative to the interval width:
   how far to trust that prediction;
-* the pass class (first pass / diagonal pass / last two); each plane has
-  its own counts.
+* the pass class (first pass / diagonal pass / last two);
+* for channels after the first, how the previous channel (already complete
+  on this plane) deviated from its own neighbours at the same position.
 
 Counts are adaptive: each plane starts from the previous plane's counts
 scaled down to a weak prior (the first plane from nothing); they are updated
@@ -42,7 +43,8 @@ _PASS_CLASS = (0, 1, 2, 2)
 _N_PASS_CLASSES = 3
 _N_PRED_BINS = 12  # 6 magnitudes x 2 signs
 _N_ACT_BINS = 5
-_CTX_PER_PLANE = _N_PASS_CLASSES * _N_PRED_BINS * _N_ACT_BINS
+_N_HINTS = 11  # channel 0: none; channels 1, 2: 5 bins of the previous channel's residual
+_CTX_PER_PLANE = _N_HINTS * _N_PASS_CLASSES * _N_PRED_BINS * _N_ACT_BINS
 
 # Entropy-coder parameters; recorded in the file header so that a future coder
 # with different settings can still read old files.
@@ -91,17 +93,38 @@ class _PlaneCoderState:
         self.n_total *= factor
         self.n_ones *= factor
 
-    def contexts(self, plane: int, pass_index: int) -> tuple[tuple[slice, slice, slice], np.ndarray]:
-        """Positions of one pass (all channels) and the context index of each of its bits."""
+    def channel_hint(self, plane: int, channel: int) -> np.ndarray:
+        """Per position of ``channel``, the hint its next channel's bits are coded with.
+
+        Latent channels are strongly correlated (|r| of 0.7 to 0.9 measured on
+        Kodak), so where this channel came out above or below what its
+        neighbours predicted, the next channel tends to as well (or the
+        opposite way; the counts learn which). Called once the channel's
+        plane is complete.
+        """
+        grid = self.mid2[channel]
+        p = np.pad(grid, 1, mode="edge")
+        h, w = grid.shape
+        pred = (2 * (p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:])
+                + p[:-2, :-2] + p[:-2, 2:] + p[2:, :-2] + p[2:, 2:])
+        resid = 12 * grid - pred
+        near = 12 * (1 << plane)  # half of the now-known interval, x12
+        quarter = near // 4
+        hint = (1 + (resid >= -near).astype(np.int32) + (resid >= -quarter) + (resid > quarter) + (resid > near))
+        return hint + 5 * (channel % 2)  # channel 0 gives hints 1..5, channel 1 gives 6..10
+
+    def contexts(self, plane: int, pass_index: int, channel: int,
+                 hint: np.ndarray | None) -> tuple[tuple[int, slice, slice], np.ndarray]:
+        """Positions of one pass of one channel and the context index of each of its bits."""
         dy, dx = _PASS_OFFSETS[pass_index]
-        where = (slice(None), slice(dy, None, 2), slice(dx, None, 2))
+        where = (channel, slice(dy, None, 2), slice(dx, None, 2))
         own = self.mid2[where]
-        ph, pw = own.shape[1:]
-        padded = np.pad(self.mid2, ((0, 0), (1, 1), (1, 1)), mode="edge")
+        ph, pw = own.shape
+        padded = np.pad(self.mid2[channel], 1, mode="edge")
 
         def nb(oy: int, ox: int) -> np.ndarray:
             y0, x0 = 1 + dy + oy, 1 + dx + ox
-            return padded[:, y0 : y0 + 2 * ph - 1 : 2, x0 : x0 + 2 * pw - 1 : 2]
+            return padded[y0 : y0 + 2 * ph - 1 : 2, x0 : x0 + 2 * pw - 1 : 2]
 
         n, s, wv, e = nb(-1, 0), nb(1, 0), nb(0, -1), nb(0, 1)
         pred = 2 * (n + s + wv + e) + nb(-1, -1) + nb(-1, 1) + nb(1, -1) + nb(1, 1)
@@ -112,6 +135,8 @@ class _PlaneCoderState:
         pred_bin = mag * 2 + (diff >= 0)
         act_bin = np.minimum(_magnitude_bin((np.abs(n - s) + np.abs(wv - e)) // half), _N_ACT_BINS - 1)
         ctx = (_PASS_CLASS[pass_index] * (_N_PRED_BINS * _N_ACT_BINS) + pred_bin * _N_ACT_BINS + act_bin)
+        if hint is not None:
+            ctx += hint[where[1:]] * (_N_PASS_CLASSES * _N_PRED_BINS * _N_ACT_BINS)
         return where, ctx.ravel()
 
     def probabilities(self, ctx: np.ndarray) -> np.ndarray:
@@ -130,24 +155,27 @@ class _PlaneCoderState:
             self.n_total[big] *= 0.5
             self.n_ones[big] *= 0.5
 
-    def refine(self, where: tuple[slice, slice, slice], plane: int, bits: np.ndarray) -> None:
+    def refine(self, where: tuple[int, slice, slice], plane: int, bits: np.ndarray) -> None:
         quarter = 1 << plane  # the interval halves: the midpoint moves by a quarter of it
         view = self.mid2[where]
         view += (bits.reshape(view.shape) * (2 * quarter) - quarter).astype(np.int32)
 
 
 def _walk_plane(state: _PlaneCoderState, plane: int,
-                code: Callable[[np.ndarray, tuple[slice, slice, slice], slice], np.ndarray]) -> None:
+                code: Callable[[np.ndarray, tuple[int, slice, slice], slice], np.ndarray]) -> None:
     """Visit every bit of one plane in coding order; ``code`` returns the bits of a chunk."""
     state.start_plane()
-    for pass_index in range(4):
-        where, ctx = state.contexts(plane, pass_index)
-        bits = np.empty(ctx.size, dtype=np.int32)
-        for chunk in _chunks(ctx.size):
-            c = ctx[chunk]
-            bits[chunk] = code(state.probabilities(c), where, chunk)
-            state.learn(c, bits[chunk])
-        state.refine(where, plane, bits)
+    hint = None
+    for channel in range(state.shape[0]):
+        for pass_index in range(4):
+            where, ctx = state.contexts(plane, pass_index, channel, hint)
+            bits = np.empty(ctx.size, dtype=np.int32)
+            for chunk in _chunks(ctx.size):
+                c = ctx[chunk]
+                bits[chunk] = code(state.probabilities(c), where, chunk)
+                state.learn(c, bits[chunk])
+            state.refine(where, plane, bits)
+        hint = state.channel_hint(plane, channel)
 
 
 def encode_tile(symbols: np.ndarray, planes: int) -> list[bytes]:
@@ -163,7 +191,7 @@ def encode_tile(symbols: np.ndarray, planes: int) -> list[bytes]:
         pass_bits: dict[tuple, np.ndarray] = {}
 
         def code(probs, where, chunk):
-            key = (where[1].start, where[2].start)
+            key = (where[0], where[1].start, where[2].start)
             if key not in pass_bits:
                 pass_bits[key] = plane_bits[where].ravel()
             bits = pass_bits[key][chunk]
