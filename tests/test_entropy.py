@@ -60,4 +60,4 @@ def test_bitstream_is_stable():
 
 def test_constant_tile_is_nearly_free():
     symbols = np.full((3, 64, 64), 77, dtype=np.uint8)
-    assert 8 * sum(len(s) for s in encode_tile(symbols, 8)) < 0.2 * symbols.size
+    assert 8 * sum(len(s) for s in encode_tile(symbols, 8)) < 0.4 * symbols.size
