@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _data import CropSampler, image_paths, load_rgb  # noqa: E402
 
-from tinycodec.models import TinyCompress, count_parameters  # noqa: E402
+from tinycodec.models import TinyCompress, count_parameters, init_as_resampler  # noqa: E402
 from tinycodec.quantize import fake_quantize  # noqa: E402
 from tinycodec.zoo import model_name, save_weights  # noqa: E402
 
@@ -83,6 +83,8 @@ def main() -> None:
     ap.add_argument("--crop", type=int, default=None, help="crop side (default depends on scale)")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--init-from", type=Path, default=None, help="start from these weights (e.g. the previous scale)")
+    ap.add_argument("--init-resampler", action="store_true",
+                    help="start from average pooling / bilinear upsampling weights (see models.init_as_resampler)")
     ap.add_argument("--out", type=Path, default=Path("weights"))
     ap.add_argument("--checkpoints", type=Path, default=Path("checkpoints"))
     ap.add_argument("--clip-grad", type=float, default=0.0,
@@ -106,6 +108,8 @@ def main() -> None:
     plane_rng = np.random.default_rng(args.seed + 1)
 
     model = TinyCompress(args.scale)
+    if args.init_resampler:
+        init_as_resampler(model, seed=args.seed)
     if args.init_from:
         from safetensors.torch import load_file
 
