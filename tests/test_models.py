@@ -26,3 +26,21 @@ def test_shapes_per_scale(scale):
 def test_unknown_scale_rejected():
     with pytest.raises(ValueError):
         TinyCompress(8)
+
+
+@pytest.mark.parametrize("scale", sorted(SCALE_DEPTHS))
+def test_resampler_init_reconstructs_at_every_depth(scale):
+    """The training start point is a working down/up-sampler, not a grey image."""
+    import numpy as np
+
+    from tinycodec.models import init_as_resampler
+
+    from .conftest import photo_like, psnr
+
+    img = photo_like(64, 64)
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
+    model = init_as_resampler(TinyCompress(scale))
+    with torch.no_grad():
+        out = model.decoder(model.encoder(x))[0].permute(1, 2, 0).numpy() * 255
+    flat = np.broadcast_to(img.mean(axis=(0, 1)), img.shape)
+    assert psnr(img, out) > psnr(img, flat) + 3
