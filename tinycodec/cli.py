@@ -193,3 +193,28 @@ def demo(image: str | None, outdir: str | None) -> None:
             stem = Path(outdir) / f"demo-s{scale}-p{planes}"
             write_atomic(stem.with_suffix(".tcz"), data)
             save_image(out, stem.with_suffix(".png"))
+
+
+@main.command("rd")
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), default="docs/results", show_default=True,
+              help="Folder for the JSON per codec, the per-image CSV, the plots and bd_table.md.")
+@click.option("--codecs", type=str, default="jpeg,webp,avif,jxl,tinycodec", show_default=True,
+              help="Comma-separated subset of jpeg, webp, avif, jxl, tinycodec.")
+@click.option("--quick", is_flag=True, help="A small sweep: 4 settings per codec (tinycodec: 8 planes at each scale).")
+@click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes (each runs single-threaded; timings are per core).")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N images (by name).")
+@_user_errors("tinycodec rd")
+def rd_command(data_dir: str, out: str, codecs: str, quick: bool, jobs: int, limit: int | None) -> None:
+    """Rate-distortion comparison on the images of DATA_DIR: tinycodec against JPEG, WebP, AVIF and JPEG XL.
+
+    Writes rd_<codec>.json (CompressAI's results format), rd_per_image.csv, rd_psnr.png, rd_psnr_y.png,
+    rd_msssim.png and bd_table.md (Bjontegaard deltas, PCHIP interpolation) to --out.
+    """
+    from . import rd  # imported here: tcenc and tcdec need none of it
+
+    report = rd.run_rd(data_dir, out, codecs=codecs, quick=quick, jobs=jobs, limit=limit)
+    click.echo(report.table)
+    click.echo(f"{report.measurements} measurements on {report.images} images; wrote "
+               + ", ".join(str(p) for p in report.files), err=True)
