@@ -25,28 +25,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from pytorch_msssim import ms_ssim
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import tinycodec  # noqa: E402
+from tinycodec.rd import ms_ssim_rgb, psnr, psnr_y  # noqa: E402  (the same metrics as `tinycodec rd`)
 from tinycodec.container import read_header  # noqa: E402
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
-
-
-def luma(rgb: np.ndarray) -> np.ndarray:
-    r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
-    return 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0
-
-
-def msssim(a: np.ndarray, b: np.ndarray) -> float:
-    ta = torch.from_numpy(a.copy()).permute(2, 0, 1)[None].float()
-    tb = torch.from_numpy(b.copy()).permute(2, 0, 1)[None].float()
-    return float(ms_ssim(ta, tb, data_range=255.0))
 
 
 class PeakRSS:
@@ -115,8 +99,8 @@ def main() -> None:
                         "bpp": 8 * len(data) / (ref.shape[0] * ref.shape[1]),
                         "coder_saving": 1 - payload_bits / raw_bits,
                         "psnr_rgb": psnr(ref, out),
-                        "psnr_y": psnr(luma(ref), luma(out)),
-                        "ms_ssim": msssim(ref, out),
+                        "psnr_y": psnr_y(ref, out),
+                        "ms_ssim": ms_ssim_rgb(ref, out),
                         "encode_ms": (t1 - t0) * 1000,
                         "decode_ms": (t2 - t1) * 1000,
                     })
