@@ -6,6 +6,7 @@ are written atomically, so a failed or interrupted run leaves no partial file.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import sys
@@ -62,6 +63,18 @@ def _read_input(path: str) -> bytes:
         raise TinyCodecError(f"is a directory: {path}") from None
 
 
+@contextlib.contextmanager
+def _notes(prog: str, quiet: bool):
+    """Collect the warnings tinycodec gives users and print them as notes afterwards."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    if not quiet:
+        for w in caught:
+            if issubclass(w.category, (HighBitDepthWarning, PartialAlphaWarning)):
+                click.echo(f"{prog}: note: {w.message}", err=True)
+
+
 def _check_output(path: str, force: bool, inputs: str) -> None:
     """Never overwrite silently: a default output name can be the user's original."""
     if path != "-" and not force and Path(path).exists():
@@ -98,16 +111,12 @@ def tcenc(image: str, output: str | None, scale: str, planes: int, force: bool, 
     if output is None:
         output = "-" if image == "-" else str(Path(image).with_suffix(".tcz"))
     _check_output(output, force, image)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with _notes("tcenc", quiet):
         start = time.perf_counter()
         data = encode(im, scale=int(scale), planes=planes)
         elapsed = time.perf_counter() - start
     _write_output(output, data)
     if not quiet:
-        for w in caught:
-            if issubclass(w.category, HighBitDepthWarning):
-                click.echo(f"tcenc: note: {w.message}", err=True)
         bpp = 8 * len(data) / (im.width * im.height)
         click.echo(f"{image} -> {output}: {im.width}x{im.height} {im.mode}, scale {scale}, {planes} planes, "
                    f"{len(data)} bytes, {bpp:.4f} bpp, {elapsed * 1000:.0f} ms", err=True)
@@ -132,8 +141,7 @@ def tcdec(file: str, output: str | None, enhance: str, partial: bool, force: boo
     if output is None:
         output = "-" if file == "-" else str(Path(file).with_suffix(".png"))
     _check_output(output, force, file)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with _notes("tcdec", quiet):
         start = time.perf_counter()
         image, info = decode_with_info(data, partial=partial)
         elapsed = time.perf_counter() - start
@@ -144,9 +152,6 @@ def tcdec(file: str, output: str | None, enhance: str, partial: bool, force: boo
     else:
         save_image(image, output)
     if not quiet:
-        for w in caught:
-            if issubclass(w.category, PartialAlphaWarning):
-                click.echo(f"tcdec: note: {w.message}", err=True)
         planes = f"{info.planes_decoded} of {info.planes} planes" if partial else f"{info.planes} planes"
         click.echo(f"{file} -> {output}: {info.width}x{info.height} {info.mode}, scale {info.scale}, {planes}, "
                    f"{elapsed * 1000:.0f} ms", err=True)

@@ -162,8 +162,6 @@ def decode_with_info(data: bytes, *, partial: bool = False,
 
 
 def _decode_tile(segments: list[bytes], planes: int, shape: tuple[int, int, int]) -> np.ndarray:
-    if any(len(s) == 0 for s in segments):  # the encoder never writes an empty segment
-        raise TinyCodecError("corrupt .tcz payload: empty segment")
     try:
         return entropy.decode_tile(segments, planes, shape)
     except (KeyboardInterrupt, SystemExit):

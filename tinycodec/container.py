@@ -209,7 +209,10 @@ def read_header(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[H
     table = []
     for _ in range(header.n_groups):
         crc = _U32.unpack(r.take(4))[0]
-        table.append((crc, [r.varint() for _ in range(n_tiles)]))
+        lengths = [r.varint() for _ in range(n_tiles)]
+        if 0 in lengths:  # every segment holds at least one 32-bit word
+            raise TinyCodecError("corrupt .tcz header: empty segment")
+        table.append((crc, lengths))
     payload_len = _U32.unpack(r.take(4))[0]
     if r.pos != r.end:
         raise TinyCodecError("corrupt .tcz header: unexpected bytes after the segment table")

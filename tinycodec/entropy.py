@@ -71,6 +71,11 @@ def _magnitude_bin(x: np.ndarray) -> np.ndarray:
     return (x >= 1).astype(np.int32) + (x >= 2) + (x >= 4) + (x >= 8) + (x >= 16)
 
 
+def _neighbour_prediction(nb: Callable[[int, int], np.ndarray]) -> np.ndarray:
+    """12 x the weighted mean of the 8 neighbours (edges 2, corners 1); ``nb(dy, dx)`` gives a shifted view."""
+    return 2 * (nb(-1, 0) + nb(1, 0) + nb(0, -1) + nb(0, 1)) + nb(-1, -1) + nb(-1, 1) + nb(1, -1) + nb(1, 1)
+
+
 class _PlaneCoderState:
     """What encoder and decoder both know while walking the planes of one tile.
 
@@ -103,11 +108,9 @@ class _PlaneCoderState:
         plane is complete.
         """
         grid = self.mid2[channel]
-        p = np.pad(grid, 1, mode="edge")
+        padded = np.pad(grid, 1, mode="edge")
         h, w = grid.shape
-        pred = (2 * (p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:])
-                + p[:-2, :-2] + p[:-2, 2:] + p[2:, :-2] + p[2:, 2:])
-        resid = 12 * grid - pred
+        resid = 12 * grid - _neighbour_prediction(lambda oy, ox: padded[1 + oy : 1 + oy + h, 1 + ox : 1 + ox + w])
         near = 12 * (1 << plane)  # half of the now-known interval, x12
         quarter = near // 4
         hint = (1 + (resid >= -near).astype(np.int32) + (resid >= -quarter) + (resid > quarter) + (resid > near))
@@ -127,9 +130,8 @@ class _PlaneCoderState:
             return padded[y0 : y0 + 2 * ph - 1 : 2, x0 : x0 + 2 * pw - 1 : 2]
 
         n, s, wv, e = nb(-1, 0), nb(1, 0), nb(0, -1), nb(0, 1)
-        pred = 2 * (n + s + wv + e) + nb(-1, -1) + nb(-1, 1) + nb(1, -1) + nb(1, 1)
         half = 1 << (plane + 1)  # half the known interval, in the units of mid2
-        diff = pred - 12 * own
+        diff = _neighbour_prediction(nb) - 12 * own
         # |diff| / (12 * half) in eighths; the bit splits the interval at ``own``.
         mag = _magnitude_bin((np.abs(diff) * 8) // (12 * half))
         pred_bin = mag * 2 + (diff >= 0)

@@ -364,6 +364,19 @@ def _curve(rates: Sequence[float], qualities: Sequence[float], method: str) -> t
     return np.log10([rates[i] for i in idx]), np.array([qualities[i] for i in idx], dtype=np.float64)
 
 
+def _mean_gap(anchor_rates: Sequence[float], anchor_quality: Sequence[float], test_rates: Sequence[float],
+              test_quality: Sequence[float], method: str, along_quality: bool) -> float:
+    """Mean of (test - anchor) over the overlap: log10(rate) along quality, or quality along log10(rate)."""
+    a, t = _curve(anchor_rates, anchor_quality, method), _curve(test_rates, test_quality, method)
+    if a is None or t is None:
+        return math.nan
+    x, y = (1, 0) if along_quality else (0, 1)
+    lo, hi = max(a[x].min(), t[x].min()), min(a[x].max(), t[x].max())
+    if hi <= lo:
+        return math.nan
+    return float((_integral(t[x], t[y], lo, hi, method) - _integral(a[x], a[y], lo, hi, method)) / (hi - lo))
+
+
 def bd_rate(anchor_rates: Sequence[float], anchor_quality: Sequence[float], test_rates: Sequence[float],
             test_quality: Sequence[float], method: str = "pchip") -> float:
     """Bjontegaard delta rate in percent: the test's mean rate change at equal quality (negative = fewer bits).
@@ -372,13 +385,7 @@ def bd_rate(anchor_rates: Sequence[float], anchor_quality: Sequence[float], test
     points that no cheaper point beats are used (:func:`pareto_front`). NaN if the curves do not overlap
     or have too few points.
     """
-    a, t = _curve(anchor_rates, anchor_quality, method), _curve(test_rates, test_quality, method)
-    if a is None or t is None:
-        return math.nan
-    lo, hi = max(a[1].min(), t[1].min()), min(a[1].max(), t[1].max())
-    if hi <= lo:
-        return math.nan
-    diff = (_integral(t[1], t[0], lo, hi, method) - _integral(a[1], a[0], lo, hi, method)) / (hi - lo)
+    diff = _mean_gap(anchor_rates, anchor_quality, test_rates, test_quality, method, along_quality=True)
     return float((10**diff - 1) * 100)
 
 
@@ -388,13 +395,7 @@ def bd_quality(anchor_rates: Sequence[float], anchor_quality: Sequence[float], t
 
     Quality is interpolated against log10(rate) over the overlapping rate range. NaN if no overlap.
     """
-    a, t = _curve(anchor_rates, anchor_quality, method), _curve(test_rates, test_quality, method)
-    if a is None or t is None:
-        return math.nan
-    lo, hi = max(a[0].min(), t[0].min()), min(a[0].max(), t[0].max())
-    if hi <= lo:
-        return math.nan
-    return float((_integral(t[0], t[1], lo, hi, method) - _integral(a[0], a[1], lo, hi, method)) / (hi - lo))
+    return _mean_gap(anchor_rates, anchor_quality, test_rates, test_quality, method, along_quality=False)
 
 
 # ---------------------------------------------------------------------------------------------- sweep

@@ -11,14 +11,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+from tinycodec.errors import TinyCodecError
+from tinycodec.rd import list_images
 
 
 def image_paths(folder: str | Path) -> list[Path]:
-    paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not paths:
-        raise SystemExit(f"no images found in {folder}")
-    return paths
+    """The images of a folder, sorted by name (the same selection as `tinycodec rd`)."""
+    try:
+        return list_images(folder)
+    except TinyCodecError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def load_rgb(path: Path) -> np.ndarray:

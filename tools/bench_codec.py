@@ -24,12 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import tinycodec  # noqa: E402
-from tinycodec.rd import ms_ssim_rgb, psnr, psnr_y  # noqa: E402  (the same metrics as `tinycodec rd`)
+from tinycodec.rd import list_images, load_rgb, ms_ssim_rgb, psnr, psnr_y  # noqa: E402  (as `tinycodec rd`)
 from tinycodec.container import read_header  # noqa: E402
 
 
@@ -69,9 +68,11 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None, help="write all figures here")
     args = ap.parse_args()
 
-    paths = sorted(p for p in args.data.iterdir() if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".bmp", ".tif"})
-    paths = paths[: args.limit] if args.limit else paths
-    images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    try:
+        paths = list_images(args.data, args.limit)
+        images = [load_rgb(p) for p in paths]
+    except tinycodec.TinyCodecError as exc:
+        raise SystemExit(f"bench_codec: error: {exc}") from None
     tinycodec.decode(tinycodec.encode(images[0], scale=args.scales[0]))  # warm-up: weights, allocator
 
     print(f"{len(images)} images from {args.data}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
