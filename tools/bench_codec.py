@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -59,6 +60,19 @@ class PeakRSS:
             return 0
 
 
+def print_bicubic_baseline(images: list[np.ndarray], scales: list[int]) -> None:
+    """Mean PSNR-RGB of resampling alone: the latent size of each scale level, no coding at all."""
+    print(f"{'scale':>5} {'factor':>6} {'PSNR':>6}")
+    for scale in scales:
+        factor = int(round(scale**0.5))
+        values = []
+        for ref in images:
+            h, w = ref.shape[:2]
+            small = Image.fromarray(ref).resize((w // factor, h // factor), Image.BICUBIC)
+            values.append(psnr(ref, np.asarray(small.resize((w, h), Image.BICUBIC))))
+        print(f"{scale:>5} {factor:>6} {np.mean(values):>6.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", type=Path, help="folder of test images (e.g. ../shared/data/kodak)")
@@ -66,6 +80,8 @@ def main() -> None:
     ap.add_argument("--planes", type=int, nargs="+", default=list(range(8, 0, -1)))
     ap.add_argument("--limit", type=int, default=None, help="use only the first N images")
     ap.add_argument("--json", type=Path, default=None, help="write all figures here")
+    ap.add_argument("--bicubic", action="store_true",
+                    help="only print the baseline: Pillow bicubic down- and up-sampling at each scale's factor")
     args = ap.parse_args()
 
     try:
@@ -73,6 +89,9 @@ def main() -> None:
         images = [load_rgb(p) for p in paths]
     except tinycodec.TinyCodecError as exc:
         raise SystemExit(f"bench_codec: error: {exc}") from None
+    if args.bicubic:
+        print_bicubic_baseline(images, args.scales)
+        return
     tinycodec.decode(tinycodec.encode(images[0], scale=args.scales[0]))  # warm-up: weights, allocator
 
     print(f"{len(images)} images from {args.data}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
