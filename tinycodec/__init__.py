@@ -15,11 +15,13 @@ from __future__ import annotations
 
 from .codec import DEFAULT_PLANES, DEFAULT_SCALE, SCALES, DecodeInfo, decode, decode_with_info, encode
 from .errors import TinyCodecError
-from .files import decode_file, encode_file, read_image, save_image, write_atomic
+from .files import decode_file, encode_file, read_image, read_tcz, save_image, write_atomic
+from .limits import DEFAULT_LIMITS, Limits
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "DEFAULT_PLANES", "DEFAULT_SCALE", "SCALES", "DecodeInfo", "TinyCodecError", "__version__",
-    "decode", "decode_file", "decode_with_info", "encode", "encode_file", "read_image", "save_image", "write_atomic",
+    "DEFAULT_LIMITS", "DEFAULT_PLANES", "DEFAULT_SCALE", "SCALES", "DecodeInfo", "Limits", "TinyCodecError",
+    "__version__", "decode", "decode_file", "decode_with_info", "encode", "encode_file", "read_image", "read_tcz",
+    "save_image", "write_atomic",
 ]

@@ -1,15 +1,21 @@
 """Command-line tools ``tcenc``, ``tcdec`` and ``tinycodec``: thin layers over the Python API.
 
 Errors a user can cause end in one line on stderr and exit status 1; outputs
-are written atomically, so a failed or interrupted run leaves no partial file.
+are written atomically, so a failed or interrupted run leaves no partial file:
+SIGINT, SIGTERM and SIGHUP become exceptions (exit status 128 + signal number)
+so that the temporary file is removed on the way out.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import io
+import os
+import signal
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -20,8 +26,9 @@ import numpy as np
 from . import __version__
 from .codec import DEFAULT_PLANES, DEFAULT_SCALE, SCALES, PartialAlphaWarning, decode_with_info, encode
 from .errors import TinyCodecError
-from .files import read_image, save_image, write_atomic
+from .files import read_image, read_tcz, save_image, write_atomic
 from .image import HighBitDepthWarning
+from .limits import DEFAULT_LIMITS
 
 ENHANCE_FILTERS = ("none",)  # learned filters arrive with the enhancement issue
 
@@ -29,6 +36,41 @@ ENHANCE_FILTERS = ("none",)  # learned filters arrive with the enhancement issue
 def _fail(prog: str, message: str, code: int = 1) -> None:
     click.echo(f"{prog}: error: {message}", err=True)
     sys.exit(code)
+
+
+class _Stopped(KeyboardInterrupt):
+    """A stop signal, raised where the program is, so that ``finally`` and ``except`` blocks clean up.
+
+    A KeyboardInterrupt so that everything that cleans up after Ctrl-C (write_atomic
+    removing its temporary file) does the same for SIGTERM and SIGHUP.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+_STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def _stop(signum: int, frame) -> None:
+    for sig in _STOP_SIGNALS:  # a second signal must not interrupt the clean-up of the first
+        signal.signal(sig, signal.SIG_IGN)
+    raise _Stopped(signum)
+
+
+@contextlib.contextmanager
+def _stop_signals_raise():
+    """Within the block, SIGINT/SIGTERM/SIGHUP raise :class:`_Stopped` (main thread only; restored after)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {sig: signal.signal(sig, _stop) for sig in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _user_errors(prog: str):
@@ -39,13 +81,16 @@ def _user_errors(prog: str):
         def inner(*args, **kwargs):
             warnings.simplefilter("ignore")  # shown as notes by the commands themselves
             try:
-                return fn(*args, **kwargs)
+                with _stop_signals_raise():
+                    return fn(*args, **kwargs)
             except TinyCodecError as exc:
                 _fail(prog, str(exc))
             except OSError as exc:  # disk full, permission denied, broken pipe, ...
                 _fail(prog, f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
-            except KeyboardInterrupt:
-                _fail(prog, "interrupted", 130)
+            except KeyboardInterrupt as exc:
+                signum = getattr(exc, "signum", signal.SIGINT)
+                _fail(prog, "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}",
+                      128 + signum)
 
         return inner
 
@@ -76,11 +121,21 @@ def _notes(prog: str, quiet: bool):
 
 
 def _check_output(path: str, force: bool, inputs: str) -> None:
-    """Never overwrite silently: a default output name can be the user's original."""
-    if path != "-" and not force and Path(path).exists():
-        raise TinyCodecError(f"{path} already exists (use -f to overwrite)")
-    if path != "-" and path == inputs:
+    """Never overwrite silently (a default output name can be the user's original), and never the input."""
+    if path == "-":
+        return
+    if path == inputs or (inputs != "-" and _same_file(path, inputs)):
         raise TinyCodecError("output and input are the same file")
+    if not force and Path(path).exists():
+        raise TinyCodecError(f"{path} already exists (use -f to overwrite)")
+
+
+def _same_file(a: str, b: str) -> bool:
+    """True for two names of one file: ./x and x, a symlink and its target, hard links."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist (yet)
+        return False
 
 
 def _write_output(path: str, data: bytes) -> None:
@@ -129,21 +184,25 @@ def tcenc(image: str, output: str | None, scale: str, planes: int, force: bool, 
 @click.option("--enhance", type=str, default="none", show_default=True,
               help=f"Post-decode filter: {', '.join(ENHANCE_FILTERS)}.")
 @click.option("--partial", is_flag=True, help="Decode a truncated file from the bit-planes that arrived whole.")
+@click.option("--max-pixels", type=click.IntRange(min=0), default=DEFAULT_LIMITS.max_pixels, show_default=True,
+              help="Refuse images with more pixels than this (0: no limit).")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
 @click.version_option(__version__, "-V", "--version", prog_name="tcdec")
 @_user_errors("tcdec")
-def tcdec(file: str, output: str | None, enhance: str, partial: bool, force: bool, quiet: bool) -> None:
+def tcdec(file: str, output: str | None, enhance: str, partial: bool, max_pixels: int, force: bool,
+          quiet: bool) -> None:
     """Decode a .tcz FILE ('-' for stdin) to an image."""
     if enhance not in ENHANCE_FILTERS:
         raise TinyCodecError(f"unknown enhancement filter '{enhance}': choose from {', '.join(ENHANCE_FILTERS)}")
-    data = _read_input(file)
+    limits = dataclasses.replace(DEFAULT_LIMITS, max_pixels=max_pixels or None)
+    data = read_tcz(sys.stdin.buffer if file == "-" else file, limits=limits)
     if output is None:
         output = "-" if file == "-" else str(Path(file).with_suffix(".png"))
     _check_output(output, force, file)
     with _notes("tcdec", quiet):
         start = time.perf_counter()
-        image, info = decode_with_info(data, partial=partial)
+        image, info = decode_with_info(data, partial=partial, limits=limits)
         elapsed = time.perf_counter() - start
     if output == "-":
         buf = io.BytesIO()

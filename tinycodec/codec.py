@@ -9,9 +9,10 @@ import numpy as np
 from PIL import Image
 
 from . import container, entropy, quantize, runtime
-from .container import ALPHA_PLANES, DEFAULT_MAX_PIXELS, Header
+from .container import ALPHA_PLANES, Header
 from .errors import TinyCodecError
 from .image import Planar, to_pil, to_planar
+from .limits import DEFAULT_LIMITS, Deadline, Limits
 from .models import SCALE_DEPTHS
 from .zoo import current_entry, entry_for_file, model_name
 
@@ -20,8 +21,8 @@ DEFAULT_PLANES = 8
 DEFAULT_TILE = 256  # latent elements per tile side
 SCALES = tuple(sorted(SCALE_DEPTHS))
 
-# Encoder-side pixel cap; the decoder's cap is the ``max_pixels`` argument.
-MAX_IMAGE_PIXELS = DEFAULT_MAX_PIXELS
+# Encoder-side pixel cap: the decoder's default, so that no file is written that a default reader refuses.
+MAX_IMAGE_PIXELS = DEFAULT_LIMITS.max_pixels
 
 
 class PartialAlphaWarning(UserWarning):
@@ -108,13 +109,23 @@ def encode(image: Image.Image | np.ndarray, scale: int = DEFAULT_SCALE, planes: 
     return container.pack(header, groups)
 
 
-def decode_with_info(data: bytes, *, partial: bool = False,
-                     max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, DecodeInfo]:
+def decode_with_info(data: bytes, *, partial: bool = False, max_pixels: int | None = None,
+                     limits: Limits = DEFAULT_LIMITS) -> tuple[Image.Image, DecodeInfo]:
     """Decode ``.tcz`` bytes; also report what was decoded. See :func:`decode`."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"expected bytes, not {type(data).__name__}")
+    if not isinstance(limits, Limits):
+        raise TypeError(f"limits must be a tinycodec.Limits, not {type(limits).__name__}")
     data = bytes(data)
-    unpacked = container.unpack(data, partial=partial, max_pixels=max_pixels)
+    unpacked = container.unpack(data, partial=partial, limits=limits, max_pixels=max_pixels)
+    try:
+        return _decode_unpacked(unpacked, limits.deadline(unpacked.header.width, unpacked.header.height))
+    except MemoryError:  # the limits keep this rare, but a small machine can still run out
+        h = unpacked.header
+        raise TinyCodecError(f"not enough memory to decode a {h.width}x{h.height} image here") from None
+
+
+def _decode_unpacked(unpacked: container.Decoded, deadline: Deadline) -> tuple[Image.Image, DecodeInfo]:
     header, groups = unpacked.header, unpacked.groups
     if header.coder_id != entropy.CODER_ID:
         raise TinyCodecError(f"file uses entropy coder {header.coder_id}, this tinycodec has {entropy.CODER_ID}")
@@ -135,7 +146,7 @@ def decode_with_info(data: bytes, *, partial: bool = False,
     for index, (rows, cols) in enumerate(_tile_slices(header)):
         shape = symbols[:, rows, cols].shape
         segments = [group[index] for group in colour_groups]
-        symbols[:, rows, cols] = _decode_tile(segments, header.planes, shape)
+        symbols[:, rows, cols] = entropy.decode_tile(segments, header.planes, shape, deadline.check)
     lo = np.array(header.lo, dtype=np.float32)
     hi = np.array(header.hi, dtype=np.float32)
     latent = quantize.dequantize(symbols, lo, hi, decoded_planes)
@@ -143,6 +154,7 @@ def decode_with_info(data: bytes, *, partial: bool = False,
         rgb = runtime.run_decoder(entry, scale, latent)[: header.height, : header.width]
     except (MemoryError, RuntimeError) as exc:  # torch reports allocation failures as RuntimeError
         raise TinyCodecError(f"cannot decode a {header.width}x{header.height} image here: {exc}") from None
+    deadline.check()  # the network is one call: its time counts, though it cannot be cut short
 
     alpha = None
     if header.has_alpha:
@@ -151,33 +163,28 @@ def decode_with_info(data: bytes, *, partial: bool = False,
             alpha = np.empty((header.height, header.width), dtype=np.uint8)
             for index, (rows, cols) in enumerate(_tile_slices(header, 1 << header.depth)):
                 shape = (1, *alpha[rows, cols].shape)
-                alpha[rows, cols] = _decode_tile([g[index] for g in alpha_groups], ALPHA_PLANES, shape)[0]
+                segments = [g[index] for g in alpha_groups]
+                alpha[rows, cols] = entropy.decode_tile(segments, ALPHA_PLANES, shape, deadline.check)[0]
         else:  # partial file: colour arrived, alpha did not; show it opaque rather than fail
             alpha = np.full((header.height, header.width), 255, dtype=np.uint8)
-            warnings.warn("alpha planes incomplete in partial file: shown opaque", PartialAlphaWarning, stacklevel=2)
+            warnings.warn("alpha planes incomplete in partial file: shown opaque", PartialAlphaWarning, stacklevel=3)
 
     image = to_pil(np.ascontiguousarray(rgb), alpha, header.color_channels == 1)
     info = DecodeInfo(header.width, header.height, scale, header.planes, decoded_planes, header.model, image.mode)
     return image, info
 
 
-def _decode_tile(segments: list[bytes], planes: int, shape: tuple[int, int, int]) -> np.ndarray:
-    try:
-        return entropy.decode_tile(segments, planes, shape)
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as exc:  # noqa: BLE001 - constriction signals bad data with AssertionError or a Rust panic
-        raise TinyCodecError(f"corrupt .tcz payload: {exc}") from None
-
-
-def decode(data: bytes, *, partial: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def decode(data: bytes, *, partial: bool = False, max_pixels: int | None = None,
+           limits: Limits = DEFAULT_LIMITS) -> Image.Image:
     """Decode ``.tcz`` bytes to a PIL image (mode L, LA, RGB or RGBA, the original size).
 
     partial: accept a truncated file and decode the bit-planes that arrived
         whole (progressive decoding); without it a truncated file is an error.
-    max_pixels: refuse files that declare more pixels than this, before
-        allocating anything for them.
+    limits: what one decode may cost (pixels, payload size, time per pixel);
+        see :class:`tinycodec.Limits`. The pixel and payload limits are checked
+        on the header, before anything is allocated for the image.
+    max_pixels: shorthand for ``limits.max_pixels``.
 
-    Raises TinyCodecError for anything wrong with the data.
+    Raises TinyCodecError for anything wrong with the data, a limit included.
     """
-    return decode_with_info(data, partial=partial, max_pixels=max_pixels)[0]
+    return decode_with_info(data, partial=partial, max_pixels=max_pixels, limits=limits)[0]

@@ -6,26 +6,31 @@ field read from a file is checked before anything is allocated from it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import struct
 import zlib
 from dataclasses import dataclass, field
 
 from .errors import TinyCodecError
+from .limits import DEFAULT_LIMITS, Limits
 
 MAGIC = b"\x89TCZ\r\n\x1a\n"
 FORMAT_VERSION = 1
 MAX_HEADER = 0xFFFF
 MAX_DIMENSION = 1 << 20  # per side; the pixel cap below is the real limit
-DEFAULT_MAX_PIXELS = 1 << 27  # 134 Mpx, a little above Pillow's MAX_IMAGE_PIXELS (89.5 Mpx)
+DEFAULT_MAX_PIXELS = DEFAULT_LIMITS.max_pixels  # Pillow's MAX_IMAGE_PIXELS; see limits.py
 FLAG_ALPHA = 0x01
 _KNOWN_FLAGS = FLAG_ALPHA
 EXT_CRITICAL = 0x80  # an extension a decoder must understand to decode correctly
 ALPHA_PLANES = 8
 MAX_LATENT = 1e30  # |lo|, |hi| bound: keeps hi - lo finite in float32
+SEGMENT_WORD = 4  # coder 1 writes 32-bit words: every segment length is a multiple of 4
 
 _FIXED = struct.Struct("<8sBBHIIBBBBH3f3f")  # up to and including hi[3]
 _U32 = struct.Struct("<I")
+# fixed fields, name length, weights id, extension count, one group (CRC, one length), payload_len, header CRC
+MIN_HEADER = _FIXED.size + 1 + 8 + 1 + (4 + 1) + 4 + 4
 
 
 @dataclass
@@ -63,6 +68,12 @@ class Header:
     @property
     def n_groups(self) -> int:
         return self.planes + (ALPHA_PLANES if self.has_alpha else 0)
+
+    @property
+    def raw_bits(self) -> int:
+        """Bits of the kept planes stored uncompressed: 3 latent channels (grey too), plus alpha."""
+        lh, lw = self.latent_size
+        return self.planes * 3 * lh * lw + (ALPHA_PLANES * self.width * self.height if self.has_alpha else 0)
 
 
 @dataclass
@@ -141,6 +152,9 @@ def pack(header: Header, groups: list[list[bytes]]) -> bytes:
             body += _varint(len(segment))
         payload += joined
     body += _U32.pack(len(payload))
+    most = DEFAULT_LIMITS.max_payload_bytes(header.raw_bits, header.n_groups * rows * cols)
+    if len(payload) > most:  # cannot happen with coder 1 (see limits.py); never write what readers refuse
+        raise TinyCodecError(f"payload of {len(payload)} bytes exceeds the format's limit of {most} bytes")
     header_len = len(body) + 4
     if header_len > MAX_HEADER:
         raise TinyCodecError("image needs too many tiles for one .tcz header; use a larger tile size")
@@ -149,10 +163,28 @@ def pack(header: Header, groups: list[list[bytes]]) -> bytes:
     return bytes(body + payload)
 
 
-def read_header(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Header, list[tuple[int, list[int]]], int]:
-    """Parse and verify the header. Returns (header, [(crc, lengths)] per group, payload length)."""
+def header_length(data: bytes) -> int:
+    """The declared header length, from the first 12 bytes; refuses what is not a .tcz file.
+
+    Lets a reader of a stream fetch exactly the header, then verify it (and the
+    limits) before reading any of the payload.
+    """
     if len(data) < len(MAGIC) or data[: len(MAGIC)] != MAGIC:
         raise TinyCodecError("not a .tcz file (wrong magic bytes)")
+    if len(data) < 12:
+        raise TinyCodecError("truncated .tcz file: header incomplete")
+    return struct.unpack_from("<H", data, 10)[0]
+
+
+def read_header(data: bytes, *, limits: Limits = DEFAULT_LIMITS,
+                max_pixels: int | None = None) -> tuple[Header, list[tuple[int, list[int]]], int]:
+    """Parse and verify the header. Returns (header, [(crc, lengths)] per group, header length).
+
+    ``data`` needs to hold the header only. ``max_pixels`` overrides ``limits.max_pixels``.
+    """
+    if max_pixels is not None:
+        limits = dataclasses.replace(limits, max_pixels=max_pixels)
+    header_len = header_length(data)
     if len(data) < _FIXED.size:
         raise TinyCodecError("truncated .tcz file: header incomplete")
     version = data[8]
@@ -160,8 +192,7 @@ def read_header(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[H
         raise TinyCodecError(f"file is .tcz format version {version}; this tinycodec reads up to {FORMAT_VERSION}: upgrade")
     if version < 1:
         raise TinyCodecError("corrupt .tcz header: format version 0")
-    header_len = struct.unpack_from("<H", data, 10)[0]
-    if header_len < _FIXED.size + 4:
+    if header_len < MIN_HEADER:
         raise TinyCodecError("corrupt .tcz header: header length too small")
     if len(data) < header_len:
         raise TinyCodecError("truncated .tcz file: header incomplete")
@@ -174,8 +205,7 @@ def read_header(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[H
         raise TinyCodecError(f"unsupported .tcz flags 0x{flags:02x}: written by a newer tinycodec?")
     if not (1 <= width <= MAX_DIMENSION and 1 <= height <= MAX_DIMENSION):
         raise TinyCodecError(f"corrupt .tcz header: image size {width}x{height} out of range")
-    if width * height > max_pixels:
-        raise TinyCodecError(f"image of {width}x{height} pixels exceeds the limit of {max_pixels} pixels")
+    limits.check_pixels(width, height)
     if color not in (1, 3):
         raise TinyCodecError(f"corrupt .tcz header: {color} colour channels")
     if not 1 <= depth <= 4:
@@ -212,23 +242,30 @@ def read_header(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[H
         lengths = [r.varint() for _ in range(n_tiles)]
         if 0 in lengths:  # every segment holds at least one 32-bit word
             raise TinyCodecError("corrupt .tcz header: empty segment")
+        if any(n % SEGMENT_WORD for n in lengths):
+            raise TinyCodecError("corrupt .tcz header: segment length is not a whole number of 32-bit words")
         table.append((crc, lengths))
     payload_len = _U32.unpack(r.take(4))[0]
     if r.pos != r.end:
         raise TinyCodecError("corrupt .tcz header: unexpected bytes after the segment table")
     if sum(sum(lengths) for _, lengths in table) != payload_len:
         raise TinyCodecError("corrupt .tcz header: segment lengths disagree with the payload length")
+    most = limits.max_payload_bytes(header.raw_bits, header.n_groups * n_tiles)
+    if most is not None and payload_len > most:
+        raise TinyCodecError(f"payload of {payload_len} bytes is implausibly large for a {width}x{height} image "
+                             f"(limit {most} bytes: Limits.max_payload_ratio)")
     return header, table, header_len
 
 
-def unpack(data: bytes, *, partial: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
+def unpack(data: bytes, *, partial: bool = False, limits: Limits = DEFAULT_LIMITS,
+           max_pixels: int | None = None) -> Decoded:
     """Verify and split a .tcz file.
 
     With ``partial=False`` the file must be complete and every checksum must
     match. With ``partial=True`` a truncated file yields the groups that
     arrived whole (each still verified); a damaged group is still an error.
     """
-    header, table, pos = read_header(data, max_pixels=max_pixels)
+    header, table, pos = read_header(data, limits=limits, max_pixels=max_pixels)
     payload_len = sum(sum(lengths) for _, lengths in table)
     available = len(data) - pos
     if available < payload_len and not partial:

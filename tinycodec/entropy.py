@@ -37,6 +37,8 @@ import numpy as np
 
 import constriction
 
+from .errors import TinyCodecError
+
 BITS = 8
 _PASS_OFFSETS = ((0, 0), (1, 1), (0, 1), (1, 0))
 _PASS_CLASS = (0, 1, 2, 2)
@@ -205,22 +207,33 @@ def encode_tile(symbols: np.ndarray, planes: int) -> list[bytes]:
     return segments
 
 
-def decode_tile(segments: Sequence[bytes], planes: int, shape: tuple[int, int, int]) -> np.ndarray:
+def decode_tile(segments: Sequence[bytes], planes: int, shape: tuple[int, int, int],
+                checkpoint: Callable[[], None] | None = None) -> np.ndarray:
     """Inverse of :func:`encode_tile` for the first ``len(segments)`` planes.
 
     Returns uint8 values of the decoded planes only: ``symbols >> (planes - len(segments))``.
-    Raises ValueError on a segment that is not a whole number of 32-bit words.
+    ``checkpoint`` is called before every chunk of decisions (a time limit raises from it).
+    Raises TinyCodecError for data that no encoder wrote (a segment that is not a whole
+    number of 32-bit words, or that the range decoder finds invalid); ValueError for
+    arguments that do not fit together.
     """
-    if not 0 <= len(segments) <= planes:
-        raise ValueError("more segments than planes")
+    if not 1 <= planes <= BITS or not 0 <= len(segments) <= planes:
+        raise ValueError(f"{len(segments)} segments for {planes} planes")
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"tile shape must be (C, H, W) with each >= 1, not {shape}")
     state = _PlaneCoderState(shape)
     for plane, segment in zip(range(BITS - 1, -1, -1), segments):
         if len(segment) % 4:
-            raise ValueError("segment length is not a multiple of 4")
+            raise TinyCodecError("corrupt .tcz payload: segment length is not a multiple of 4")
         decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(segment, dtype=np.uint32))
 
         def code(probs, where, chunk):
-            return decoder.decode(_MODEL, probs)
+            if checkpoint is not None:
+                checkpoint()
+            try:
+                return decoder.decode(_MODEL, probs)
+            except AssertionError as exc:  # constriction's word for "not a stream this model wrote"
+                raise TinyCodecError(f"corrupt .tcz payload: {exc}") from None
 
         _walk_plane(state, plane, code)
     decoded = len(segments)

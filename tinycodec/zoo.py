@@ -65,9 +65,19 @@ def registry() -> dict[str, list[WeightsEntry]]:
         raw = json.loads(path.read_text())
     except FileNotFoundError:
         raise TinyCodecError(f"model registry not found at {path}: the installation is incomplete") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise TinyCodecError(f"model registry {path} is unreadable ({exc}): reinstall tinycodec") from None
     out: dict[str, list[WeightsEntry]] = {}
-    for model, versions in raw["models"].items():
-        out[model] = [WeightsEntry(model, v["file"], v["sha256"], v.get("frozen", False)) for v in versions]
+    try:
+        for model, versions in raw["models"].items():
+            out[model] = [WeightsEntry(model, str(v["file"]), str(v["sha256"]), bool(v.get("frozen", False)))
+                          for v in versions]
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise TinyCodecError(f"model registry {path} is damaged (missing {exc}): reinstall tinycodec") from None
+    for entry in (e for versions in out.values() for e in versions):
+        if len(entry.sha256) != 64 or entry.sha256.strip("0123456789abcdef"):
+            raise TinyCodecError(f"model registry {path} is damaged (hash of '{entry.model}' is not a "
+                                 "sha256 in lowercase hex): reinstall tinycodec")
     return out
 
 
@@ -95,9 +105,18 @@ def entry_for_file(model: str, short_id: bytes) -> WeightsEntry:
 
 @lru_cache(maxsize=None)
 def load_tensors(entry: WeightsEntry) -> dict[str, np.ndarray]:
-    """Tensors of a registered version, verified against the registry hash."""
+    """Tensors of a registered version, verified against the registry hash.
+
+    Only safetensors files (no pickle: loading runs no code) in the weights folder
+    itself are read, and the hash is computed on the very tensors that are
+    returned, so a file swapped after the check cannot be used unverified.
+    """
     from safetensors.numpy import load_file
 
+    name = Path(entry.file)
+    if name.name != entry.file or name.suffix != ".safetensors":
+        raise TinyCodecError(f"registry entry for '{entry.model}' names '{entry.file}': "
+                             "weights must be a .safetensors file in the weights folder")
     path = weights_dir() / entry.file
     if not path.is_file():
         raise TinyCodecError(f"weights file missing: {path}")
@@ -105,8 +124,10 @@ def load_tensors(entry: WeightsEntry) -> dict[str, np.ndarray]:
         tensors = load_file(str(path))
     except Exception as exc:  # safetensors raises several types for damaged files
         raise TinyCodecError(f"weights file {path} is unreadable: {exc}") from None
-    if weights_hash(tensors) != entry.sha256:
-        raise TinyCodecError(f"weights file {path} does not match its registered hash (modified or damaged)")
+    actual = weights_hash(tensors)
+    if actual != entry.sha256:
+        raise TinyCodecError(f"weights file {path} does not match its registered hash (modified or damaged): "
+                             f"sha256 {actual[:16]}, registry {entry.sha256[:16]}; reinstall tinycodec")
     return tensors
 
 
