@@ -128,8 +128,39 @@ class _Reader:
                 raise TinyCodecError("corrupt .tcz header: segment length out of range")
 
 
+def _check_packable(h: Header) -> None:
+    """Refuse (ValueError) any header field a reader would refuse: never write an unreadable file."""
+    problems = []
+    if not (1 <= h.width <= MAX_DIMENSION and 1 <= h.height <= MAX_DIMENSION):
+        problems.append(f"size {h.width}x{h.height}")
+    if h.color_channels not in (1, 3):
+        problems.append(f"{h.color_channels} colour channels")
+    if not 1 <= h.depth <= 4:
+        problems.append(f"depth {h.depth}")
+    if not 1 <= h.planes <= 8:
+        problems.append(f"{h.planes} planes")
+    if not 0 <= h.coder_id <= 255:
+        problems.append(f"coder {h.coder_id}")
+    if not 8 <= h.tile <= 0xFFFF:
+        problems.append(f"tile {h.tile}")
+    values = [*h.lo, *h.hi]
+    if len(values) != 6 or any(not math.isfinite(v) or abs(v) > MAX_LATENT for v in values) or any(
+            struct.unpack("<f", struct.pack("<f", hi))[0] <= struct.unpack("<f", struct.pack("<f", lo))[0]
+            for lo, hi in zip(h.lo, h.hi)):
+        problems.append("latent range (need finite lo < hi, |value| <= 1e30, after rounding to float32)")
+    if not h.model.isascii() or len(h.model) > 255:
+        problems.append("model name (ASCII, at most 255 characters)")
+    if len(h.weights_id) != 8:
+        problems.append("weights id (8 bytes)")
+    if len(h.extensions) > 255 or any(not 0 <= t <= 255 or len(d) > 0xFFFF for t, d in h.extensions):
+        problems.append("extensions (at most 255, type 0..255, at most 65535 bytes each)")
+    if problems:
+        raise ValueError("cannot write this .tcz header: " + ", ".join(problems))
+
+
 def pack(header: Header, groups: list[list[bytes]]) -> bytes:
     """Serialise a header and its groups (``groups[g][t]`` = segment of tile t in group g)."""
+    _check_packable(header)
     rows, cols = header.tiles
     if len(groups) != header.n_groups or any(len(g) != rows * cols for g in groups):
         raise ValueError("groups do not match the header geometry")
