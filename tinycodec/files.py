@@ -122,8 +122,10 @@ def write_atomic(path: PathLike, data: bytes | None = None, *, image: Image.Imag
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from None  # say which output failed
         raise
     _fsync_dir(path.parent)
 

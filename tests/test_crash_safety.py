@@ -1,0 +1,257 @@
+"""Crash-safe output: real tcenc/tcdec processes stopped in the middle of writing.
+
+The test hook TINYCODEC_TEST_PAUSE_MID_WRITE makes write_atomic write half of
+its output, then sleep, so a signal lands mid-write every time. Whatever stops
+the process, the final name holds either nothing, the complete new file or the
+untouched old one, and the input is never modified.
+"""
+
+import errno
+import hashlib
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import tinycodec
+from tinycodec import files
+from tinycodec.cli import tcdec, tcenc
+
+from .conftest import photo_like
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(pause: float | None = None) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    env.pop(files.PAUSE_MID_WRITE_ENV, None)
+    if pause is not None:
+        env[files.PAUSE_MID_WRITE_ENV] = str(pause)
+    return env
+
+
+def _cli(prog: str) -> list[str]:
+    return [sys.executable, "-c", f"from tinycodec.cli import {prog}; {prog}()"]
+
+
+def _start(prog: str, args: list, cwd: Path, pause: float | None = 60, **kw) -> subprocess.Popen:
+    return subprocess.Popen([*_cli(prog), *map(str, args)], cwd=cwd, env=_env(pause), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, **kw)
+
+
+def _temps(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.name.startswith(".") and p.name.endswith(files.TEMP_SUFFIX))
+
+
+def _wait_for(condition, proc: subprocess.Popen, what: str, timeout: float = 90) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None:
+            raise AssertionError(f"process ended before {what}: {proc.communicate()[1].decode()}")
+        if time.monotonic() > end:
+            proc.kill()
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _mid_write(folder: Path) -> bool:
+    return any(p.stat().st_size > 0 for p in _temps(folder))
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _prepare(folder: Path) -> Path:
+    """A folder with a PNG and its .tcz."""
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(photo_like(48, 64, seed=3)).save(folder / "in.png")
+    (folder / "in.tcz").write_bytes(tinycodec.encode(photo_like(48, 64, seed=3), scale=4))
+    return folder
+
+
+@pytest.fixture
+def work(tmp_path):
+    return _prepare(tmp_path)
+
+
+def _limit_file_size(limit: int):
+    def preexec():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))  # Python ignores SIGXFSZ: writes fail EFBIG
+
+    return preexec
+
+
+@dataclass
+class Scenario:
+    folder: Path
+    proc: subprocess.Popen
+    before: dict[str, str]  # sha256 of every file in the folder when the process started
+
+
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory):
+    """Every real-process scenario, started at once: most of their time is importing torch, which
+    the two cores then do side by side. Each test below finishes one of them."""
+    scenarios = {}
+
+    def launch(name, cmd, prepare=None, **kw):
+        folder = _prepare(tmp_path_factory.mktemp(name))
+        if prepare:
+            prepare(folder)
+        before = {p.name: _digest(p) for p in folder.iterdir()}
+        kw.setdefault("env", _env(60))
+        scenarios[name] = Scenario(folder, subprocess.Popen(cmd, cwd=folder, stdout=subprocess.PIPE,
+                                                            stderr=subprocess.PIPE, **kw), before)
+
+    def three_pngs(folder):
+        for name in "abc":
+            Image.fromarray(photo_like(40, 56, seed=ord(name))).save(folder / f"{name}.png")
+
+    def old_output(name):
+        return lambda folder: (folder / name).write_bytes(b"the previous output, complete")
+
+    # the batch chain is the longest (two imports in a row): start it first
+    script = (f'for f in a b c; do [ "$f" = b ] && export {files.PAUSE_MID_WRITE_ENV}=60; '
+              f'"$@" $f.png -s 64 -q || exit $?; done')
+    launch("batch", ["sh", "-c", script, "sh", *_cli("tcenc")], three_pngs, env=_env(None), start_new_session=True)
+    launch("tcenc-sigterm", [*_cli("tcenc"), "in.png", "-o", "out.tcz", "-f"], old_output("out.tcz"))
+    launch("tcdec-sigint", [*_cli("tcdec"), "in.tcz", "-o", "out.png", "-f"], old_output("out.png"))
+    launch("tcenc-sigkill", [*_cli("tcenc"), "in.png", "-o", "out.tcz"])
+    launch("tcdec-disk-full", [*_cli("tcdec"), "in.tcz", "-o", "out.bmp"], env=_env(None),
+           preexec_fn=_limit_file_size(2000))
+    yield scenarios
+    for s in scenarios.values():
+        if s.proc.poll() is None:
+            s.proc.kill()
+            s.proc.communicate()
+
+
+@pytest.mark.parametrize("name,sig,status,message", [
+    ("tcenc-sigterm", signal.SIGTERM, 143, "tcenc: error: stopped by SIGTERM"),
+    ("tcdec-sigint", signal.SIGINT, 130, "tcdec: error: interrupted"),
+])
+def test_signal_mid_write_leaves_old_output_and_input_untouched(launched, name, sig, status, message):
+    s = launched[name]
+    _wait_for(lambda: _mid_write(s.folder), s.proc, "the write to start")
+    s.proc.send_signal(sig)
+    _, err = s.proc.communicate(timeout=60)
+    assert s.proc.returncode == status
+    assert err.decode().splitlines() == [message]  # one line, no traceback
+    assert _temps(s.folder) == []  # the temporary file was removed on the way out
+    assert {p.name: _digest(p) for p in s.folder.iterdir()} == s.before  # old output and input as they were
+
+
+def test_sigkill_mid_write_leaves_only_a_hidden_temporary_file(launched):
+    """SIGKILL cannot be caught: the temporary file stays, but hidden and clearly named, never as out.tcz."""
+    s = launched["tcenc-sigkill"]
+    _wait_for(lambda: _mid_write(s.folder), s.proc, "the write to start")
+    s.proc.kill()
+    s.proc.communicate(timeout=60)
+    assert not (s.folder / "out.tcz").exists()
+    [temp] = _temps(s.folder)
+    assert temp.name.startswith(".out.tcz.")
+    assert {p.name: _digest(p) for p in s.folder.iterdir() if p != temp} == s.before
+
+
+def test_stopping_a_batch_leaves_only_complete_files(launched):
+    """A shell loop over three images, stopped (SIGTERM to the whole process group) while the
+    second output is half written: the first output is complete, nothing else was left."""
+    s = launched["batch"]
+    _wait_for(lambda: (s.folder / "a.tcz").exists() and _mid_write(s.folder), s.proc, "the second write")
+    os.killpg(s.proc.pid, signal.SIGTERM)
+    s.proc.communicate(timeout=60)
+    assert _temps(s.folder) == []
+    outputs = sorted(p.name for p in s.folder.glob("*.tcz") if p.name != "in.tcz")
+    assert outputs == ["a.tcz"]
+    assert tinycodec.decode((s.folder / "a.tcz").read_bytes()).size == (56, 40)
+    assert all(_digest(s.folder / name) == digest for name, digest in s.before.items())
+
+
+def test_disk_full_real_process(launched):
+    """A write that fails half-way (here: RLIMIT_FSIZE, EFBIG) ends in one line, exit 1, and no file."""
+    s = launched["tcdec-disk-full"]
+    _, err = s.proc.communicate(timeout=120)
+    assert s.proc.returncode == 1
+    assert err.decode().splitlines() == ["tcdec: error: File too large: out.bmp"]
+    assert not (s.folder / "out.bmp").exists() and _temps(s.folder) == []
+
+
+@pytest.mark.skipif(getattr(tcenc.params[0], "nargs", 1) != -1, reason="tcenc has no batch mode on this branch")
+def test_stopping_batch_mode_leaves_only_complete_files(tmp_path):
+    """`tcenc *.png -o outdir/` (batch mode, another branch) stopped in its second write."""
+    for name in "abc":
+        Image.fromarray(photo_like(40, 56, seed=ord(name))).save(tmp_path / f"{name}.png")
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    proc = _start("tcenc", ["a.png", "b.png", "c.png", "-s", "64", "-q", "-o", "out/"], tmp_path, pause=2)
+    _wait_for(lambda: any(not p.name.startswith(".") for p in outdir.iterdir()) and _mid_write(outdir), proc,
+              "the second write")
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=60)
+    assert _temps(outdir) == []
+    finished = list(outdir.iterdir())
+    assert finished and all(tinycodec.decode(p.read_bytes()).size == (56, 40) for p in finished)
+
+
+def test_disk_full_in_process(work, monkeypatch):
+    def no_space(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    r = CliRunner().invoke(tcenc, [str(work / "in.png"), "-o", str(work / "out.tcz")])
+    assert r.exit_code == 1 and r.output == f"tcenc: error: No space left on device: {work / 'out.tcz'}\n"
+    assert not (work / "out.tcz").exists() and _temps(work) == []
+
+
+def test_an_exception_mid_batch_keeps_earlier_outputs_and_leaves_no_temporary(tmp_path, monkeypatch):
+    """write_atomic, which every CLI output goes through, failing on the third of four files."""
+    real_replace = os.replace
+    calls = []
+
+    def failing_replace(src, dst):
+        calls.append(dst)
+        if len(calls) == 3:
+            raise RuntimeError("boom")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    written = []
+    with pytest.raises(RuntimeError):
+        for i in range(4):
+            files.write_atomic(tmp_path / f"{i}.bin", bytes([i]) * 100)
+            written.append(i)
+    assert written == [0, 1]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["0.bin", "1.bin"]
+
+
+def test_output_that_is_the_input_under_another_name_is_refused(work):
+    """-f must never let tcenc overwrite its own input, whatever the spelling: ./x, a symlink, a hard link."""
+    before = _digest(work / "in.png")
+    (work / "link.png").symlink_to(work / "in.png")
+    os.link(work / "in.png", work / "hard.png")
+    for out in (work / "." / "in.png", work / "link.png", work / "hard.png", work / "sub" / ".." / "in.png"):
+        (work / "sub").mkdir(exist_ok=True)
+        r = CliRunner().invoke(tcenc, [str(work / "in.png"), "-o", str(out), "-f"])
+        assert r.exit_code == 1 and "output and input are the same file" in r.output, (out, r.output)
+    assert _digest(work / "in.png") == before
+
+
+def test_atomic_writes_of_images_and_bytes_leave_no_temporaries(tmp_path):
+    files.write_atomic(tmp_path / "a.bin", b"x" * 10)
+    files.write_atomic(tmp_path / "b.png", image=Image.fromarray(np.zeros((4, 4, 3), np.uint8)))
+    with pytest.raises(tinycodec.TinyCodecError):
+        files.save_image(Image.fromarray(np.zeros((4, 4, 2), np.uint8)[:, :, 0]).convert("LA"), tmp_path / "c.jpg")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.bin", "b.png"]
+    long_name = "n" * 250 + ".tcz"  # the temporary name must still fit NAME_MAX
+    files.write_atomic(tmp_path / long_name, b"y")
+    assert (tmp_path / long_name).read_bytes() == b"y"
