@@ -70,3 +70,82 @@ def test_hash_ignores_file_metadata_but_not_values():
     b["w"][0, 0] = 0.5
     assert zoo.weights_hash(a) != zoo.weights_hash(b)
     assert zoo.weights_hash(a) != zoo.weights_hash({"w": a["w"].reshape(3, 2)})
+
+
+def _tamper(path, change):
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(str(path))
+    change(tensors)
+    save_file(tensors, str(path))
+
+
+def test_tampered_weights_refused_when_decoding_with_both_hashes(weights_copy):
+    """The decoder path too, and the message says what was found, what was expected and what to do."""
+    data = tinycodec.encode(np.zeros((8, 8, 3), np.uint8), scale=64)
+    zoo.load_tensors.cache_clear()
+    from tinycodec import runtime
+
+    runtime._model.cache_clear()
+    entry = zoo.current_entry("tinycompress-s64")
+
+    def flip_one_bit(tensors):
+        name = sorted(tensors)[-1]
+        raw = tensors[name].view(np.uint32).copy()
+        raw.flat[0] ^= 1
+        tensors[name] = raw.view(np.float32)
+
+    _tamper(weights_copy / "tinycompress-s64.safetensors", flip_one_bit)
+    with pytest.raises(TinyCodecError, match=f"registry {entry.sha256[:16]}; reinstall tinycodec") as info:
+        tinycodec.decode(data)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("change", ["extra tensor", "renamed tensor", "reshaped tensor"])
+def test_any_change_to_the_tensors_is_refused(weights_copy, change):
+    def edit(tensors):
+        name = sorted(tensors)[0]
+        if change == "extra tensor":
+            tensors["backdoor"] = np.zeros(3, np.float32)
+        elif change == "renamed tensor":
+            tensors[name + "_"] = tensors.pop(name)
+        else:
+            name = next(n for n in sorted(tensors) if tensors[n].ndim > 1)
+            tensors[name] = tensors[name].reshape(-1)
+
+    _tamper(weights_copy / "tinycompress-s16.safetensors", edit)
+    with pytest.raises(TinyCodecError, match="does not match its registered hash"):
+        tinycodec.encode(np.zeros((8, 8, 3), np.uint8), scale=16)
+
+
+def test_metadata_only_change_is_accepted(weights_copy):
+    """Identity is the tensors, not the file bytes: a model-card edit changes nothing."""
+    from safetensors.numpy import load_file, save_file
+
+    path = weights_copy / "tinycompress-s16.safetensors"
+    save_file(load_file(str(path)), str(path), metadata={"note": "edited model card"})
+    assert tinycodec.decode(tinycodec.encode(np.zeros((8, 8, 3), np.uint8), scale=16)).size == (8, 8)
+
+
+@pytest.mark.parametrize("file", ["../tinycompress-s16.safetensors", "tinycompress-s16.pt", "/etc/passwd"])
+def test_registry_may_only_name_safetensors_files_in_the_weights_folder(weights_copy, file):
+    import json
+
+    reg = weights_copy / "registry.json"
+    raw = json.loads(reg.read_text())
+    raw["models"]["tinycompress-s16"][0]["file"] = file
+    reg.write_text(json.dumps(raw))
+    zoo.registry.cache_clear()
+    with pytest.raises(TinyCodecError, match="must be a .safetensors file in the weights folder"):
+        tinycodec.encode(np.zeros((8, 8, 3), np.uint8), scale=16)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("{not json", "unreadable"), ('{"models": {"tinycompress-s16": [{"file": "x.safetensors"}]}}', "damaged"),
+    ('{"models": {"tinycompress-s16": [{"file": "x.safetensors", "sha256": "zz"}]}}', "damaged"),
+])
+def test_damaged_registry_is_one_clear_error(weights_copy, text, message):
+    (weights_copy / "registry.json").write_text(text)
+    zoo.registry.cache_clear()
+    with pytest.raises(TinyCodecError, match=message):
+        tinycodec.encode(np.zeros((8, 8, 3), np.uint8), scale=16)

@@ -1,0 +1,138 @@
+"""Limits a user can rely on: pixels, payload size relative to the image, time per pixel;
+the first two checked on the header, before anything is allocated or read for the image."""
+
+import dataclasses
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import tinycodec
+from tinycodec import DEFAULT_LIMITS, Limits, TinyCodecError, container, decode, read_tcz
+from tinycodec.cli import tcdec
+
+from .conftest import photo_like
+
+
+@pytest.fixture(scope="module")
+def tcz() -> bytes:
+    return tinycodec.encode(photo_like(40, 48), scale=16, planes=6)
+
+
+def reseal(data: bytes, patch) -> bytes:
+    """Change header bytes and recompute the header CRC: a crafted file that passes its checksum."""
+    end = struct.unpack_from("<H", data, 10)[0]
+    head = bytearray(data[: end - 4])
+    patch(head)
+    return bytes(head) + struct.pack("<I", zlib.crc32(head)) + data[end:]
+
+
+class CountingReader(io.BytesIO):
+    """A stream that remembers how far it was read."""
+
+    def read(self, n=-1):
+        out = super().read(n)
+        self.furthest = self.tell()
+        return out
+
+
+def test_default_pixel_cap_is_pillows():
+    assert DEFAULT_LIMITS.max_pixels == Image.MAX_IMAGE_PIXELS == 89_478_485
+    assert container.DEFAULT_MAX_PIXELS == DEFAULT_LIMITS.max_pixels
+
+
+def test_pixel_cap_refuses_on_the_header(tcz):
+    big = reseal(tcz, lambda h: struct.pack_into("<II", h, 12, 10_000, 9_000))  # 90 Mpx, just over the cap
+    with pytest.raises(TinyCodecError, match=r"10000x9000 pixels exceeds the limit of 89478485 .*max-pixels"):
+        decode(big)
+    with pytest.raises(TinyCodecError, match="exceeds the limit of 1000 pixels"):
+        decode(tcz, limits=Limits(max_pixels=1000))
+    with pytest.raises(TinyCodecError, match="exceeds the limit of 1000 pixels"):
+        decode(tcz, max_pixels=1000)  # the shorthand
+    assert decode(tcz, limits=Limits(max_pixels=48 * 40)).size == (48, 40)  # the cap is inclusive
+    assert decode(tcz, limits=Limits(max_pixels=None)).size == (48, 40)
+
+
+def test_payload_far_beyond_what_the_image_can_need_is_refused(tcz):
+    """The same payload under a header that says 1x1 pixel: refused before any of it is used."""
+    tiny = reseal(tcz, lambda h: struct.pack_into("<II", h, 12, 1, 1))
+    with pytest.raises(TinyCodecError, match=r"payload of \d+ bytes is implausibly large for a 1x1 image"):
+        decode(tiny)
+    header, table, _ = container.read_header(tiny, limits=Limits(max_payload_ratio=None))
+    assert header.width == 1  # only the payload limit refused it
+    with pytest.raises(TinyCodecError, match="implausibly large"):
+        decode(tcz, limits=Limits(max_payload_ratio=0.01))
+
+
+def test_payload_limit_holds_for_incompressible_content():
+    """Noise in every channel and in alpha, at the rate-hungriest setting: well inside the limit."""
+    rng = np.random.default_rng(0)
+    noise = rng.integers(0, 256, (37, 29, 4), dtype=np.uint8)
+    data = tinycodec.encode(noise, scale=4, planes=8, tile=8)
+    header, table, header_len = container.read_header(data)
+    payload = len(data) - header_len
+    assert payload < 0.25 * DEFAULT_LIMITS.max_payload_bytes(header.raw_bits, sum(len(t) for _, t in table))
+
+
+def test_time_limit_stops_a_decode():
+    data = tinycodec.encode(photo_like(64, 64), scale=4)
+    with pytest.raises(TinyCodecError, match="time limit of 0.0 s"):
+        decode(data, limits=Limits(max_seconds_per_megapixel=1e-9, min_seconds=0))
+    assert decode(data, limits=Limits(max_seconds_per_megapixel=None)).size == (64, 64)
+
+
+def test_limits_are_validated():
+    for bad in ({"max_pixels": 0}, {"max_payload_ratio": -1.0}, {"max_seconds_per_megapixel": 0.0},
+                {"min_seconds": -1.0}):
+        with pytest.raises(ValueError, match="Limits"):
+            Limits(**bad)
+    with pytest.raises(TypeError, match="Limits"):
+        decode(b"", limits={"max_pixels": 10})
+
+
+def test_read_tcz_reads_no_further_than_the_verified_header_allows(tcz):
+    not_tcz = CountingReader(b"\x89PNG\r\n\x1a\n" + bytes(10_000_000))
+    with pytest.raises(TinyCodecError, match="not a .tcz file"):
+        read_tcz(not_tcz)
+    assert not_tcz.furthest <= 12
+
+    inflated = reseal(tcz, lambda h: struct.pack_into("<II", h, 12, 1, 1))  # payload too large for its image
+    stream = CountingReader(inflated + bytes(10_000_000))
+    with pytest.raises(TinyCodecError, match="implausibly large"):
+        read_tcz(stream)
+    assert stream.furthest == struct.unpack_from("<H", tcz, 10)[0]  # the header and nothing more
+
+    stream = CountingReader(tcz + bytes(10_000_000))  # trailing data: one byte of it is read, then refused
+    data = read_tcz(stream)
+    assert len(data) == len(tcz) + 1 and stream.furthest == len(tcz) + 1
+    with pytest.raises(TinyCodecError, match="trailing"):
+        decode(data)
+    assert read_tcz(io.BytesIO(tcz)) == tcz
+    assert read_tcz(io.BytesIO(tcz[:-7])) == tcz[:-7]  # a truncated file comes back short
+
+
+def test_tcdec_max_pixels(tmp_path, tcz):
+    (tmp_path / "a.tcz").write_bytes(tcz)
+    r = CliRunner().invoke(tcdec, [str(tmp_path / "a.tcz"), "-o", str(tmp_path / "a.png"), "--max-pixels", "100"])
+    assert r.exit_code == 1 and r.output.startswith("tcdec: error: image of 48x40 pixels exceeds the limit of 100")
+    assert not (tmp_path / "a.png").exists()
+    r = CliRunner().invoke(tcdec, [str(tmp_path / "a.tcz"), "-o", str(tmp_path / "a.png"), "--max-pixels", "0"])
+    assert r.exit_code == 0 and (tmp_path / "a.png").exists()
+
+
+def test_decode_file_applies_limits(tmp_path, tcz):
+    (tmp_path / "a.tcz").write_bytes(tcz)
+    with pytest.raises(TinyCodecError, match="exceeds the limit"):
+        tinycodec.decode_file(tmp_path / "a.tcz", tmp_path / "a.png", limits=Limits(max_pixels=10))
+    assert not (tmp_path / "a.png").exists()
+
+
+def test_encoder_never_writes_what_the_default_reader_refuses():
+    from tinycodec import codec
+
+    assert codec.MAX_IMAGE_PIXELS == DEFAULT_LIMITS.max_pixels
+    assert dataclasses.replace(DEFAULT_LIMITS).max_payload_ratio >= 13.4  # the coder's worst case, limits.py
