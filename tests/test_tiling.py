@@ -85,3 +85,16 @@ def test_bad_window_arguments(photo):
         encode(photo, window=0)
     with pytest.raises(ValueError):
         decode(encode(photo), workers=0)
+
+
+def test_tiles_coded_on_worker_processes_give_the_same_file(monkeypatch):
+    img = photo_like(48, 64, seed=2)
+    serial = encode(img, scale=4, tile=8)  # 24 x 32 latent: 12 tiles
+    assert encode(img, scale=4, tile=8, workers=2) == serial  # spawned processes (a few seconds to start)
+    # The decoder's side of the same plumbing, on threads: starting processes again would only cost time.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tinycodec import parallel
+
+    monkeypatch.setattr(parallel, "process_pool", lambda n: ThreadPoolExecutor(n))
+    assert np.array_equal(np.asarray(decode(serial, workers=2)), np.asarray(decode(serial)))

@@ -159,8 +159,12 @@ def save_image_to(f: BinaryIO, image: Image.Image, format: str, *, keep_metadata
         raise TinyCodecError(f"cannot save a {image.mode} image as {format}: {exc}") from None
 
 
-def _metadata_options(image: Image.Image, keep: bool) -> dict[str, bytes]:
-    """``Image.save`` arguments that write the image's metadata (formats without those fields ignore them)."""
+def _metadata_options(image: Image.Image, keep: bool) -> dict[str, bytes | None]:
+    """``Image.save`` arguments that write the image's metadata, or that write none.
+
+    Formats without these fields ignore them. Explicit empty values are needed
+    to drop them: some savers (PNG, TIFF) fall back to ``image.info``.
+    """
     if not keep:
-        return {}
+        return {"icc_profile": None, "exif": b""}
     return {key: image.info[key] for key in ("icc_profile", "exif") if image.info.get(key)}
