@@ -9,7 +9,6 @@ module-level so that worker processes can run them.
 from __future__ import annotations
 
 import os
-import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, wait
@@ -19,9 +18,8 @@ from pathlib import Path
 from PIL import Image
 
 from . import parallel
-from .codec import DEFAULT_PLANES, DEFAULT_SCALE, decode_with_info
+from .codec import DEFAULT_PLANES, DEFAULT_SCALE, decode_with_info, encode_planar
 from .errors import TinyCodecError
-from .codec import encode_planar
 from .files import read_source, save_image, write_atomic
 
 TCZ_SUFFIX = ".tcz"

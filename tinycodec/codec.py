@@ -19,7 +19,6 @@ from .zoo import WeightsEntry, current_entry, entry_for_file, model_name
 DEFAULT_SCALE = 16
 DEFAULT_PLANES = 8
 DEFAULT_TILE = 256  # latent elements per tile side (entropy coding)
-DEFAULT_WINDOW = tiling.DEFAULT_WINDOW  # pixels per side of the windows the networks run on
 SCALES = tuple(sorted(SCALE_DEPTHS))
 
 # Encoder-side pixel cap; the decoder's cap is the ``max_pixels`` argument.
@@ -58,16 +57,16 @@ def _tile_slices(header: Header, tile_scale: int = 1) -> list[tuple[slice, slice
     return [(slice(r * t, (r + 1) * t), slice(c * t, (c + 1) * t)) for r in range(rows) for c in range(cols)]
 
 
-def _check_workers(workers: int, window: int) -> None:
+def _check_workers(workers: int, window: int | None) -> None:
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"workers must be an integer >= 1, not {workers!r}")
-    if not isinstance(window, int) or window < 1:
+    if window is not None and (not isinstance(window, int) or window < 1):
         raise ValueError(f"window must be an integer >= 1 pixels, not {window!r}")
 
 
 def encode(image: Image.Image | np.ndarray, scale: int = DEFAULT_SCALE, planes: int = DEFAULT_PLANES,
            *, tile: int = DEFAULT_TILE, keep_metadata: bool = True, workers: int = 1,
-           window: int = DEFAULT_WINDOW) -> bytes:
+           window: int | None = None) -> bytes:
     """Encode an image to ``.tcz`` bytes.
 
     image: a PIL image (any mode Pillow reads; grey stays grey, alpha is kept
@@ -80,8 +79,9 @@ def encode(image: Image.Image | np.ndarray, scale: int = DEFAULT_SCALE, planes: 
         into the file (False drops them).
     workers: processes that entropy-code tiles in parallel (useful for images
         of several tiles, i.e. above about 4 megapixels at scale 16).
-    window: pixels per side of the windows the encoder network runs on; any
-        value gives the same latent up to float rounding, smaller needs less memory.
+    window: pixels per side of the windows the encoder network runs on (None:
+        512, wider at scale 256); any value gives the same latent up to float
+        rounding, smaller needs less memory.
 
     Raises TinyCodecError for images the codec cannot take, ValueError for bad arguments.
     """
@@ -92,7 +92,7 @@ def encode(image: Image.Image | np.ndarray, scale: int = DEFAULT_SCALE, planes: 
 
 def encode_planar(planar: Planar, scale: int = DEFAULT_SCALE, planes: int = DEFAULT_PLANES, *,
                   metadata: Metadata = Metadata(), tile: int = DEFAULT_TILE, workers: int = 1,
-                  window: int = DEFAULT_WINDOW) -> bytes:
+                  window: int | None = None) -> bytes:
     """:func:`encode` for an image already brought to :class:`Planar` form.
 
     Lets a caller drop its PIL image before the networks run (a 100-megapixel
@@ -180,7 +180,7 @@ def _segments_of_tile(unpacked: container.Decoded, first_group: int, tile: int, 
 
 
 def decode_with_info(data: bytes, *, partial: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
-                     workers: int = 1, window: int = DEFAULT_WINDOW) -> tuple[Image.Image, DecodeInfo]:
+                     workers: int = 1, window: int | None = None) -> tuple[Image.Image, DecodeInfo]:
     """Decode ``.tcz`` bytes; also report what was decoded. See :func:`decode`."""
     _check_workers(workers, window)
     unpacked, entry = _open(data, partial, max_pixels)
@@ -269,7 +269,7 @@ def _decode_tile(segments: list[bytes], planes: int, shape: tuple[int, int, int]
 
 
 def decode(data: bytes, *, partial: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS, workers: int = 1,
-           window: int = DEFAULT_WINDOW) -> Image.Image:
+           window: int | None = None) -> Image.Image:
     """Decode ``.tcz`` bytes to a PIL image (mode L, LA, RGB or RGBA, the original size).
 
     partial: accept a truncated file (a partial download) and decode what
@@ -280,7 +280,7 @@ def decode(data: bytes, *, partial: bool = False, max_pixels: int = DEFAULT_MAX_
     max_pixels: refuse files that declare more pixels than this, before
         allocating anything for them.
     workers: processes that entropy-decode tiles in parallel.
-    window: pixels per side of the windows the decoder network runs on.
+    window: pixels per side of the windows the decoder network runs on (None: 512).
 
     The ICC profile and EXIF orientation stored in the file are in
     ``image.info["icc_profile"]`` and ``image.info["exif"]``.

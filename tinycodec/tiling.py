@@ -23,7 +23,12 @@ import numpy as np
 from . import runtime
 from .zoo import WeightsEntry
 
-DEFAULT_WINDOW = 1024  # pixels per window side, halo excluded: a few hundred MB of activations at most
+# Pixels per window side, halo excluded. Measured on 1 CPU thread, 512 is as fast as any size (smaller
+# windows stay in cache; 2048 was 1.5x slower) with at most about 100 MB of activations. The encoder's
+# halo grows to 96 pixels at scale 256, so its windows are widened to 8 halos, keeping the recomputed
+# border below 60% of a window.
+DEFAULT_WINDOW = 512
+_ENCODER_WINDOW_PER_HALO = 8
 
 
 @dataclass(frozen=True)
@@ -89,17 +94,19 @@ def crop_replicated(rgb: np.ndarray, rows: tuple[int, int], cols: tuple[int, int
 
 
 def encode_latent(entry: WeightsEntry, scale: int, depth: int, rgb: np.ndarray,
-                  window: int = DEFAULT_WINDOW) -> np.ndarray:
+                  window: int | None = None) -> np.ndarray:
     """(H, W, 3) uint8 image -> (3, ceil(H / 2**k), ceil(W / 2**k)) float32 latent, window by window.
 
     The image is treated as padded to a multiple of 2**k by edge replication,
-    without making that padded copy.
+    without making that padded copy. ``window`` None: the default size.
     """
     step = 1 << depth
     height, width = rgb.shape[:2]
     lh, lw = -(-height // step), -(-width // step)
-    core = max(step, window // step * step)
     halo = encoder_halo(depth)
+    if window is None:
+        window = max(DEFAULT_WINDOW, _ENCODER_WINDOW_PER_HALO * halo)
+    core = max(step, window // step * step)
     latent = np.empty((3, lh, lw), dtype=np.float32)
     for rs in spans(lh * step, core, halo):
         for cs in spans(lw * step, core, halo):
@@ -113,7 +120,7 @@ def encode_latent(entry: WeightsEntry, scale: int, depth: int, rgb: np.ndarray,
 
 
 def decode_windows(entry: WeightsEntry, scale: int, depth: int, latent_of, latent_size: tuple[int, int],
-                   window: int = DEFAULT_WINDOW) -> Iterator[tuple[int, int, np.ndarray]]:
+                   window: int | None = None) -> Iterator[tuple[int, int, np.ndarray]]:
     """Run the decoder window by window; yields (y, x, uint8 RGB block) in pixels of the padded image.
 
     ``latent_of(rows, cols)`` returns the float32 latent of a window (rows and
@@ -122,7 +129,7 @@ def decode_windows(entry: WeightsEntry, scale: int, depth: int, latent_of, laten
     """
     step = 1 << depth
     lh, lw = latent_size
-    core = max(1, window // step)
+    core = max(1, (window or DEFAULT_WINDOW) // step)
     halo = decoder_halo(depth)
     for rs in spans(lh, core, halo):
         for cs in spans(lw, core, halo):
