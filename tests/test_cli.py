@@ -92,7 +92,7 @@ def test_bad_inputs_give_one_line_and_no_output(tmp_path, png):
         (tcdec, [tmp_path / "missing.tcz", "-o", tmp_path / "o2.png"], "no such file"),
         (tcdec, [png, "-o", tmp_path / "o3.png"], "not a .tcz file"),
         (tcenc, [tmp_path / "notes.txt", "-o", tmp_path / "o4.tcz"], "not an image"),
-        (tcenc, [tmp_path, "-o", tmp_path / "o5.tcz"], "directory"),
+        (tcenc, [tmp_path, "-o", png], "is not a folder"),  # a folder input is a batch: -o must be a folder
         (tcenc, [png, "-o", tmp_path / "no" / "such" / "dir.tcz"], "No such file or directory"),
     ]
     for cmd, args, message in cases:

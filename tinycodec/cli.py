@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import io
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -23,12 +24,14 @@ from pathlib import Path
 import click
 import numpy as np
 
-from . import __version__
-from .codec import DEFAULT_PLANES, DEFAULT_SCALE, SCALES, PartialAlphaWarning, decode_with_info, encode
+from . import __version__, batch
+from .codec import (DEFAULT_PLANES, DEFAULT_SCALE, SCALES, PartialAlphaWarning, decode_with_info, encode,
+                    encode_planar)
 from .errors import TinyCodecError
-from .files import read_image, read_tcz, save_image, write_atomic
+from .files import format_for_suffix, read_image, read_source, read_tcz, save_image, save_image_to, write_atomic
 from .image import HighBitDepthWarning
 from .limits import DEFAULT_LIMITS
+from .metadata import MetadataWarning
 
 ENHANCE_FILTERS = ("none",)  # learned filters arrive with the enhancement issue
 
@@ -97,17 +100,6 @@ def _user_errors(prog: str):
     return wrap
 
 
-def _read_input(path: str) -> bytes:
-    if path == "-":
-        return sys.stdin.buffer.read()
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise TinyCodecError(f"no such file: {path}") from None
-    except IsADirectoryError:
-        raise TinyCodecError(f"is a directory: {path}") from None
-
-
 @contextlib.contextmanager
 def _notes(prog: str, quiet: bool):
     """Collect the warnings tinycodec gives users and print them as notes afterwards."""
@@ -116,7 +108,7 @@ def _notes(prog: str, quiet: bool):
         yield
     if not quiet:
         for w in caught:
-            if issubclass(w.category, (HighBitDepthWarning, PartialAlphaWarning)):
+            if issubclass(w.category, (HighBitDepthWarning, PartialAlphaWarning, MetadataWarning)):
                 click.echo(f"{prog}: note: {w.message}", err=True)
 
 
@@ -148,70 +140,145 @@ def _write_output(path: str, data: bytes) -> None:
         write_atomic(path, data)
 
 
+def _single_output(source: str, output: str | None, suffix: str) -> str:
+    """Output name for one input: -o as given, in the folder -o, or beside the input ('-' to '-')."""
+    if output is not None and output != "-" and batch.is_directory_target(output):
+        if source == "-":
+            raise TinyCodecError("-o is a folder, but stdin has no file name: give -o FILE")
+        Path(output).mkdir(parents=True, exist_ok=True)
+        return str(Path(output) / (Path(source).stem + suffix))
+    if output is not None:
+        return output
+    return "-" if source == "-" else str(Path(source).with_suffix(suffix))
+
+
+def _is_batch(inputs: tuple[str, ...]) -> bool:
+    if len(inputs) > 1 and "-" in inputs:
+        raise TinyCodecError("'-' (stdin) cannot be combined with other inputs")
+    return len(inputs) > 1 or (inputs[0] != "-" and Path(inputs[0]).is_dir())
+
+
+def _run_batch(prog: str, jobs: list[batch.Job], work, workers: int, quiet: bool) -> None:
+    """Run the jobs with a progress bar (on a terminal, unless -q); report failures by name; exit 1 if any."""
+    from tqdm import tqdm  # only batch mode needs it
+
+    summary = batch.Summary()
+    start = time.perf_counter()
+    # shutil falls back to 80x24 where a terminal reports a size of 0 (tqdm would then draw nothing)
+    columns, lines = shutil.get_terminal_size()
+    with tqdm(total=len(jobs), unit="file", desc=prog, file=sys.stderr, leave=False, ncols=columns, nrows=lines,
+              disable=quiet or not sys.stderr.isatty()) as bar:
+        for outcome in batch.run(jobs, work, workers):
+            summary.add(outcome)
+            if outcome.error is not None:
+                bar.write(f"{prog}: error: {outcome.job.src}: {outcome.error}", file=sys.stderr)
+            elif not quiet:
+                for note in outcome.notes:
+                    bar.write(f"{prog}: note: {outcome.job.src}: {note}", file=sys.stderr)
+            bar.update()
+    summary.seconds = time.perf_counter() - start
+    if not quiet:
+        click.echo(f"{prog}: {summary.line(workers)}", err=True)
+    if summary.failed:
+        sys.exit(1)
+
+
+_JOBS_HELP = "Parallel workers: files in parallel with several inputs, tiles of the image with one."
+
+
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("image", type=str)
+@click.argument("images", nargs=-1, required=True, type=str)
 @click.option("-o", "--output", type=str, default=None,
-              help="Output .tcz file, '-' for stdout. Default: IMAGE with the suffix .tcz (stdout for stdin input).")
+              help="Output .tcz file, '-' for stdout, or a folder (ends with '/', or exists; required to be one "
+                   "with several inputs). Default: each IMAGE with the suffix .tcz (stdout for stdin input).")
 @click.option("-s", "--scale", type=click.Choice([str(s) for s in SCALES]), default=str(DEFAULT_SCALE),
               show_default=True, help="Pixels per latent element: larger is smaller and blurrier.")
 @click.option("-p", "--planes", type=click.IntRange(1, 8), default=DEFAULT_PLANES, show_default=True,
               help="Bit-planes of the 8-bit latent kept: fewer is smaller.")
-@click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True, help=_JOBS_HELP)
+@click.option("--strip", is_flag=True, help="Drop the ICC profile and EXIF orientation instead of carrying them.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (no progress bar, no summary).")
 @click.version_option(__version__, "-V", "--version", prog_name="tcenc")
 @_user_errors("tcenc")
-def tcenc(image: str, output: str | None, scale: str, planes: int, force: bool, quiet: bool) -> None:
-    """Encode IMAGE (any format Pillow reads; '-' for stdin) to a .tcz file."""
-    im = read_image(io.BytesIO(_read_input("-")) if image == "-" else image)
-    if output is None:
-        output = "-" if image == "-" else str(Path(image).with_suffix(".tcz"))
+def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, jobs: int, strip: bool,
+          force: bool, quiet: bool) -> None:
+    """Encode IMAGES (any format Pillow reads; folders: the images in them; '-' for stdin) to .tcz files."""
+    if _is_batch(images):
+        sources = batch.expand_inputs(images, batch.image_suffixes())
+        settings = batch.EncodeSettings(int(scale), planes, keep_metadata=not strip, force=force)
+        jobs_list = batch.plan_jobs(sources, output, batch.TCZ_SUFFIX)
+        _run_batch("tcenc", jobs_list, functools.partial(batch.encode_job, settings=settings), jobs, quiet)
+        return
+    image = images[0]
+    source = read_source(io.BytesIO(sys.stdin.buffer.read()) if image == "-" else image, keep_metadata=not strip)
+    output = _single_output(image, output, batch.TCZ_SUFFIX)
     _check_output(output, force, image)
     with _notes("tcenc", quiet):
         start = time.perf_counter()
-        data = encode(im, scale=int(scale), planes=planes)
+        data = encode_planar(source.planar, int(scale), planes, metadata=source.metadata, workers=jobs)
         elapsed = time.perf_counter() - start
     _write_output(output, data)
     if not quiet:
-        bpp = 8 * len(data) / (im.width * im.height)
-        click.echo(f"{image} -> {output}: {im.width}x{im.height} {im.mode}, scale {scale}, {planes} planes, "
-                   f"{len(data)} bytes, {bpp:.4f} bpp, {elapsed * 1000:.0f} ms", err=True)
+        bpp = 8 * len(data) / (source.width * source.height)
+        click.echo(f"{image} -> {output}: {source.width}x{source.height} {source.mode}, scale {scale}, "
+                   f"{planes} planes, {len(data)} bytes, {bpp:.4f} bpp, {elapsed * 1000:.0f} ms", err=True)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("file", type=str)
+@click.argument("files", nargs=-1, required=True, type=str)
 @click.option("-o", "--output", type=str, default=None,
-              help="Output image; the format follows the extension. '-' writes PNG to stdout. Default: FILE with .png.")
+              help="Output image (the format follows the extension), '-' for PNG on stdout, or a folder (ends "
+                   "with '/', or exists; required to be one with several inputs). Default: each FILE with the "
+                   "suffix of --format.")
+@click.option("--format", "fmt", type=str, default="png", show_default=True,
+              help="Output format (an extension: png, webp, bmp, tiff, ...) when -o names no file.")
 @click.option("--enhance", type=str, default="none", show_default=True,
               help=f"Post-decode filter: {', '.join(ENHANCE_FILTERS)}.")
-@click.option("--partial", is_flag=True, help="Decode a truncated file from the bit-planes that arrived whole.")
+@click.option("--partial", is_flag=True, help="Decode a truncated file from the bit-plane segments that arrived whole.")
 @click.option("--max-pixels", type=click.IntRange(min=0), default=DEFAULT_LIMITS.max_pixels, show_default=True,
               help="Refuse images with more pixels than this (0: no limit).")
-@click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True, help=_JOBS_HELP)
+@click.option("--strip", is_flag=True, help="Do not write the ICC profile and EXIF orientation into the output.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (no progress bar, no summary).")
 @click.version_option(__version__, "-V", "--version", prog_name="tcdec")
 @_user_errors("tcdec")
-def tcdec(file: str, output: str | None, enhance: str, partial: bool, max_pixels: int, force: bool,
-          quiet: bool) -> None:
-    """Decode a .tcz FILE ('-' for stdin) to an image."""
+def tcdec(files: tuple[str, ...], output: str | None, fmt: str, enhance: str, partial: bool, max_pixels: int,
+          jobs: int, strip: bool, force: bool, quiet: bool) -> None:
+    """Decode .tcz FILES (folders: the .tcz files in them; '-' for stdin) to images."""
     if enhance not in ENHANCE_FILTERS:
         raise TinyCodecError(f"unknown enhancement filter '{enhance}': choose from {', '.join(ENHANCE_FILTERS)}")
+    suffix = "." + fmt.lower().lstrip(".")
+    format_for_suffix(suffix)  # an unknown format fails here, before any work
     limits = dataclasses.replace(DEFAULT_LIMITS, max_pixels=max_pixels or None)
+    if _is_batch(files):
+        sources = batch.expand_inputs(files, {batch.TCZ_SUFFIX})
+        settings = batch.DecodeSettings(partial=partial, keep_metadata=not strip, force=force, limits=limits)
+        jobs_list = batch.plan_jobs(sources, output, suffix)
+        _run_batch("tcdec", jobs_list, functools.partial(batch.decode_job, settings=settings), jobs, quiet)
+        return
+    file = files[0]
     data = read_tcz(sys.stdin.buffer if file == "-" else file, limits=limits)
-    if output is None:
-        output = "-" if file == "-" else str(Path(file).with_suffix(".png"))
+    output = _single_output(file, output, suffix)
     _check_output(output, force, file)
     with _notes("tcdec", quiet):
         start = time.perf_counter()
-        image, info = decode_with_info(data, partial=partial, limits=limits)
+        image, info = decode_with_info(data, partial=partial, limits=limits, workers=jobs)
         elapsed = time.perf_counter() - start
+    del data
     if output == "-":
         buf = io.BytesIO()
-        image.save(buf, format="PNG")
+        save_image_to(buf, image, "PNG", keep_metadata=not strip)
         _write_output("-", buf.getvalue())
     else:
-        save_image(image, output)
+        save_image(image, output, keep_metadata=not strip)
     if not quiet:
-        planes = f"{info.planes_decoded} of {info.planes} planes" if partial else f"{info.planes} planes"
+        planes = f"{info.planes} planes"
+        if partial:
+            planes = f"{info.planes_decoded} of {info.planes} planes"
+            if info.tiles_refined:
+                planes += f" (plane {info.planes_decoded + 1} in {info.tiles_refined} of {info.tiles} tiles)"
         click.echo(f"{file} -> {output}: {info.width}x{info.height} {info.mode}, scale {info.scale}, {planes}, "
                    f"{elapsed * 1000:.0f} ms", err=True)
 

@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
 
-from . import container, entropy, quantize, runtime
+from . import container, entropy, parallel, quantize, tiling
 from .container import ALPHA_PLANES, Header
 from .errors import TinyCodecError
 from .image import Planar, to_pil, to_planar
 from .limits import DEFAULT_LIMITS, Deadline, Limits
+from .metadata import Metadata
 from .models import SCALE_DEPTHS
-from .zoo import current_entry, entry_for_file, model_name
+from .zoo import WeightsEntry, current_entry, entry_for_file, model_name
 
 DEFAULT_SCALE = 16
 DEFAULT_PLANES = 8
-DEFAULT_TILE = 256  # latent elements per tile side
+DEFAULT_TILE = 256  # latent elements per tile side (entropy coding)
 SCALES = tuple(sorted(SCALE_DEPTHS))
 
 # Encoder-side pixel cap: the decoder's default, so that no file is written that a default reader refuses.
@@ -29,6 +30,10 @@ class PartialAlphaWarning(UserWarning):
     """A partial decode had the colour planes but not the whole alpha channel."""
 
 
+# Keys a decoded image carries in ``image.info`` besides the metadata.
+INFO_PLANES_DECODED = "tcz_planes_decoded"
+
+
 @dataclass
 class DecodeInfo:
     """What a decode found in the file."""
@@ -37,30 +42,32 @@ class DecodeInfo:
     height: int
     scale: int
     planes: int  # kept planes in the file
-    planes_decoded: int  # fewer than ``planes`` only for a partial decode
+    planes_decoded: int  # planes every tile has: fewer than ``planes`` only for a partial decode
     model: str
     mode: str
+    tiles: int = 1  # tiles of the latent grid
+    tiles_refined: int = 0  # partial decode: tiles that also have plane planes_decoded + 1
+    complete: bool = True  # every segment of the file was decoded
+    metadata: Metadata = field(default_factory=Metadata)
 
 
-def _tile_slices(header: Header, tile_scale: int = 1):
+def _tile_slices(header: Header, tile_scale: int = 1) -> list[tuple[slice, slice]]:
     """(row slice, col slice) of every tile, in file order; ``tile_scale`` 2**k gives pixel tiles."""
     rows, cols = header.tiles
     t = header.tile * tile_scale
-    for r in range(rows):
-        for c in range(cols):
-            yield slice(r * t, (r + 1) * t), slice(c * t, (c + 1) * t)
+    return [(slice(r * t, (r + 1) * t), slice(c * t, (c + 1) * t)) for r in range(rows) for c in range(cols)]
 
 
-def _pad_to_multiple(rgb: np.ndarray, step: int) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    ph, pw = -h % step, -w % step
-    if ph or pw:  # edge replication keeps the padding cheap to code and seam-free
-        rgb = np.pad(rgb, ((0, ph), (0, pw), (0, 0)), mode="edge")
-    return rgb
+def _check_workers(workers: int, window: int | None) -> None:
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be an integer >= 1, not {workers!r}")
+    if window is not None and (not isinstance(window, int) or window < 1):
+        raise ValueError(f"window must be an integer >= 1 pixels, not {window!r}")
 
 
 def encode(image: Image.Image | np.ndarray, scale: int = DEFAULT_SCALE, planes: int = DEFAULT_PLANES,
-           *, tile: int = DEFAULT_TILE) -> bytes:
+           *, tile: int = DEFAULT_TILE, keep_metadata: bool = True, workers: int = 1,
+           window: int | None = None) -> bytes:
     """Encode an image to ``.tcz`` bytes.
 
     image: a PIL image (any mode Pillow reads; grey stays grey, alpha is kept
@@ -68,16 +75,36 @@ def encode(image: Image.Image | np.ndarray, scale: int = DEFAULT_SCALE, planes: 
         uint8 array of shape HxW, HxWx1, HxWx2, HxWx3 or HxWx4.
     scale: pixels per latent element: 4, 16, 64 or 256 (larger = smaller file).
     planes: most significant bit-planes of the 8-bit latent kept, 1..8 (fewer = smaller file).
-    tile: tile side in latent elements (tiles are coded independently).
+    tile: tile side in latent elements (tiles are entropy-coded independently).
+    keep_metadata: carry the ICC profile and EXIF orientation of a PIL image
+        into the file (False drops them).
+    workers: processes that entropy-code tiles in parallel (useful for images
+        of several tiles, i.e. above about 4 megapixels at scale 16).
+    window: pixels per side of the windows the encoder network runs on (None:
+        512, wider at scale 256); any value gives the same latent up to float
+        rounding, smaller needs less memory.
 
     Raises TinyCodecError for images the codec cannot take, ValueError for bad arguments.
+    """
+    metadata = Metadata.from_image(image) if keep_metadata and isinstance(image, Image.Image) else Metadata()
+    return encode_planar(to_planar(image), scale, planes, metadata=metadata, tile=tile, workers=workers,
+                         window=window)
+
+
+def encode_planar(planar: Planar, scale: int = DEFAULT_SCALE, planes: int = DEFAULT_PLANES, *,
+                  metadata: Metadata = Metadata(), tile: int = DEFAULT_TILE, workers: int = 1,
+                  window: int | None = None) -> bytes:
+    """:func:`encode` for an image already brought to :class:`Planar` form.
+
+    Lets a caller drop its PIL image before the networks run (a 100-megapixel
+    RGB image takes 400 MB in Pillow).
     """
     if scale not in SCALE_DEPTHS:
         raise ValueError(f"scale must be one of {SCALES}, not {scale}")
     quantize.check_planes(planes)
     if not 8 <= tile <= 0xFFFF:
         raise ValueError("tile must be 8..65535 latent elements")
-    planar: Planar = to_planar(image)
+    _check_workers(workers, window)
     height, width = planar.rgb.shape[:2]
     if width * height > MAX_IMAGE_PIXELS:
         raise TinyCodecError(f"image of {width}x{height} pixels exceeds the limit of {MAX_IMAGE_PIXELS} pixels")
@@ -85,106 +112,186 @@ def encode(image: Image.Image | np.ndarray, scale: int = DEFAULT_SCALE, planes: 
     depth = SCALE_DEPTHS[scale]
     entry = current_entry(model_name(scale))
     try:
-        latent = runtime.run_encoder(entry, scale, _pad_to_multiple(planar.rgb, 1 << depth))
+        latent = tiling.encode_latent(entry, scale, depth, planar.rgb, window)
     except (MemoryError, RuntimeError) as exc:
         raise TinyCodecError(f"cannot encode a {width}x{height} image here: {exc}") from None
-    lo, hi = quantize.latent_range(latent)
-    symbols = quantize.quantize(latent, lo, hi, planes)
+    lo, hi = quantize.latent_range(latent)  # per image: needs the whole (small) latent
 
     header = Header(
         width=width, height=height, color_channels=1 if planar.grey else 3,
         has_alpha=planar.alpha is not None, depth=depth, planes=planes, coder_id=entropy.CODER_ID,
         tile=tile, lo=tuple(float(v) for v in lo), hi=tuple(float(v) for v in hi),
-        model=entry.model, weights_id=entry.short_id,
+        model=entry.model, weights_id=entry.short_id, extensions=metadata.to_extensions(),
     )
-    groups: list[list[bytes]] = [[] for _ in range(header.n_groups)]
-    for rows, cols in _tile_slices(header):
-        for plane, segment in enumerate(entropy.encode_tile(np.ascontiguousarray(symbols[:, rows, cols]), planes)):
-            groups[plane].append(segment)
+    # Quantising tile by tile gives the same symbols as quantising the whole latent (elementwise).
+    jobs = [(np.ascontiguousarray(quantize.quantize(latent[:, rows, cols], lo, hi, planes)), planes)
+            for rows, cols in _tile_slices(header)]
+    del latent
     if planar.alpha is not None:
-        for rows, cols in _tile_slices(header, 1 << depth):
-            tile_alpha = np.ascontiguousarray(planar.alpha[None, rows, cols])
-            for plane, segment in enumerate(entropy.encode_tile(tile_alpha, ALPHA_PLANES)):
-                groups[planes + plane].append(segment)
+        jobs += [(np.ascontiguousarray(planar.alpha[None, rows, cols]), ALPHA_PLANES)
+                 for rows, cols in _tile_slices(header, 1 << depth)]
+    tiles_segments = parallel.map_in_order(entropy.encode_tile, jobs, workers)
+    n_tiles = len(tiles_segments) // (2 if planar.alpha is not None else 1)
+    colour, alpha = tiles_segments[:n_tiles], tiles_segments[n_tiles:]
+    groups = [[segments[plane] for segments in colour] for plane in range(planes)]
+    groups += [[segments[plane] for segments in alpha] for plane in range(ALPHA_PLANES if alpha else 0)]
     return container.pack(header, groups)
 
 
-def decode_with_info(data: bytes, *, partial: bool = False, max_pixels: int | None = None,
-                     limits: Limits = DEFAULT_LIMITS) -> tuple[Image.Image, DecodeInfo]:
-    """Decode ``.tcz`` bytes; also report what was decoded. See :func:`decode`."""
+def _open(data: bytes, partial: bool, limits: Limits, max_pixels: int | None) -> tuple[container.Decoded, WeightsEntry]:
+    """Split and verify a file and find the weights that decode it."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"expected bytes, not {type(data).__name__}")
     if not isinstance(limits, Limits):
         raise TypeError(f"limits must be a tinycodec.Limits, not {type(limits).__name__}")
-    data = bytes(data)
-    unpacked = container.unpack(data, partial=partial, limits=limits, max_pixels=max_pixels)
-    try:
-        return _decode_unpacked(unpacked, limits.deadline(unpacked.header.width, unpacked.header.height))
-    except MemoryError:  # the limits keep this rare, but a small machine can still run out
-        h = unpacked.header
-        raise TinyCodecError(f"not enough memory to decode a {h.width}x{h.height} image here") from None
-
-
-def _decode_unpacked(unpacked: container.Decoded, deadline: Deadline) -> tuple[Image.Image, DecodeInfo]:
-    header, groups = unpacked.header, unpacked.groups
+    unpacked = container.unpack(bytes(data), partial=partial, limits=limits, max_pixels=max_pixels)
+    header = unpacked.header
     if header.coder_id != entropy.CODER_ID:
         raise TinyCodecError(f"file uses entropy coder {header.coder_id}, this tinycodec has {entropy.CODER_ID}")
     for ext_type, _ in header.extensions:
         if ext_type & container.EXT_CRITICAL:
             raise TinyCodecError(f"file needs header extension {ext_type}, unknown to this tinycodec: upgrade")
-    scale = header.scale
-    if header.model != model_name(scale):
-        raise TinyCodecError(f"file names model '{header.model}' for scale level {scale}: not a known pairing")
-    entry = entry_for_file(header.model, header.weights_id)
+    if header.model != model_name(header.scale):
+        raise TinyCodecError(f"file names model '{header.model}' for scale level {header.scale}: not a known pairing")
+    return unpacked, entry_for_file(header.model, header.weights_id)
 
-    colour_groups = groups[: header.planes]
-    decoded_planes = len(colour_groups)
-    if decoded_planes == 0:
+
+def verify(data: bytes, *, max_pixels: int | None = None, limits: Limits = DEFAULT_LIMITS) -> None:
+    """Check a whole file without decoding it: structure, every checksum, coder and model known, limits.
+
+    Raises TinyCodecError for the first problem found.
+    """
+    _open(data, False, limits, max_pixels)
+
+
+def _planes_per_tile(unpacked: container.Decoded, first_group: int, n_groups: int, n_tiles: int) -> list[int]:
+    """How many planes of the groups [first_group, first_group + n_groups) each tile has.
+
+    Complete groups count for every tile; of the group that was cut, the
+    tiles whose segment arrived whole get one plane more.
+    """
+    complete = min(max(len(unpacked.groups) - first_group, 0), n_groups)
+    cut_here = len(unpacked.groups) == first_group + complete and complete < n_groups
+    arrived = len(unpacked.next_group) if cut_here else 0
+    return [complete + (1 if t < arrived else 0) for t in range(n_tiles)]
+
+
+def _segments_of_tile(unpacked: container.Decoded, first_group: int, tile: int, planes: int) -> list[bytes]:
+    groups = unpacked.groups
+    return [groups[g][tile] if g < len(groups) else unpacked.next_group[tile]
+            for g in range(first_group, first_group + planes)]
+
+
+def decode_with_info(data: bytes, *, partial: bool = False, max_pixels: int | None = None,
+                     limits: Limits = DEFAULT_LIMITS, workers: int = 1,
+                     window: int | None = None) -> tuple[Image.Image, DecodeInfo]:
+    """Decode ``.tcz`` bytes; also report what was decoded. See :func:`decode`."""
+    _check_workers(workers, window)
+    unpacked, entry = _open(data, partial, limits, max_pixels)
+    header = unpacked.header
+    try:
+        return _decode_unpacked(unpacked, entry, limits.deadline(header.width, header.height), workers, window)
+    except MemoryError:  # the limits keep this rare, but a small machine can still run out
+        raise TinyCodecError(f"not enough memory to decode a {header.width}x{header.height} image here") from None
+
+
+def _decode_unpacked(unpacked: container.Decoded, entry: WeightsEntry, deadline: Deadline, workers: int,
+                     window: int | None) -> tuple[Image.Image, DecodeInfo]:
+    header = unpacked.header
+    scale, depth, step = header.scale, header.depth, 1 << header.depth
+    tiles = _tile_slices(header)
+
+    colour_planes = _planes_per_tile(unpacked, 0, header.planes, len(tiles))
+    if max(colour_planes) == 0:
         raise TinyCodecError("truncated .tcz file: not even the first bit-plane arrived")
     lh, lw = header.latent_size
-    symbols = np.empty((3, lh, lw), dtype=np.uint8)
-    for index, (rows, cols) in enumerate(_tile_slices(header)):
-        shape = symbols[:, rows, cols].shape
-        segments = [group[index] for group in colour_groups]
-        symbols[:, rows, cols] = entropy.decode_tile(segments, header.planes, shape, deadline.check)
+    jobs = [(_segments_of_tile(unpacked, 0, t, m), header.planes, (3, *_extent(rows, cols, lh, lw)), deadline.check)
+            for t, ((rows, cols), m) in enumerate(zip(tiles, colour_planes))]
+    centres = np.empty((3, lh, lw), dtype=np.uint16)  # twice the 8-bit code of each latent element
+    for (rows, cols), m, symbols in zip(tiles, colour_planes, parallel.map_in_order(entropy.decode_tile, jobs, workers)):
+        centres[:, rows, cols] = quantize.bin_centres_x2(symbols, m)
+    alpha, alpha_complete = _decode_alpha(unpacked, workers, deadline)
+
     lo = np.array(header.lo, dtype=np.float32)
     hi = np.array(header.hi, dtype=np.float32)
-    latent = quantize.dequantize(symbols, lo, hi, decoded_planes)
+
+    def latent_of(rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+        return quantize.dequantize_centres(centres[:, rows[0] : rows[1], cols[0] : cols[1]], lo, hi)
+
+    grey = header.color_channels == 1
+    image = Image.new(("LA" if alpha is not None else "L") if grey else ("RGBA" if alpha is not None else "RGB"),
+                      (header.width, header.height))
     try:
-        rgb = runtime.run_decoder(entry, scale, latent)[: header.height, : header.width]
+        for y, x, rgb in tiling.decode_windows(entry, scale, depth, latent_of, (lh, lw), window):
+            rgb = rgb[: header.height - y, : header.width - x]  # drop the padding to a multiple of 2**k
+            block_alpha = None if alpha is None else alpha[y : y + rgb.shape[0], x : x + rgb.shape[1]]
+            image.paste(to_pil(np.ascontiguousarray(rgb), block_alpha, grey), (x, y))
+            deadline.check()  # network windows cannot be cut short, but their time counts
     except (MemoryError, RuntimeError) as exc:  # torch reports allocation failures as RuntimeError
         raise TinyCodecError(f"cannot decode a {header.width}x{header.height} image here: {exc}") from None
-    deadline.check()  # the network is one call: its time counts, though it cannot be cut short
 
-    alpha = None
-    if header.has_alpha:
-        alpha_groups = groups[header.planes :]
-        if len(alpha_groups) == ALPHA_PLANES:
-            alpha = np.empty((header.height, header.width), dtype=np.uint8)
-            for index, (rows, cols) in enumerate(_tile_slices(header, 1 << header.depth)):
-                shape = (1, *alpha[rows, cols].shape)
-                segments = [g[index] for g in alpha_groups]
-                alpha[rows, cols] = entropy.decode_tile(segments, ALPHA_PLANES, shape, deadline.check)[0]
-        else:  # partial file: colour arrived, alpha did not; show it opaque rather than fail
-            alpha = np.full((header.height, header.width), 255, dtype=np.uint8)
-            warnings.warn("alpha planes incomplete in partial file: shown opaque", PartialAlphaWarning, stacklevel=3)
-
-    image = to_pil(np.ascontiguousarray(rgb), alpha, header.color_channels == 1)
-    info = DecodeInfo(header.width, header.height, scale, header.planes, decoded_planes, header.model, image.mode)
+    planes_decoded = min(colour_planes)
+    metadata = Metadata.from_extensions(header.extensions)
+    metadata.attach(image)
+    image.info[INFO_PLANES_DECODED] = planes_decoded
+    info = DecodeInfo(
+        header.width, header.height, scale, header.planes, planes_decoded, header.model, image.mode,
+        tiles=len(tiles), tiles_refined=sum(m > planes_decoded for m in colour_planes),
+        complete=planes_decoded == header.planes and alpha_complete, metadata=metadata,
+    )
     return image, info
 
 
-def decode(data: bytes, *, partial: bool = False, max_pixels: int | None = None,
-           limits: Limits = DEFAULT_LIMITS) -> Image.Image:
+def _extent(rows: slice, cols: slice, height: int, width: int) -> tuple[int, int]:
+    """Size of a tile of the grid, clipped to the array (the last row and column may be smaller)."""
+    return min(rows.stop, height) - rows.start, min(cols.stop, width) - cols.start
+
+
+def _decode_alpha(unpacked: container.Decoded, workers: int, deadline: Deadline) -> tuple[np.ndarray | None, bool]:
+    """The alpha channel (None if the file has none) and whether all of it arrived.
+
+    In a partial file alpha comes last: tiles with some of its planes get the
+    centre of their bins, tiles with none are shown opaque.
+    """
+    header = unpacked.header
+    if not header.has_alpha:
+        return None, True
+    tiles = _tile_slices(header, 1 << header.depth)
+    planes = _planes_per_tile(unpacked, header.planes, ALPHA_PLANES, len(tiles))
+    alpha = np.full((header.height, header.width), 255, dtype=np.uint8)
+    jobs = [(_segments_of_tile(unpacked, header.planes, t, m), ALPHA_PLANES,
+             (1, *_extent(rows, cols, header.height, header.width)), deadline.check)
+            for t, ((rows, cols), m) in enumerate(zip(tiles, planes)) if m]
+    decoded = iter(parallel.map_in_order(entropy.decode_tile, jobs, workers))
+    for (rows, cols), m in zip(tiles, planes):
+        if m:
+            alpha[rows, cols] = quantize.bin_centres_x2(next(decoded)[0], m) >> 1
+    complete = min(planes) == ALPHA_PLANES
+    if not complete:
+        warnings.warn(f"alpha channel incomplete in partial file ({min(planes)} of {ALPHA_PLANES} planes): "
+                      "approximated, opaque where nothing arrived", PartialAlphaWarning, stacklevel=3)
+    return alpha, complete
+
+
+def decode(data: bytes, *, partial: bool = False, max_pixels: int | None = None, limits: Limits = DEFAULT_LIMITS,
+           workers: int = 1, window: int | None = None) -> Image.Image:
     """Decode ``.tcz`` bytes to a PIL image (mode L, LA, RGB or RGBA, the original size).
 
-    partial: accept a truncated file and decode the bit-planes that arrived
-        whole (progressive decoding); without it a truncated file is an error.
+    partial: accept a truncated file (a partial download) and decode what
+        arrived: every bit-plane segment that is complete (progressive
+        decoding); ``image.info["tcz_planes_decoded"]`` says how many planes
+        every tile has (``decode_with_info`` says more). Without it a
+        truncated file is an error.
     limits: what one decode may cost (pixels, payload size, time per pixel);
         see :class:`tinycodec.Limits`. The pixel and payload limits are checked
         on the header, before anything is allocated for the image.
     max_pixels: shorthand for ``limits.max_pixels``.
+    workers: processes that entropy-decode tiles in parallel.
+    window: pixels per side of the windows the decoder network runs on (None: 512).
 
+    The ICC profile and EXIF orientation stored in the file are in
+    ``image.info["icc_profile"]`` and ``image.info["exif"]``.
     Raises TinyCodecError for anything wrong with the data, a limit included.
     """
-    return decode_with_info(data, partial=partial, max_pixels=max_pixels, limits=limits)[0]
+    return decode_with_info(data, partial=partial, max_pixels=max_pixels, limits=limits, workers=workers,
+                            window=window)[0]

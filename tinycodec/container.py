@@ -23,6 +23,9 @@ DEFAULT_MAX_PIXELS = DEFAULT_LIMITS.max_pixels  # Pillow's MAX_IMAGE_PIXELS; see
 FLAG_ALPHA = 0x01
 _KNOWN_FLAGS = FLAG_ALPHA
 EXT_CRITICAL = 0x80  # an extension a decoder must understand to decode correctly
+# Non-critical extension records (contents: tinycodec/metadata.py, format_spec.md).
+EXT_ICC_PROFILE = 0x01  # zlib-compressed ICC profile
+EXT_ORIENTATION = 0x02  # EXIF orientation, one byte 1..8
 ALPHA_PLANES = 8
 MAX_LATENT = 1e30  # |lo|, |hi| bound: keeps hi - lo finite in float32
 SEGMENT_WORD = 4  # coder 1 writes 32-bit words: every segment length is a multiple of 4
@@ -81,11 +84,15 @@ class Decoded:
     """What :func:`unpack` found: the header and, per group, the tiles' segments.
 
     ``groups`` holds only the groups that are complete and verified; with
-    ``partial=True`` that may be fewer than ``header.n_groups``.
+    ``partial=True`` that may be fewer than ``header.n_groups``, and
+    ``next_group`` then holds the segments of the following group that
+    arrived whole (its first tiles, in raster order). Those cannot be checked
+    against the group's CRC, which covers the whole group.
     """
 
     header: Header
     groups: list[list[bytes]]
+    next_group: list[bytes] = field(default_factory=list)
 
 
 def _varint(n: int) -> bytes:
@@ -294,7 +301,8 @@ def unpack(data: bytes, *, partial: bool = False, limits: Limits = DEFAULT_LIMIT
 
     With ``partial=False`` the file must be complete and every checksum must
     match. With ``partial=True`` a truncated file yields the groups that
-    arrived whole (each still verified); a damaged group is still an error.
+    arrived whole (each still verified; a damaged one is still an error) and
+    the whole segments of the group that was cut.
     """
     header, table, pos = read_header(data, limits=limits, max_pixels=max_pixels)
     payload_len = sum(sum(lengths) for _, lengths in table)
@@ -303,18 +311,43 @@ def unpack(data: bytes, *, partial: bool = False, limits: Limits = DEFAULT_LIMIT
         raise TinyCodecError(f"truncated .tcz file: {available} of {payload_len} payload bytes present")
     if available > payload_len:
         raise TinyCodecError("corrupt .tcz file: trailing bytes after the payload")
-    groups = []
+    groups: list[list[bytes]] = []
     for index, (crc, lengths) in enumerate(table):
         size = sum(lengths)
-        if pos + size > len(data):
-            break  # partial: this group did not arrive whole
+        if pos + size > len(data):  # partial: this group did not arrive whole
+            return Decoded(header, groups, _whole_segments(data, pos, lengths))
         chunk = data[pos : pos + size]
         if zlib.crc32(chunk) != crc:
             raise TinyCodecError(f"corrupt .tcz file: checksum mismatch in segment group {index}")
-        segments, offset = [], 0
-        for n in lengths:
-            segments.append(chunk[offset : offset + n])
-            offset += n
-        groups.append(segments)
+        groups.append(_split(chunk, lengths))
         pos += size
     return Decoded(header, groups)
+
+
+def _split(chunk: bytes, lengths: list[int]) -> list[bytes]:
+    segments, offset = [], 0
+    for n in lengths:
+        segments.append(chunk[offset : offset + n])
+        offset += n
+    return segments
+
+
+def _whole_segments(data: bytes, pos: int, lengths: list[int]) -> list[bytes]:
+    """The segments of a group, starting at ``pos``, that lie entirely within ``data``."""
+    segments = []
+    for n in lengths:
+        if pos + n > len(data):
+            break
+        segments.append(data[pos : pos + n])
+        pos += n
+    return segments
+
+
+def group_ends(data: bytes) -> list[int]:
+    """File offset just past each segment group: a prefix that long decodes that many groups."""
+    _, table, pos = read_header(data, max_pixels=MAX_DIMENSION * MAX_DIMENSION)
+    ends = []
+    for _, lengths in table:
+        pos += sum(lengths)
+        ends.append(pos)
+    return ends

@@ -39,6 +39,27 @@ def _to_8bit(im: Image.Image) -> Image.Image:
     return Image.fromarray(data.astype(np.uint8), "L")
 
 
+_BAND_PIXELS = 1 << 22  # rows converted at a time from large Pillow images
+
+
+def _pixels(im: Image.Image) -> np.ndarray:
+    """``np.asarray(im)`` (uint8), for large images built a band of rows at a time.
+
+    ``np.asarray`` goes through ``im.tobytes()``, which for a 100-megapixel
+    RGB image holds 300 MB of chunks and 300 MB joined on top of Pillow's own
+    400 MB; band by band the peak is the result plus one band.
+    """
+    width, height = im.size
+    if width * height <= _BAND_PIXELS:
+        return np.asarray(im, dtype=np.uint8)
+    first = np.asarray(im.crop((0, 0, width, 1)), dtype=np.uint8)
+    out = np.empty((height, *first.shape[1:]), dtype=np.uint8)
+    rows = max(1, _BAND_PIXELS // width)
+    for y in range(0, height, rows):
+        out[y : y + rows] = np.asarray(im.crop((0, y, width, min(height, y + rows))), dtype=np.uint8)
+    return out
+
+
 def from_pil(im: Image.Image) -> Planar:
     mode = im.mode
     if mode in ("I", "F") or mode.startswith("I;16"):
@@ -55,18 +76,18 @@ def from_pil(im: Image.Image) -> Planar:
     elif mode == "P":
         im, mode = im.convert("RGB"), "RGB"
     if mode in ("L", "LA"):
-        grey = np.asarray(im.getchannel("L"), dtype=np.uint8)
-        alpha = np.asarray(im.getchannel("A"), dtype=np.uint8) if mode == "LA" else None
+        grey = _pixels(im.getchannel("L"))
+        alpha = _pixels(im.getchannel("A")) if mode == "LA" else None
         return Planar(np.repeat(grey[:, :, None], 3, axis=2), alpha, True)
     if mode == "RGBA":
-        arr = np.asarray(im, dtype=np.uint8)
+        arr = _pixels(im)
         return Planar(np.ascontiguousarray(arr[:, :, :3]), np.ascontiguousarray(arr[:, :, 3]), False)
     if mode != "RGB":  # CMYK, YCbCr, LAB, HSV, RGBX, ...
         try:
             im = im.convert("RGB")
         except (ValueError, OSError) as exc:
             raise TinyCodecError(f"cannot convert a {mode} image to RGB: {exc}") from None
-    return Planar(np.asarray(im, dtype=np.uint8), None, False)
+    return Planar(_pixels(im), None, False)
 
 
 def from_array(arr: np.ndarray) -> Planar:

@@ -43,8 +43,26 @@ def quantize(latent: np.ndarray, lo: np.ndarray, hi: np.ndarray, planes: int) ->
 def dequantize(symbols: np.ndarray, lo: np.ndarray, hi: np.ndarray, planes: int) -> np.ndarray:
     """uint8 symbols with ``planes`` kept planes -> (C, H, W) float32 latent (bin centres)."""
     check_planes(planes)
+    return dequantize_centres(bin_centres_x2(symbols, planes), lo, hi)
+
+
+def bin_centres_x2(symbols: np.ndarray, planes: int) -> np.ndarray:
+    """Twice the 8-bit code at the centre of each symbol's bin, as uint16 (0..510).
+
+    An integer form of the reconstruction point that does not depend on how
+    many planes an element has: a partial decode can hold tiles with
+    different plane counts in one array. ``planes`` 0 (nothing known) gives
+    the middle of the whole range.
+    """
+    if not 0 <= planes <= BITS:
+        raise ValueError(f"planes must be 0..{BITS}, not {planes}")
     shift = BITS - planes
-    centre = symbols.astype(np.float32) * (1 << shift) + ((1 << shift) - 1) / 2.0
+    return (symbols.astype(np.uint16) << (shift + 1)) + np.uint16((1 << shift) - 1)
+
+
+def dequantize_centres(centres_x2: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Output of :func:`bin_centres_x2` -> (C, H, W) float32 latent."""
+    centre = centres_x2.astype(np.float32) * np.float32(0.5)  # exact: halves of integers below 512
     lo3, hi3 = lo[:, None, None], hi[:, None, None]
     return (lo3 + centre / LEVELS * (hi3 - lo3)).astype(np.float32)
 

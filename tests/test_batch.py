@@ -1,0 +1,129 @@
+"""Batch mode of tcenc and tcdec: folders and globs, workers, progress bar, summary, failures by name."""
+
+import os
+import pty
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from tinycodec import batch
+from tinycodec.cli import tcdec, tcenc
+
+from .conftest import photo_like
+
+
+@pytest.fixture
+def folder(tmp_path):
+    src = tmp_path / "photos"
+    src.mkdir()
+    for i in range(3):
+        Image.fromarray(photo_like(30 + i, 40, seed=i)).save(src / f"p{i}.png")
+    Image.fromarray(photo_like(20, 20)).convert("L").save(src / "grey.jpg")
+    (src / "notes.txt").write_text("not an image, and not an image suffix: skipped in a folder")
+    return src
+
+
+def run(cmd, args):
+    return CliRunner().invoke(cmd, [str(a) for a in args])
+
+
+def test_folder_in_folder_out_with_summary(folder, tmp_path):
+    r = run(tcenc, [folder, "-o", tmp_path / "out/", "-s", "64"])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["grey.tcz", "p0.tcz", "p1.tcz", "p2.tcz"]
+    (line,) = r.output.splitlines()  # not a terminal: no progress bar, just the summary
+    assert line.startswith("tcenc: 4 of 4 files, ") and " in, " in line and " out, mean " in line
+    assert "bpp" in line and line.endswith("s (1 worker)")
+
+    r = run(tcdec, [tmp_path / "out", "-o", tmp_path / "png", "--format", "bmp", "-q"])
+    assert r.exit_code == 0 and r.output == ""
+    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == ["grey.bmp", "p0.bmp", "p1.bmp", "p2.bmp"]
+    assert Image.open(tmp_path / "png" / "grey.bmp").mode == "L"
+
+
+def test_failures_are_named_and_the_rest_completes(folder, tmp_path):
+    (folder / "broken.png").write_bytes(b"\x89PNG not really")
+    r = run(tcenc, [*sorted(folder.glob("*.png")), folder / "missing.png", "-o", tmp_path / "out"])
+    assert r.exit_code == 1
+    errors = [line for line in r.output.splitlines() if ": error: " in line]
+    assert len(errors) == 2
+    assert any("broken.png: not an image" in e for e in errors) and any("missing.png: no such file" in e for e in errors)
+    assert "3 of 5 files, 2 failed" in r.output
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["p0.tcz", "p1.tcz", "p2.tcz"]
+    assert "Traceback" not in r.output
+
+
+def test_existing_outputs_and_name_clashes(folder, tmp_path):
+    Image.fromarray(photo_like(10, 10)).save(folder / "p0.bmp")  # p0.png and p0.bmp both make p0.tcz
+    r = run(tcenc, [folder / "p0.png", folder / "p0.bmp", folder / "p1.png", "-s", "256"])
+    assert r.exit_code == 1 and "would overwrite" in r.output and "2 of 3 files" in r.output
+    r = run(tcenc, [folder / "p1.png", folder / "p2.png", "-s", "256"])  # beside the inputs: p1.tcz exists
+    assert r.exit_code == 1 and "p1.tcz already exists (use -f to overwrite)" in r.output
+    assert run(tcenc, [folder / "p1.png", folder / "p2.png", "-s", "256", "-f"]).exit_code == 0
+
+
+def test_parallel_workers(folder, tmp_path):
+    r = run(tcenc, [*sorted(folder.glob("p*.png")), "-o", tmp_path / "j2/", "-j", "2", "-s", "256"])
+    assert r.exit_code == 0, r.output
+    assert "3 of 3 files" in r.output and "(2 workers)" in r.output
+    serial = tmp_path / "j1"
+    assert run(tcenc, [*sorted(folder.glob("p*.png")), "-o", f"{serial}/", "-s", "256", "-q"]).exit_code == 0
+    for name in ("p0.tcz", "p1.tcz", "p2.tcz"):  # workers change nothing in the files
+        assert (tmp_path / "j2" / name).read_bytes() == (serial / name).read_bytes()
+
+
+def test_user_errors(folder, tmp_path):
+    png = folder / "p0.png"
+    cases = [
+        ([png, folder / "p1.png", "-o", png], "is not a folder"),
+        ([png, "-"], "cannot be combined"),
+        ([tmp_path / "empty"], "no image files in"),
+    ]
+    (tmp_path / "empty").mkdir()
+    for args, message in cases:
+        r = run(tcenc, args)
+        assert r.exit_code == 1 and message in r.output and r.output.count("\n") == 1, r.output
+    r = run(tcdec, [png, png, "--format", "nope"])
+    assert r.exit_code == 1 and "unknown output image format" in r.output
+
+
+def test_single_input_into_a_folder(folder, tmp_path):
+    r = run(tcenc, [folder / "p0.png", "-o", f"{tmp_path / 'single'}/"])
+    assert r.exit_code == 0 and "single/p0.tcz" in r.output and "bpp" in r.output
+
+
+def test_summary_line():
+    summary = batch.Summary()
+    job = batch.Job(batch.Path("a.png"), batch.Path("a.tcz"))
+    summary.add(batch.Outcome(job, None, 3_000_000, 20_000, 100_000, 20_000))
+    summary.add(batch.Outcome(job, None, 1_000_000, 10_000, 100_000, 10_000))
+    summary.add(batch.Outcome(job, "broken"))
+    summary.seconds = 1.25
+    assert summary.line(2) == "2 of 3 files, 1 failed, 4.0 MB in, 30.0 kB out, mean 1.2000 bpp, 1.2 s (2 workers)"
+
+
+def test_progress_bar_on_a_terminal(folder, tmp_path):
+    """Run as a real process whose stderr is a terminal: the bar is drawn (and cleared)."""
+    master, slave = pty.openpty()
+    cmd = [sys.executable, "-c", "from tinycodec.cli import tcenc; tcenc()", str(folder), "-o", str(tmp_path / "tty/"),
+           "-s", "256"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, env=env, timeout=120)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the other end is closed and everything was read
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    text = b"".join(chunks).decode(errors="replace")
+    assert proc.returncode == 0, text
+    assert "tcenc:" in text and "/4 [" in text and "file" in text  # tqdm's "n/4 [elapsed<left, rate file/s]"
+    assert "4 of 4 files" in text

@@ -1,0 +1,232 @@
+"""Batch mode of tcenc and tcdec: many files, optionally on worker processes, one outcome per file.
+
+A failing file never stops the others: each job ends in an :class:`Outcome`
+that carries either its figures or its one-line error, and the caller
+reports the failures by name and exits non-zero. Job functions are
+module-level so that worker processes can run them.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from PIL import Image
+
+from . import parallel
+from .codec import DEFAULT_PLANES, DEFAULT_SCALE, decode_with_info, encode_planar
+from .errors import TinyCodecError
+from .files import read_source, read_tcz, save_image, write_atomic
+from .limits import DEFAULT_LIMITS, Limits
+
+TCZ_SUFFIX = ".tcz"
+
+
+@dataclass(frozen=True)
+class Job:
+    src: Path
+    dst: Path
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How one job ended: ``error`` is None on success."""
+
+    job: Job
+    error: str | None = None
+    in_bytes: int = 0
+    out_bytes: int = 0
+    pixels: int = 0
+    tcz_bytes: int = 0  # the coded size, for bits per pixel
+    notes: tuple[str, ...] = ()  # warnings for the user (16-bit input reduced, partial alpha, ...)
+
+    @property
+    def bpp(self) -> float:
+        return 8 * self.tcz_bytes / self.pixels if self.pixels else 0.0
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    scale: int = DEFAULT_SCALE
+    planes: int = DEFAULT_PLANES
+    keep_metadata: bool = True
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    partial: bool = False
+    keep_metadata: bool = True
+    force: bool = False
+    limits: Limits = DEFAULT_LIMITS
+
+
+@dataclass
+class Summary:
+    files: int = 0
+    failed: list[Outcome] = field(default_factory=list)
+    in_bytes: int = 0
+    out_bytes: int = 0
+    bpp_sum: float = 0.0
+    seconds: float = 0.0
+
+    def add(self, outcome: Outcome) -> None:
+        self.files += 1
+        if outcome.error is not None:
+            self.failed.append(outcome)
+            return
+        self.in_bytes += outcome.in_bytes
+        self.out_bytes += outcome.out_bytes
+        self.bpp_sum += outcome.bpp
+
+    @property
+    def succeeded(self) -> int:
+        return self.files - len(self.failed)
+
+    def line(self, workers: int) -> str:
+        """One line: files, total input and output bytes, mean bpp over the files, elapsed time."""
+        mean = self.bpp_sum / self.succeeded if self.succeeded else 0.0
+        failed = f", {len(self.failed)} failed" if self.failed else ""
+        return (f"{self.succeeded} of {self.files} files{failed}, {_size(self.in_bytes)} in, "
+                f"{_size(self.out_bytes)} out, mean {mean:.4f} bpp, {self.seconds:.1f} s "
+                f"({workers} worker{'s' if workers > 1 else ''})")
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "kB", "MB"):
+        if n < 1000 or unit == "MB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError  # unreachable
+
+
+def image_suffixes() -> set[str]:
+    """Extensions of the formats Pillow can read, .tcz excluded (what tcenc takes from a folder)."""
+    return {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN} - {TCZ_SUFFIX}
+
+
+def expand_inputs(inputs: Sequence[str], suffixes: set[str]) -> list[Path]:
+    """Files named on the command line as they are; folders replaced by their files with ``suffixes``.
+
+    Hidden files (a leading dot, such as our own ``.name.part`` temporaries) are skipped in folders.
+    """
+    paths: list[Path] = []
+    for name in inputs:
+        path = Path(name)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir()
+                           if p.suffix.lower() in suffixes and not p.name.startswith(".") and p.is_file())
+            if not found:
+                raise TinyCodecError(f"no {' or '.join(sorted(suffixes)) if len(suffixes) < 4 else 'image'} "
+                                     f"files in {name}")
+            paths += found
+        else:
+            paths.append(path)
+    return paths
+
+
+def is_directory_target(output: str) -> bool:
+    """``-o`` names a folder: it ends with a slash or is an existing folder."""
+    return output.endswith(("/", os.sep)) or Path(output).is_dir()
+
+
+def plan_jobs(sources: Sequence[Path], output: str | None, suffix: str) -> list[Job]:
+    """Output path of every source: beside it, or in the folder ``output``, named stem + ``suffix``.
+
+    The folder is created if missing. Several sources need a folder (or no ``-o``).
+    """
+    if output is not None:
+        outdir = Path(output)
+        if outdir.exists() and not outdir.is_dir():
+            raise TinyCodecError(f"-o {output} is not a folder: several inputs, or a folder of them, need a folder")
+        outdir.mkdir(parents=True, exist_ok=True)
+    return [Job(src, (outdir if output is not None else src.parent) / (src.stem + suffix)) for src in sources]
+
+
+def run(jobs: Sequence[Job], work: Callable[[Job], Outcome], workers: int = 1) -> Iterator[Outcome]:
+    """Run every job, yielding outcomes as they complete (in completion order with workers).
+
+    ``work`` must be picklable (a module-level function or a partial of one)
+    when ``workers`` > 1. Two jobs writing the same output: the second fails.
+    """
+    seen: dict[Path, Path] = {}
+    runnable = []
+    for job in jobs:
+        key = job.dst.resolve()
+        if key in seen:
+            yield Outcome(job, f"would overwrite {job.dst}, the output of {seen[key]}")
+        else:
+            seen[key] = job.src
+            runnable.append(job)
+    if workers == 1 or len(runnable) < 2:
+        for job in runnable:
+            yield work(job)
+        return
+    pool = parallel.process_pool(min(workers, len(runnable)))
+    try:
+        pending = {pool.submit(work, job): job for job in runnable}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in done:
+                job = pending.pop(future)
+                try:
+                    yield future.result()
+                except Exception as exc:  # noqa: BLE001 - a crashed worker fails its file, not the batch
+                    yield Outcome(job, f"worker failed: {exc or type(exc).__name__}")
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _check_target(job: Job, force: bool) -> None:
+    if job.dst.resolve() == job.src.resolve():
+        raise TinyCodecError("output and input are the same file")
+    if not force and job.dst.exists():
+        raise TinyCodecError(f"{job.dst} already exists (use -f to overwrite)")
+
+
+def _failure(job: Job, exc: BaseException) -> Outcome:
+    if isinstance(exc, OSError):
+        message = f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
+    else:
+        message = str(exc)
+    return Outcome(job, message)
+
+
+def _notes(caught: list[warnings.WarningMessage]) -> tuple[str, ...]:
+    return tuple(str(w.message) for w in caught if issubclass(w.category, UserWarning))
+
+
+def encode_job(job: Job, settings: EncodeSettings) -> Outcome:
+    """Encode one file; never raises for a problem with that file."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            _check_target(job, settings.force)
+            source = read_source(job.src, keep_metadata=settings.keep_metadata)
+            data = encode_planar(source.planar, settings.scale, settings.planes, metadata=source.metadata)
+            write_atomic(job.dst, data)
+            pixels = source.width * source.height
+            return Outcome(job, None, job.src.stat().st_size, len(data), pixels, len(data), _notes(caught))
+        except (TinyCodecError, OSError, MemoryError) as exc:
+            return _failure(job, exc)
+
+
+def decode_job(job: Job, settings: DecodeSettings) -> Outcome:
+    """Decode one file to the format of its output suffix; never raises for a problem with that file."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            _check_target(job, settings.force)
+            data = read_tcz(job.src, limits=settings.limits)
+            image, info = decode_with_info(data, partial=settings.partial, limits=settings.limits)
+            save_image(image, job.dst, keep_metadata=settings.keep_metadata)
+            notes = _notes(caught)
+            if not info.complete:
+                notes += (f"partial: {info.planes_decoded} of {info.planes} planes",)
+            return Outcome(job, None, len(data), job.dst.stat().st_size, info.width * info.height, len(data), notes)
+        except (TinyCodecError, OSError, MemoryError) as exc:
+            return _failure(job, exc)

@@ -1,0 +1,130 @@
+"""Pillow plugin: ``Image.open("x.tcz")`` and ``im.save("x.tcz", scale=16, planes=6)``.
+
+Registered by ``import tinycodec``. A thin layer over the Python API:
+
+* opening reads only the header, so ``size``, ``mode`` and ``info`` (ICC
+  profile, EXIF orientation, scale and planes) are there before any pixel is
+  decoded; the pixels are decoded on ``load()`` (or anything that needs them);
+* ``verify()`` checks structure and every checksum without decoding;
+* with ``ImageFile.LOAD_TRUNCATED_IMAGES = True`` a truncated file decodes
+  progressively (the bit-planes that arrived), as Pillow does for other formats;
+* saving takes ``scale`` (4, 16, 64, 256) and ``planes`` (1..8), and
+  ``icc_profile`` / ``exif`` like Pillow's other savers (by default the
+  image's own).
+
+Data errors surface as Pillow's do: ``OSError`` when loading or saving,
+``SyntaxError`` from ``verify()``.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import IO
+
+from PIL import Image, ImageFile
+
+from . import codec, container
+from .errors import TinyCodecError
+from .image import to_planar
+from .metadata import ORIENTATION_TAG, Metadata
+
+FORMAT = "TCZ"
+MIME = "image/x-tcz"
+EXTENSION = ".tcz"
+_DECODER = "tcz"
+
+
+def _accept(prefix: bytes) -> bool:
+    return prefix[: len(container.MAGIC)] == container.MAGIC
+
+
+class TczImageFile(ImageFile.ImageFile):
+    format = FORMAT
+    format_description = "tinycodec learned image"
+
+    def _open(self) -> None:
+        assert self.fp is not None
+        start = self.fp.read(12)
+        if len(start) < 12 or not _accept(start):
+            raise SyntaxError("not a .tcz file")
+        header_len = struct.unpack_from("<H", start, 10)[0]
+        head = start + self.fp.read(max(header_len - 12, 0))
+        try:
+            # Pillow applies its own decompression-bomb limit after _open; ours would only get in its way.
+            header, _, _ = container.read_header(head, max_pixels=container.MAX_DIMENSION**2)
+        except TinyCodecError as exc:
+            raise SyntaxError(str(exc)) from None
+        self._size = (header.width, header.height)
+        grey = header.color_channels == 1
+        self._mode = ("LA" if header.has_alpha else "L") if grey else ("RGBA" if header.has_alpha else "RGB")
+        Metadata.from_extensions(header.extensions).attach(self)
+        self.info["tcz_scale"] = header.scale
+        self.info["tcz_planes"] = header.planes
+        tile = (_DECODER, (0, 0, *self.size), 0, (self.info,))  # the decoder reports planes decoded there
+        self.tile = [ImageFile._Tile(*tile) if hasattr(ImageFile, "_Tile") else tile]  # _Tile: Pillow >= 11
+
+    def verify(self) -> None:
+        """Check the whole file (structure, every CRC, coder and model known) without decoding pixels."""
+        if self.fp is None:
+            raise RuntimeError("verify must be called directly after open")
+        self.fp.seek(0)
+        try:
+            codec.verify(self.fp.read(), max_pixels=self.size[0] * self.size[1])
+        except TinyCodecError as exc:
+            raise SyntaxError(str(exc)) from None
+        finally:
+            super().verify()  # closes the file if Pillow opened it, as other plugins do
+
+
+class _TczDecoder(ImageFile.PyDecoder):
+    """Decodes the whole file at once (the codec's tiles are not Pillow's tiles)."""
+
+    _pulls_fd = True
+
+    def __init__(self, mode: str, info: dict, *args) -> None:
+        super().__init__(mode, *args)
+        self.image_info = info
+
+    def decode(self, buffer: bytes | Image.SupportsArrayInterface) -> tuple[int, int]:
+        assert self.fd is not None
+        width, height = self.state.xsize, self.state.ysize
+        try:
+            image = codec.decode(self.fd.read(), partial=bool(ImageFile.LOAD_TRUNCATED_IMAGES),
+                                 max_pixels=width * height)
+        except TinyCodecError as exc:
+            raise OSError(str(exc)) from None
+        self.image_info[codec.INFO_PLANES_DECODED] = image.info[codec.INFO_PLANES_DECODED]
+        self.set_as_raw(image.tobytes(), image.mode)
+        return -1, 0
+
+
+def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
+    options = im.encoderinfo
+    metadata = Metadata.from_image(im)
+    icc = options.get("icc_profile", metadata.icc_profile)
+    orientation = metadata.orientation
+    if "exif" in options:
+        exif = options["exif"]
+        if not isinstance(exif, Image.Exif):
+            parsed = Image.Exif()
+            parsed.load(exif or b"")
+            exif = parsed
+        value = exif.get(ORIENTATION_TAG)
+        orientation = value if isinstance(value, int) and 1 <= value <= 8 else None
+    try:
+        data = codec.encode_planar(
+            to_planar(im), int(options.get("scale", codec.DEFAULT_SCALE)),
+            int(options.get("planes", codec.DEFAULT_PLANES)), metadata=Metadata(icc or None, orientation),
+        )
+    except TinyCodecError as exc:
+        raise OSError(str(exc)) from None
+    fp.write(data)
+
+
+def register() -> None:
+    """Make Pillow open and save .tcz files (done by ``import tinycodec``; repeating it is harmless)."""
+    Image.register_open(FORMAT, TczImageFile, _accept)
+    Image.register_save(FORMAT, _save)
+    Image.register_extension(FORMAT, EXTENSION)
+    Image.register_mime(FORMAT, MIME)
+    Image.register_decoder(_DECODER, _TczDecoder)
