@@ -19,11 +19,14 @@ import numpy as np
 
 from . import __version__
 from .codec import DEFAULT_PLANES, DEFAULT_SCALE, SCALES, PartialAlphaWarning, decode_with_info, encode
+from .container import DOWNSCALE_FACTORS
+from .enhance import NONE, enhance, parse_filter
+from .filters import FILTERS
 from .errors import TinyCodecError
 from .files import read_image, save_image, write_atomic
 from .image import HighBitDepthWarning
 
-ENHANCE_FILTERS = ("none",)  # learned filters arrive with the enhancement issue
+ENHANCE_HELP = f"{NONE}, {', '.join(FILTERS)}"
 
 
 def _fail(prog: str, message: str, code: int = 1) -> None:
@@ -101,11 +104,13 @@ def _write_output(path: str, data: bytes) -> None:
               show_default=True, help="Pixels per latent element: larger is smaller and blurrier.")
 @click.option("-p", "--planes", type=click.IntRange(1, 8), default=DEFAULT_PLANES, show_default=True,
               help="Bit-planes of the 8-bit latent kept: fewer is smaller.")
+@click.option("--downscale", type=click.Choice(["1", *map(str, DOWNSCALE_FACTORS)]), default="1", show_default=True,
+              help="Code the image at 1/N of its width and height; tcdec --enhance srunet restores the size.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
 @click.version_option(__version__, "-V", "--version", prog_name="tcenc")
 @_user_errors("tcenc")
-def tcenc(image: str, output: str | None, scale: str, planes: int, force: bool, quiet: bool) -> None:
+def tcenc(image: str, output: str | None, scale: str, planes: int, downscale: str, force: bool, quiet: bool) -> None:
     """Encode IMAGE (any format Pillow reads; '-' for stdin) to a .tcz file."""
     im = read_image(io.BytesIO(_read_input("-")) if image == "-" else image)
     if output is None:
@@ -113,12 +118,13 @@ def tcenc(image: str, output: str | None, scale: str, planes: int, force: bool, 
     _check_output(output, force, image)
     with _notes("tcenc", quiet):
         start = time.perf_counter()
-        data = encode(im, scale=int(scale), planes=planes)
+        data = encode(im, scale=int(scale), planes=planes, downscale=int(downscale))
         elapsed = time.perf_counter() - start
     _write_output(output, data)
     if not quiet:
         bpp = 8 * len(data) / (im.width * im.height)
-        click.echo(f"{image} -> {output}: {im.width}x{im.height} {im.mode}, scale {scale}, {planes} planes, "
+        shrunk = f", downscale {downscale}" if downscale != "1" else ""
+        click.echo(f"{image} -> {output}: {im.width}x{im.height} {im.mode}, scale {scale}, {planes} planes{shrunk}, "
                    f"{len(data)} bytes, {bpp:.4f} bpp, {elapsed * 1000:.0f} ms", err=True)
 
 
@@ -126,8 +132,9 @@ def tcenc(image: str, output: str | None, scale: str, planes: int, force: bool, 
 @click.argument("file", type=str)
 @click.option("-o", "--output", type=str, default=None,
               help="Output image; the format follows the extension. '-' writes PNG to stdout. Default: FILE with .png.")
-@click.option("--enhance", type=str, default="none", show_default=True,
-              help=f"Post-decode filter: {', '.join(ENHANCE_FILTERS)}.")
+@click.option("--enhance", type=str, default=NONE, show_default=True,
+              help=f"Learned filter after decoding: {ENHANCE_HELP}. srunet and tinypssr-x2/x4 enlarge the image "
+                   "(or restore the size of a --downscale file).")
 @click.option("--partial", is_flag=True, help="Decode a truncated file from the bit-planes that arrived whole.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
@@ -135,15 +142,14 @@ def tcenc(image: str, output: str | None, scale: str, planes: int, force: bool, 
 @_user_errors("tcdec")
 def tcdec(file: str, output: str | None, enhance: str, partial: bool, force: bool, quiet: bool) -> None:
     """Decode a .tcz FILE ('-' for stdin) to an image."""
-    if enhance not in ENHANCE_FILTERS:
-        raise TinyCodecError(f"unknown enhancement filter '{enhance}': choose from {', '.join(ENHANCE_FILTERS)}")
+    parse_filter(enhance)  # an unknown name fails before any reading or decoding
     data = _read_input(file)
     if output is None:
         output = "-" if file == "-" else str(Path(file).with_suffix(".png"))
     _check_output(output, force, file)
     with _notes("tcdec", quiet):
         start = time.perf_counter()
-        image, info = decode_with_info(data, partial=partial)
+        image, info = decode_with_info(data, partial=partial, enhance=enhance)
         elapsed = time.perf_counter() - start
     if output == "-":
         buf = io.BytesIO()
@@ -153,7 +159,8 @@ def tcdec(file: str, output: str | None, enhance: str, partial: bool, force: boo
         save_image(image, output)
     if not quiet:
         planes = f"{info.planes_decoded} of {info.planes} planes" if partial else f"{info.planes} planes"
-        click.echo(f"{file} -> {output}: {info.width}x{info.height} {info.mode}, scale {info.scale}, {planes}, "
+        extra = f", {info.enhance}" if info.enhance != NONE else ""
+        click.echo(f"{file} -> {output}: {info.width}x{info.height} {info.mode}, scale {info.scale}, {planes}{extra}, "
                    f"{elapsed * 1000:.0f} ms", err=True)
 
 
@@ -198,6 +205,29 @@ def demo(image: str | None, outdir: str | None) -> None:
             stem = Path(outdir) / f"demo-s{scale}-p{planes}"
             write_atomic(stem.with_suffix(".tcz"), data)
             save_image(out, stem.with_suffix(".png"))
+
+
+@main.command("enhance")
+@click.argument("image", type=str)
+@click.option("-o", "--output", type=str, required=True, help="Output image; the format follows the extension.")
+@click.option("--filter", "filter_name", type=str, required=True, help=f"One of {', '.join(FILTERS)}.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
+@_user_errors("tinycodec enhance")
+def enhance_command(image: str, output: str, filter_name: str, force: bool, quiet: bool) -> None:
+    """Run a learned filter on any IMAGE: upscale a photograph (tinypssr-x2/x4, srunet) or clean one (unet)."""
+    if parse_filter(filter_name) is None:
+        raise TinyCodecError("--filter none does nothing: choose a filter")
+    im = read_image(image)
+    _check_output(output, force, image)
+    with _notes("tinycodec enhance", quiet):
+        start = time.perf_counter()
+        out = enhance(im, filter_name)
+        elapsed = time.perf_counter() - start
+    save_image(out, output)
+    if not quiet:
+        click.echo(f"{image} -> {output}: {im.width}x{im.height} -> {out.width}x{out.height}, {filter_name}, "
+                   f"{elapsed * 1000:.0f} ms", err=True)
 
 
 @main.command("rd")

@@ -9,7 +9,8 @@ import numpy as np
 from PIL import Image
 
 from . import container, entropy, quantize, runtime
-from .container import ALPHA_PLANES, DEFAULT_MAX_PIXELS, Header
+from .container import ALPHA_PLANES, DEFAULT_MAX_PIXELS, DOWNSCALE_FACTORS, Header
+from .enhance import NONE, enhance_planes, fit_to_size, parse_filter
 from .errors import TinyCodecError
 from .image import Planar, to_pil, to_planar
 from .models import SCALE_DEPTHS
@@ -32,13 +33,15 @@ class PartialAlphaWarning(UserWarning):
 class DecodeInfo:
     """What a decode found in the file."""
 
-    width: int
+    width: int  # of the decoded image (the original size, or enlarged by a super-resolution filter)
     height: int
     scale: int
     planes: int  # kept planes in the file
     planes_decoded: int  # fewer than ``planes`` only for a partial decode
     model: str
     mode: str
+    downscale: int = 1  # the image was coded at 1/downscale of its size (tcenc --downscale)
+    enhance: str = NONE  # the filter applied after decoding
 
 
 def _tile_slices(header: Header, tile_scale: int = 1):
@@ -58,8 +61,19 @@ def _pad_to_multiple(rgb: np.ndarray, step: int) -> np.ndarray:
     return rgb
 
 
+def _downscale(planar: Planar, factor: int) -> Planar:
+    """Pillow bicubic to ceil(size / factor): the degradation SRUNet was trained to undo."""
+    h, w = planar.rgb.shape[:2]
+    size = (-(-w // factor), -(-h // factor))
+    rgb = np.asarray(Image.fromarray(planar.rgb, "RGB").resize(size, Image.BICUBIC))
+    alpha = None
+    if planar.alpha is not None:
+        alpha = np.asarray(Image.fromarray(planar.alpha, "L").resize(size, Image.BICUBIC))
+    return Planar(rgb, alpha, planar.grey)
+
+
 def encode(image: Image.Image | np.ndarray, scale: int = DEFAULT_SCALE, planes: int = DEFAULT_PLANES,
-           *, tile: int = DEFAULT_TILE) -> bytes:
+           *, tile: int = DEFAULT_TILE, downscale: int = 1) -> bytes:
     """Encode an image to ``.tcz`` bytes.
 
     image: a PIL image (any mode Pillow reads; grey stays grey, alpha is kept
@@ -68,6 +82,9 @@ def encode(image: Image.Image | np.ndarray, scale: int = DEFAULT_SCALE, planes: 
     scale: pixels per latent element: 4, 16, 64 or 256 (larger = smaller file).
     planes: most significant bit-planes of the 8-bit latent kept, 1..8 (fewer = smaller file).
     tile: tile side in latent elements (tiles are coded independently).
+    downscale: 2 or 4 codes the image at 1/downscale of its width and height
+        (Pillow bicubic) and records the original size; ``decode(..., enhance="srunet")``
+        restores it with super-resolution, plain ``decode`` with bicubic. Fewer bits, less detail.
 
     Raises TinyCodecError for images the codec cannot take, ValueError for bad arguments.
     """
@@ -76,10 +93,17 @@ def encode(image: Image.Image | np.ndarray, scale: int = DEFAULT_SCALE, planes: 
     quantize.check_planes(planes)
     if not 8 <= tile <= 0xFFFF:
         raise ValueError("tile must be 8..65535 latent elements")
+    if downscale != 1 and downscale not in DOWNSCALE_FACTORS:
+        raise ValueError(f"downscale must be 1 or one of {DOWNSCALE_FACTORS}, not {downscale}")
     planar: Planar = to_planar(image)
     height, width = planar.rgb.shape[:2]
     if width * height > MAX_IMAGE_PIXELS:
         raise TinyCodecError(f"image of {width}x{height} pixels exceeds the limit of {MAX_IMAGE_PIXELS} pixels")
+    extensions = []
+    if downscale != 1:
+        extensions.append(container.downscale_record(downscale, width, height))
+        planar = _downscale(planar, downscale)
+        height, width = planar.rgb.shape[:2]
 
     depth = SCALE_DEPTHS[scale]
     entry = current_entry(model_name(scale))
@@ -94,7 +118,7 @@ def encode(image: Image.Image | np.ndarray, scale: int = DEFAULT_SCALE, planes: 
         width=width, height=height, color_channels=1 if planar.grey else 3,
         has_alpha=planar.alpha is not None, depth=depth, planes=planes, coder_id=entropy.CODER_ID,
         tile=tile, lo=tuple(float(v) for v in lo), hi=tuple(float(v) for v in hi),
-        model=entry.model, weights_id=entry.short_id,
+        model=entry.model, weights_id=entry.short_id, extensions=extensions,
     )
     groups: list[list[bytes]] = [[] for _ in range(header.n_groups)]
     for rows, cols in _tile_slices(header):
@@ -108,14 +132,38 @@ def encode(image: Image.Image | np.ndarray, scale: int = DEFAULT_SCALE, planes: 
     return container.pack(header, groups)
 
 
-def decode_with_info(data: bytes, *, partial: bool = False,
-                     max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[Image.Image, DecodeInfo]:
+def simulate_rgb(rgb: np.ndarray, scale: int, planes: int = DEFAULT_PLANES) -> np.ndarray:
+    """The RGB image ``decode(encode(rgb, scale, planes))`` returns, without running the entropy coder.
+
+    The coder is lossless, so skipping it changes nothing but the time; used to
+    make training pairs for the enhancement filters. rgb: (H, W, 3) uint8.
+    """
+    depth = SCALE_DEPTHS[scale]
+    quantize.check_planes(planes)
+    height, width = rgb.shape[:2]
+    entry = current_entry(model_name(scale))
+    latent = runtime.run_encoder(entry, scale, _pad_to_multiple(rgb, 1 << depth))
+    lo, hi = quantize.latent_range(latent)
+    symbols = quantize.quantize(latent, lo, hi, planes)
+    latent = quantize.dequantize(symbols, np.asarray(lo, np.float32), np.asarray(hi, np.float32), planes)
+    return runtime.run_decoder(entry, scale, latent)[:height, :width]
+
+
+def decode_with_info(data: bytes, *, partial: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
+                     enhance: str = NONE) -> tuple[Image.Image, DecodeInfo]:
     """Decode ``.tcz`` bytes; also report what was decoded. See :func:`decode`."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"expected bytes, not {type(data).__name__}")
     data = bytes(data)
+    choice = parse_filter(enhance)  # an unknown filter fails before any work
     unpacked = container.unpack(data, partial=partial, max_pixels=max_pixels)
     header, groups = unpacked.header, unpacked.groups
+    downscale = container.find_downscale(header)
+    out_w, out_h = (downscale[1], downscale[2]) if downscale else (header.width, header.height)
+    if choice is not None and not downscale:
+        out_w, out_h = out_w * choice.spec.upscale, out_h * choice.spec.upscale
+    if out_w * out_h > max_pixels:
+        raise TinyCodecError(f"output of {out_w}x{out_h} pixels exceeds the limit of {max_pixels} pixels")
     if header.coder_id != entropy.CODER_ID:
         raise TinyCodecError(f"file uses entropy coder {header.coder_id}, this tinycodec has {entropy.CODER_ID}")
     for ext_type, _ in header.extensions:
@@ -156,8 +204,15 @@ def decode_with_info(data: bytes, *, partial: bool = False,
             alpha = np.full((header.height, header.width), 255, dtype=np.uint8)
             warnings.warn("alpha planes incomplete in partial file: shown opaque", PartialAlphaWarning, stacklevel=2)
 
-    image = to_pil(np.ascontiguousarray(rgb), alpha, header.color_channels == 1)
-    info = DecodeInfo(header.width, header.height, scale, header.planes, decoded_planes, header.model, image.mode)
+    grey = header.color_channels == 1
+    if choice is None:
+        image = to_pil(np.ascontiguousarray(rgb), alpha, grey)
+    else:
+        image = enhance_planes(np.ascontiguousarray(rgb), alpha, grey, choice)
+    if downscale:
+        image = fit_to_size(image, out_w, out_h)
+    info = DecodeInfo(image.width, image.height, scale, header.planes, decoded_planes, header.model, image.mode,
+                      downscale[0] if downscale else 1, choice.name if choice else NONE)
     return image, info
 
 
@@ -170,14 +225,19 @@ def _decode_tile(segments: list[bytes], planes: int, shape: tuple[int, int, int]
         raise TinyCodecError(f"corrupt .tcz payload: {exc}") from None
 
 
-def decode(data: bytes, *, partial: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+def decode(data: bytes, *, partial: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
+           enhance: str = NONE) -> Image.Image:
     """Decode ``.tcz`` bytes to a PIL image (mode L, LA, RGB or RGBA, the original size).
 
     partial: accept a truncated file and decode the bit-planes that arrived
         whole (progressive decoding); without it a truncated file is an error.
     max_pixels: refuse files that declare more pixels than this, before
         allocating anything for them.
+    enhance: a learned filter run on the decoded image (see
+        :func:`tinycodec.enhance.filter_names`): ``unet`` removes coding
+        artefacts; ``srunet`` and ``tinypssr-x2/x4`` enlarge the image, or
+        restore the original size of a file encoded with ``downscale``.
 
     Raises TinyCodecError for anything wrong with the data.
     """
-    return decode_with_info(data, partial=partial, max_pixels=max_pixels)[0]
+    return decode_with_info(data, partial=partial, max_pixels=max_pixels, enhance=enhance)[0]

@@ -22,10 +22,13 @@ FLAG_ALPHA = 0x01
 _KNOWN_FLAGS = FLAG_ALPHA
 EXT_CRITICAL = 0x80  # an extension a decoder must understand to decode correctly
 ALPHA_PLANES = 8
+EXT_DOWNSCALE = 0x10  # non-critical: a decoder that skips it shows the coded (smaller) image
+DOWNSCALE_FACTORS = (2, 4)
 MAX_LATENT = 1e30  # |lo|, |hi| bound: keeps hi - lo finite in float32
 
 _FIXED = struct.Struct("<8sBBHIIBBBBH3f3f")  # up to and including hi[3]
 _U32 = struct.Struct("<I")
+_DOWNSCALE = struct.Struct("<BII")  # factor, original width, original height
 
 
 @dataclass
@@ -250,3 +253,21 @@ def unpack(data: bytes, *, partial: bool = False, max_pixels: int = DEFAULT_MAX_
         groups.append(segments)
         pos += size
     return Decoded(header, groups)
+
+
+def downscale_record(factor: int, width: int, height: int) -> tuple[int, bytes]:
+    """The extension record of an image coded at 1/factor of its width x height."""
+    return EXT_DOWNSCALE, _DOWNSCALE.pack(factor, width, height)
+
+
+def find_downscale(header: Header) -> tuple[int, int, int] | None:
+    """(factor, original width, original height) from a downscale record, checked against the geometry."""
+    records = [data for ext_type, data in header.extensions if ext_type == EXT_DOWNSCALE]
+    if not records:
+        return None
+    if len(records) > 1 or len(records[0]) != _DOWNSCALE.size:
+        raise TinyCodecError("corrupt .tcz header: malformed downscale record")
+    factor, width, height = _DOWNSCALE.unpack(records[0])
+    if factor not in DOWNSCALE_FACTORS or -(-width // factor) != header.width or -(-height // factor) != header.height:
+        raise TinyCodecError("corrupt .tcz header: downscale record does not match the image geometry")
+    return factor, width, height
