@@ -71,8 +71,9 @@ def test_filter_names():
     assert "srunet-int8" in filter_names()
     with pytest.raises(TinyCodecError, match="unknown enhancement filter 'sharpen'"):
         parse_filter("sharpen")
-    with pytest.raises(TinyCodecError, match="int8 inference backend"):
-        parse_filter("srunet-int8")
+    assert parse_filter("srunet-int8").precision == "int8" and parse_filter("srunet-int8").name == "srunet-int8"
+    with pytest.raises(TinyCodecError, match="has no fp16 on cpu"):
+        tinycodec.enhance(photo_like(8, 8), "srunet-fp16", backend="torch")
 
 
 @pytest.mark.parametrize("name", sorted(FILTERS))

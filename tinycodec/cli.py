@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import logging
 import sys
 import time
 import warnings
@@ -18,6 +19,7 @@ import click
 import numpy as np
 
 from . import __version__
+from .backends import BACKENDS, DEVICES, PRECISIONS
 from .codec import DEFAULT_PLANES, DEFAULT_SCALE, SCALES, PartialAlphaWarning, decode_with_info, encode
 from .container import DOWNSCALE_FACTORS
 from .enhance import NONE, enhance, parse_filter
@@ -53,6 +55,39 @@ def _user_errors(prog: str):
         return inner
 
     return wrap
+
+
+def _backend_options(prog: str):
+    """--backend, --device, --precision and -v for a command; the command gets them as ``run`` (a dict)."""
+
+    def wrap(fn):
+        @click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
+                      help="What runs the networks: auto picks the fastest available (-v says which).")
+        @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
+                      help="cuda needs a CUDA build of PyTorch and a GPU (torch fp32/fp16, tensorrt).")
+        @click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
+                      help="Of the codec network: int8 (onnx on cpu, tensorrt), fp16 (cuda).")
+        @click.option("-v", "--verbose", is_flag=True, help="Say which backend runs each network, and what is built.")
+        @functools.wraps(fn)
+        def inner(*args, backend: str, device: str, precision: str, verbose: bool, **kwargs):
+            if verbose:
+                _log_to_stderr(prog)
+            return fn(*args, run={"backend": backend, "device": device, "precision": precision}, **kwargs)
+
+        return inner
+
+    return wrap
+
+
+def _log_to_stderr(prog: str) -> None:
+    logger = logging.getLogger("tinycodec")
+    for old in [h for h in logger.handlers if getattr(h, "_tinycodec_cli", False)]:
+        logger.removeHandler(old)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{prog}: %(message)s"))
+    handler._tinycodec_cli = True
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def _read_input(path: str) -> bytes:
@@ -109,8 +144,10 @@ def _write_output(path: str, data: bytes) -> None:
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
 @click.version_option(__version__, "-V", "--version", prog_name="tcenc")
+@_backend_options("tcenc")
 @_user_errors("tcenc")
-def tcenc(image: str, output: str | None, scale: str, planes: int, downscale: str, force: bool, quiet: bool) -> None:
+def tcenc(image: str, output: str | None, scale: str, planes: int, downscale: str, force: bool, quiet: bool,
+          run: dict) -> None:
     """Encode IMAGE (any format Pillow reads; '-' for stdin) to a .tcz file."""
     im = read_image(io.BytesIO(_read_input("-")) if image == "-" else image)
     if output is None:
@@ -118,7 +155,7 @@ def tcenc(image: str, output: str | None, scale: str, planes: int, downscale: st
     _check_output(output, force, image)
     with _notes("tcenc", quiet):
         start = time.perf_counter()
-        data = encode(im, scale=int(scale), planes=planes, downscale=int(downscale))
+        data = encode(im, scale=int(scale), planes=planes, downscale=int(downscale), **run)
         elapsed = time.perf_counter() - start
     _write_output(output, data)
     if not quiet:
@@ -139,8 +176,9 @@ def tcenc(image: str, output: str | None, scale: str, planes: int, downscale: st
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
 @click.version_option(__version__, "-V", "--version", prog_name="tcdec")
+@_backend_options("tcdec")
 @_user_errors("tcdec")
-def tcdec(file: str, output: str | None, enhance: str, partial: bool, force: bool, quiet: bool) -> None:
+def tcdec(file: str, output: str | None, enhance: str, partial: bool, force: bool, quiet: bool, run: dict) -> None:
     """Decode a .tcz FILE ('-' for stdin) to an image."""
     parse_filter(enhance)  # an unknown name fails before any reading or decoding
     data = _read_input(file)
@@ -149,7 +187,7 @@ def tcdec(file: str, output: str | None, enhance: str, partial: bool, force: boo
     _check_output(output, force, file)
     with _notes("tcdec", quiet):
         start = time.perf_counter()
-        image, info = decode_with_info(data, partial=partial, enhance=enhance)
+        image, info = decode_with_info(data, partial=partial, enhance=enhance, **run)
         elapsed = time.perf_counter() - start
     if output == "-":
         buf = io.BytesIO()
@@ -213,8 +251,9 @@ def demo(image: str | None, outdir: str | None) -> None:
 @click.option("--filter", "filter_name", type=str, required=True, help=f"One of {', '.join(FILTERS)}.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
+@_backend_options("tinycodec enhance")
 @_user_errors("tinycodec enhance")
-def enhance_command(image: str, output: str, filter_name: str, force: bool, quiet: bool) -> None:
+def enhance_command(image: str, output: str, filter_name: str, force: bool, quiet: bool, run: dict) -> None:
     """Run a learned filter on any IMAGE: upscale a photograph (tinypssr-x2/x4, srunet) or clean one (unet)."""
     if parse_filter(filter_name) is None:
         raise TinyCodecError("--filter none does nothing: choose a filter")
@@ -222,7 +261,9 @@ def enhance_command(image: str, output: str, filter_name: str, force: bool, quie
     _check_output(output, force, image)
     with _notes("tinycodec enhance", quiet):
         start = time.perf_counter()
-        out = enhance(im, filter_name)
+        if run.pop("precision") != "fp32":
+            raise TinyCodecError("the filter's precision is part of its name: --filter srunet-int8")
+        out = enhance(im, filter_name, **run)
         elapsed = time.perf_counter() - start
     save_image(out, output)
     if not quiet:

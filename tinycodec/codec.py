@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from . import container, entropy, quantize, runtime
+from . import backends, container, entropy, quantize, runtime
 from .container import ALPHA_PLANES, DEFAULT_MAX_PIXELS, DOWNSCALE_FACTORS, Header
 from .enhance import NONE, enhance_planes, fit_to_size, parse_filter
 from .errors import TinyCodecError
@@ -73,7 +73,8 @@ def _downscale(planar: Planar, factor: int) -> Planar:
 
 
 def encode(image: Image.Image | np.ndarray, scale: int = DEFAULT_SCALE, planes: int = DEFAULT_PLANES,
-           *, tile: int = DEFAULT_TILE, downscale: int = 1) -> bytes:
+           *, tile: int = DEFAULT_TILE, downscale: int = 1, backend: str = "auto", device: str = "cpu",
+           precision: str = "fp32") -> bytes:
     """Encode an image to ``.tcz`` bytes.
 
     image: a PIL image (any mode Pillow reads; grey stays grey, alpha is kept
@@ -85,8 +86,13 @@ def encode(image: Image.Image | np.ndarray, scale: int = DEFAULT_SCALE, planes: 
     downscale: 2 or 4 codes the image at 1/downscale of its width and height
         (Pillow bicubic) and records the original size; ``decode(..., enhance="srunet")``
         restores it with super-resolution, plain ``decode`` with bicubic. Fewer bits, less detail.
+    backend, device, precision: what runs the encoder network (see :mod:`tinycodec.backends`):
+        backend ``auto`` (the fastest available), ``torch``, ``onnx`` or ``tensorrt``; device ``cpu``
+        or ``cuda``; precision ``fp32``, ``fp16`` (cuda) or ``int8``. The file is valid for every
+        decoder whatever runs it; another backend gives a slightly different (equally valid) file.
 
-    Raises TinyCodecError for images the codec cannot take, ValueError for bad arguments.
+    Raises TinyCodecError for images the codec cannot take (BackendError for a backend that is not
+    available here), ValueError for bad arguments.
     """
     if scale not in SCALE_DEPTHS:
         raise ValueError(f"scale must be one of {SCALES}, not {scale}")
@@ -95,6 +101,7 @@ def encode(image: Image.Image | np.ndarray, scale: int = DEFAULT_SCALE, planes: 
         raise ValueError("tile must be 8..65535 latent elements")
     if downscale != 1 and downscale not in DOWNSCALE_FACTORS:
         raise ValueError(f"downscale must be 1 or one of {DOWNSCALE_FACTORS}, not {downscale}")
+    backends.check_request(backend, device, precision)
     planar: Planar = to_planar(image)
     height, width = planar.rgb.shape[:2]
     if width * height > MAX_IMAGE_PIXELS:
@@ -108,7 +115,8 @@ def encode(image: Image.Image | np.ndarray, scale: int = DEFAULT_SCALE, planes: 
     depth = SCALE_DEPTHS[scale]
     entry = current_entry(model_name(scale))
     try:
-        latent = runtime.run_encoder(entry, scale, _pad_to_multiple(planar.rgb, 1 << depth))
+        latent = runtime.run_encoder(entry, scale, _pad_to_multiple(planar.rgb, 1 << depth), backend=backend,
+                                     device=device, precision=precision)
     except (MemoryError, RuntimeError) as exc:
         raise TinyCodecError(f"cannot encode a {width}x{height} image here: {exc}") from None
     lo, hi = quantize.latent_range(latent)
@@ -132,7 +140,8 @@ def encode(image: Image.Image | np.ndarray, scale: int = DEFAULT_SCALE, planes: 
     return container.pack(header, groups)
 
 
-def simulate_rgb(rgb: np.ndarray, scale: int, planes: int = DEFAULT_PLANES) -> np.ndarray:
+def simulate_rgb(rgb: np.ndarray, scale: int, planes: int = DEFAULT_PLANES, *, backend: str = "auto",
+                 device: str = "cpu", precision: str = "fp32") -> np.ndarray:
     """The RGB image ``decode(encode(rgb, scale, planes))`` returns, without running the entropy coder.
 
     The coder is lossless, so skipping it changes nothing but the time; used to
@@ -142,20 +151,25 @@ def simulate_rgb(rgb: np.ndarray, scale: int, planes: int = DEFAULT_PLANES) -> n
     quantize.check_planes(planes)
     height, width = rgb.shape[:2]
     entry = current_entry(model_name(scale))
-    latent = runtime.run_encoder(entry, scale, _pad_to_multiple(rgb, 1 << depth))
+    run = {"backend": backend, "device": device, "precision": precision}
+    latent = runtime.run_encoder(entry, scale, _pad_to_multiple(rgb, 1 << depth), **run)
     lo, hi = quantize.latent_range(latent)
     symbols = quantize.quantize(latent, lo, hi, planes)
     latent = quantize.dequantize(symbols, np.asarray(lo, np.float32), np.asarray(hi, np.float32), planes)
-    return runtime.run_decoder(entry, scale, latent)[:height, :width]
+    return runtime.run_decoder(entry, scale, latent, **run)[:height, :width]
 
 
 def decode_with_info(data: bytes, *, partial: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
-                     enhance: str = NONE) -> tuple[Image.Image, DecodeInfo]:
+                     enhance: str = NONE, backend: str = "auto", device: str = "cpu",
+                     precision: str = "fp32") -> tuple[Image.Image, DecodeInfo]:
     """Decode ``.tcz`` bytes; also report what was decoded. See :func:`decode`."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"expected bytes, not {type(data).__name__}")
     data = bytes(data)
     choice = parse_filter(enhance)  # an unknown filter fails before any work
+    backends.check_request(backend, device, precision)  # and so does a backend that is not here
+    if choice is not None:
+        backends.check_request(backend, device, choice.precision)
     unpacked = container.unpack(data, partial=partial, max_pixels=max_pixels)
     header, groups = unpacked.header, unpacked.groups
     downscale = container.find_downscale(header)
@@ -188,7 +202,8 @@ def decode_with_info(data: bytes, *, partial: bool = False, max_pixels: int = DE
     hi = np.array(header.hi, dtype=np.float32)
     latent = quantize.dequantize(symbols, lo, hi, decoded_planes)
     try:
-        rgb = runtime.run_decoder(entry, scale, latent)[: header.height, : header.width]
+        rgb = runtime.run_decoder(entry, scale, latent, backend=backend, device=device,
+                                  precision=precision)[: header.height, : header.width]
     except (MemoryError, RuntimeError) as exc:  # torch reports allocation failures as RuntimeError
         raise TinyCodecError(f"cannot decode a {header.width}x{header.height} image here: {exc}") from None
 
@@ -208,7 +223,7 @@ def decode_with_info(data: bytes, *, partial: bool = False, max_pixels: int = DE
     if choice is None:
         image = to_pil(np.ascontiguousarray(rgb), alpha, grey)
     else:
-        image = enhance_planes(np.ascontiguousarray(rgb), alpha, grey, choice)
+        image = enhance_planes(np.ascontiguousarray(rgb), alpha, grey, choice, backend=backend, device=device)
     if downscale:
         image = fit_to_size(image, out_w, out_h)
     info = DecodeInfo(image.width, image.height, scale, header.planes, decoded_planes, header.model, image.mode,
@@ -226,7 +241,7 @@ def _decode_tile(segments: list[bytes], planes: int, shape: tuple[int, int, int]
 
 
 def decode(data: bytes, *, partial: bool = False, max_pixels: int = DEFAULT_MAX_PIXELS,
-           enhance: str = NONE) -> Image.Image:
+           enhance: str = NONE, backend: str = "auto", device: str = "cpu", precision: str = "fp32") -> Image.Image:
     """Decode ``.tcz`` bytes to a PIL image (mode L, LA, RGB or RGBA, the original size).
 
     partial: accept a truncated file and decode the bit-planes that arrived
@@ -236,8 +251,13 @@ def decode(data: bytes, *, partial: bool = False, max_pixels: int = DEFAULT_MAX_
     enhance: a learned filter run on the decoded image (see
         :func:`tinycodec.enhance.filter_names`): ``unet`` removes coding
         artefacts; ``srunet`` and ``tinypssr-x2/x4`` enlarge the image, or
-        restore the original size of a file encoded with ``downscale``.
+        restore the original size of a file encoded with ``downscale``; ``srunet-int8`` and the
+        like run the filter in that precision.
+    backend, device, precision: what runs the decoder network (and the filter: its precision is
+        part of its name), as for :func:`encode`. Any file decodes with any of them.
 
-    Raises TinyCodecError for anything wrong with the data.
+    Raises TinyCodecError for anything wrong with the data (BackendError for a backend that is not
+    available here).
     """
-    return decode_with_info(data, partial=partial, max_pixels=max_pixels, enhance=enhance)[0]
+    return decode_with_info(data, partial=partial, max_pixels=max_pixels, enhance=enhance, backend=backend,
+                            device=device, precision=precision)[0]

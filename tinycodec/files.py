@@ -76,22 +76,29 @@ def _format_for(path: Path) -> str:
     return fmt
 
 
-def encode_file(src: PathLike, dst: PathLike, scale: int = DEFAULT_SCALE, planes: int = DEFAULT_PLANES) -> int:
-    """Encode an image file to a .tcz file; returns the number of bytes written."""
-    data = encode(read_image(src), scale=scale, planes=planes)
+def encode_file(src: PathLike, dst: PathLike, scale: int = DEFAULT_SCALE, planes: int = DEFAULT_PLANES,
+                **run) -> int:
+    """Encode an image file to a .tcz file; returns the number of bytes written.
+
+    run: ``backend``, ``device``, ``precision`` as for :func:`tinycodec.encode`.
+    """
+    data = encode(read_image(src), scale=scale, planes=planes, **run)
     write_atomic(dst, data)
     return len(data)
 
 
-def decode_file(src: PathLike, dst: PathLike, *, partial: bool = False) -> Image.Image:
-    """Decode a .tcz file to an image file (format from the extension); returns the image."""
+def decode_file(src: PathLike, dst: PathLike, *, partial: bool = False, **run) -> Image.Image:
+    """Decode a .tcz file to an image file (format from the extension); returns the image.
+
+    run: ``backend``, ``device``, ``precision`` (and ``enhance``) as for :func:`tinycodec.decode`.
+    """
     try:
         data = Path(src).read_bytes()
     except FileNotFoundError:
         raise TinyCodecError(f"no such file: {src}") from None
     except IsADirectoryError:
         raise TinyCodecError(f"is a directory: {src}") from None
-    image = decode(data, partial=partial)
+    image = decode(data, partial=partial, **run)
     save_image(image, dst)
     return image
 

@@ -105,6 +105,8 @@ class UNet(nn.Module):
         self.dec0 = _stage(3 * w, w)
         self.head = nn.Conv2d(w, 3 * upscale * upscale, 3, padding=1)
         self.shuffle = nn.PixelShuffle(upscale)
+        if upscale > 1:  # not in the state dict: the weights files are unchanged
+            self.register_buffer("skip_kernels", bicubic_kernels(upscale), persistent=False)
         nn.init.zeros_(self.head.weight)  # start as the skip alone (identity / bicubic)
         nn.init.zeros_(self.head.bias)
 
@@ -115,11 +117,51 @@ class UNet(nn.Module):
         d1 = self.dec1(torch.cat([F.interpolate(e2, scale_factor=2.0, mode="bilinear", align_corners=False), e1], 1))
         d0 = self.dec0(torch.cat([F.interpolate(d1, scale_factor=2.0, mode="bilinear", align_corners=False), e0], 1))
         residual = self.shuffle(self.head(d0))
-        if self.upscale == 1:
-            skip = x
-        else:
-            skip = F.interpolate(x, scale_factor=float(self.upscale), mode="bicubic", align_corners=False)
+        skip = x if self.upscale == 1 else bicubic_upsample(x, self.upscale, self.skip_kernels)
         return skip + residual
+
+
+def _cubic(t: float, a: float = -0.75) -> float:
+    """Keys' cubic convolution kernel with PyTorch's a = -0.75."""
+    t = abs(t)
+    if t <= 1:
+        return ((a + 2) * t - (a + 3)) * t * t + 1
+    if t < 2:
+        return ((a * t - 5 * a) * t + 8 * a) * t - 4 * a
+    return 0.0
+
+
+def bicubic_kernels(factor: int, channels: int = 3) -> torch.Tensor:
+    """(channels*factor*factor, 1, 5, 5) depthwise kernels for :func:`bicubic_upsample`.
+
+    Kernel ``c*factor*factor + i*factor + j`` makes output phase (i, j) of channel c
+    from the 5x5 input neighbourhood (the order pixel shuffle expects).
+    """
+    taps = torch.zeros(factor, 5, dtype=torch.float64)
+    for p in range(factor):
+        d = (p + 0.5) / factor - 0.5  # source offset of output phase p (align_corners=False)
+        fl = -1 if d < 0 else 0
+        t = d - fl
+        for k, w in zip(range(fl - 1, fl + 3), (_cubic(t + 1), _cubic(t), _cubic(1 - t), _cubic(2 - t))):
+            taps[p, k + 2] = w
+    kernels = torch.einsum("iy,jx->ijyx", taps, taps).reshape(factor * factor, 1, 5, 5)
+    return kernels.float().repeat(channels, 1, 1, 1)
+
+
+def bicubic_upsample(x: torch.Tensor, factor: int, kernels: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.interpolate(x, scale_factor=factor, mode="bicubic", align_corners=False)``, computed as a convolution.
+
+    The same numbers (PyTorch clamps source indices at the border: replicate
+    padding), but one depthwise convolution and a pixel shuffle, which every
+    backend runs fast; ONNX Runtime's cubic Resize took 40% of SRUNet's time.
+    ``kernels``: :func:`bicubic_kernels` for x's channels, precomputed (a
+    module buffer, so that ONNX export sees a constant).
+    """
+    c = int(x.shape[1])
+    if kernels is None:
+        kernels = bicubic_kernels(factor, c)
+    y = F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), kernels.to(x.dtype), groups=c)
+    return F.pixel_shuffle(y, factor)
 
 
 def reparameterise(model: nn.Module) -> nn.Module:
