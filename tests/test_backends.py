@@ -20,7 +20,7 @@ from PIL import Image
 import tinycodec
 from tinycodec import backends, graphs, zoo
 from tinycodec.backends import BackendError, OnnxRunner, Runner, TorchRunner, get_runner
-from tinycodec.filters import FILTERS, bicubic_upsample, reparameterise
+from tinycodec.filters import FILTERS, bicubic_upsample
 from tinycodec.networks import network, network_names
 
 from .conftest import photo_like, psnr
@@ -41,6 +41,15 @@ def test_auto_picks_an_available_backend_and_says_so(caplog):
         runner = get_runner(network("tinycompress-s16.decoder"))
     assert isinstance(runner, Runner) and runner.backend == "onnx"
     assert "tinycompress-s16.decoder: onnx on cpu, fp32 (auto" in caplog.text
+
+
+def test_auto_int8_runs_fp32_where_int8_is_slower_but_explicit_int8_is_honoured(caplog):
+    backends.clear_cache()
+    net = network("tinycompress-s16.decoder")
+    with caplog.at_level("INFO", logger="tinycodec"):
+        assert get_runner(net, "auto", "cpu", "int8").precision == "fp32"
+    assert "fp32 runs this network faster here" in caplog.text
+    assert get_runner(net, "onnx", "cpu", "int8").precision == "int8"
 
 
 @pytest.mark.parametrize("request_, message", [
@@ -145,9 +154,10 @@ def test_int8_filters_run_and_stay_close(random_filters):
     rgb = photo_like(64, 96, seed=5)
     for name in ("unet", "srunet", "tinypssr-x2"):
         ref = np.asarray(tinycodec.enhance(rgb, name, backend="onnx"))
-        out = np.asarray(tinycodec.enhance(rgb, f"{name}-int8"))  # auto: onnx runs int8
+        out = np.asarray(tinycodec.enhance(rgb, f"{name}-int8", backend="onnx"))
         assert out.shape == ref.shape
         assert psnr(out, ref) > 30, name  # random weights: a loose bound; tools/bench_backends.py measures trained ones
+    assert get_runner(network("srunet"), "auto", "cpu", "int8").precision == "int8"  # auto: int8 pays off here
     import onnx
 
     ops = {n.op_type for n in onnx.load(str(graphs.int8_graph(network("srunet"), "ort"))).graph.node}

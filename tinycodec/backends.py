@@ -13,7 +13,8 @@ device and precision:
 
 ``auto`` takes the first available backend of :data:`AUTO_ORDER` for the
 device and precision (orders measured by tools/bench_backends.py, see
-docs/results/). Asking for a backend, device or precision that is not there is
+docs/results/); asked for int8 on the CPU, it runs the networks that int8 makes
+slower there in fp32 (:data:`AUTO_FP32_INSTEAD_OF_INT8_ON_CPU`). Asking for a backend, device or precision that is not there is
 a :class:`BackendError`, never a silent fallback. With logging at INFO
 (``-v`` on the command lines) every choice is reported once.
 """
@@ -55,6 +56,14 @@ AUTO_ORDER: dict[tuple[str, str], tuple[str, ...]] = {
     ("cuda", "fp16"): ("tensorrt", "torch"),
     ("cuda", "int8"): ("tensorrt",),
 }
+
+
+# Networks whose int8 graph ran *slower* than fp32 on ONNX Runtime on this project's x86 CPU (and lost
+# quality): the codec's tiny iterated blocks (PReLU stays float, so every block pays quantise/dequantise
+# steps) and TinyPSSR (one-channel convolutions too narrow for the int8 kernels); see
+# docs/results/bench_backends_cpu.json. ``auto`` asked for int8 on the CPU runs them in fp32 (faster and
+# exact); an explicit backend (``--backend onnx --precision int8``) runs int8 as asked.
+AUTO_FP32_INSTEAD_OF_INT8_ON_CPU = ("tinycompress-", "tinypssr-")
 
 
 class BackendError(TinyCodecError):
@@ -226,11 +235,16 @@ def get_runner(net: Network, backend: str = "auto", device: str = "cpu", precisi
     available backend. Reported at INFO level on the ``tinycodec`` logger.
     """
     concrete = resolve_backend(backend, device, precision)
-    runner = _cached_runner(net, concrete, device, precision)
+    how = f"auto: fastest available for {precision} on {device}" if backend == "auto" else "as asked"
+    run_precision = precision
+    if backend == "auto" and device == "cpu" and precision == "int8" and net.name.startswith(
+            AUTO_FP32_INSTEAD_OF_INT8_ON_CPU):
+        concrete, run_precision = resolve_backend("auto", device, "fp32"), "fp32"
+        how = "auto: int8 was asked, but fp32 runs this network faster here, and exactly"
+    runner = _cached_runner(net, concrete, device, run_precision)
     if (net, backend, device, precision) not in _reported:  # first use in this process: say what runs it
         _reported.add((net, backend, device, precision))
-        how = f"auto: fastest available for {precision} on {device}" if backend == "auto" else "as asked"
-        log.info("%s: %s on %s, %s (%s)", net.name, concrete, device, precision, how)
+        log.info("%s: %s on %s, %s (%s)", net.name, concrete, device, run_precision, how)
     return runner
 
 

@@ -28,7 +28,7 @@ from .errors import TinyCodecError
 from .files import read_image, save_image, write_atomic
 from .image import HighBitDepthWarning
 
-ENHANCE_HELP = f"{NONE}, {', '.join(FILTERS)}"
+ENHANCE_HELP = f"{NONE}, {', '.join(FILTERS)} (add -int8 or -fp16 to run a filter in that precision)"
 
 
 def _fail(prog: str, message: str, code: int = 1) -> None:

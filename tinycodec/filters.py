@@ -116,9 +116,12 @@ class UNet(nn.Module):
         e2 = self.enc2(F.max_pool2d(e1, 2))
         d1 = self.dec1(torch.cat([F.interpolate(e2, scale_factor=2.0, mode="bilinear", align_corners=False), e1], 1))
         d0 = self.dec0(torch.cat([F.interpolate(d1, scale_factor=2.0, mode="bilinear", align_corners=False), e0], 1))
-        residual = self.shuffle(self.head(d0))
-        skip = x if self.upscale == 1 else bicubic_upsample(x, self.upscale, self.skip_kernels)
-        return skip + residual
+        residual = self.head(d0)
+        if self.upscale == 1:
+            return x + self.shuffle(residual)
+        # The bicubic skip is added before the shuffle, as sub-pixel phases: the same sum
+        # (pixel shuffle only moves values), one shuffle instead of two.
+        return self.shuffle(residual + bicubic_phases(x, self.upscale, self.skip_kernels))
 
 
 def _cubic(t: float, a: float = -0.75) -> float:
@@ -157,11 +160,15 @@ def bicubic_upsample(x: torch.Tensor, factor: int, kernels: torch.Tensor | None 
     ``kernels``: :func:`bicubic_kernels` for x's channels, precomputed (a
     module buffer, so that ONNX export sees a constant).
     """
+    return F.pixel_shuffle(bicubic_phases(x, factor, kernels), factor)
+
+
+def bicubic_phases(x: torch.Tensor, factor: int, kernels: torch.Tensor | None = None) -> torch.Tensor:
+    """:func:`bicubic_upsample` before its pixel shuffle: (N, C*factor^2, H, W) sub-pixel phases."""
     c = int(x.shape[1])
     if kernels is None:
         kernels = bicubic_kernels(factor, c)
-    y = F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), kernels.to(x.dtype), groups=c)
-    return F.pixel_shuffle(y, factor)
+    return F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), kernels.to(x.dtype), groups=c)
 
 
 def reparameterise(model: nn.Module) -> nn.Module:

@@ -48,7 +48,7 @@ from .zoo import load_tensors
 
 log = logging.getLogger("tinycodec")
 
-EXPORT_VERSION = 1  # bump when the export recipe changes: old cache entries are then ignored
+EXPORT_VERSION = 2  # bump when the export recipe changes: old cache entries are then ignored
 OPSET = 17
 QUANT_VERSION = 1
 CALIBRATION_FILE = "calibration.npz"
@@ -234,9 +234,9 @@ def fp32_nodes(net: Network, node_names: list[str]) -> list[str]:
     elif net.filter_spec.per_channel:
         wanted = [n for n in node_names if n.startswith("/body/body.6/")] + [node_names[-1]]
     else:
-        wanted = ["/head/Conv", "/shuffle/DepthToSpace", node_names[-1]]
+        wanted = ["/head/Conv", "/shuffle/DepthToSpace", "/Add"]
         if net.filter_spec.upscale > 1:
-            wanted += ["/Pad", "/Conv", "/DepthToSpace"]
+            wanted += ["/Pad", "/Conv"]
     missing = [n for n in wanted if n not in node_names]
     if missing or not wanted:
         raise GraphError(f"{net.name}: nodes {missing} not in the exported graph (exporter naming changed?)")

@@ -188,14 +188,15 @@ def random_filter(name: str, folder: Path) -> None:
 
 def markdown(rows: list[dict]) -> str:
     lines = ["| network | image | backend | precision | PSNR vs torch fp32 | SSIM vs fp32 | MS-SSIM vs fp32 | "
-             "PSNR vs original | fp32 PSNR vs original | median ms | p10-p90 ms | runs | speedup vs torch fp32 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "PSNR vs original | fp32 PSNR vs original | median ms | p10-p90 ms | runs | speedup vs torch fp32 | "
+             "speedup vs same backend fp32 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         q, o = r["vs_torch_fp32"], r["vs_original"]
         lines.append(f"| {r['network']}{' (random-init)' if r['weights'] == 'random-init' else ''} | {r['image']} | "
                      f"{r['backend']} | {r['precision']} | {q['psnr']} | {q['ssim']} | {q['ms_ssim']} | {o['psnr']} | "
                      f"{r['torch_fp32_vs_original_psnr']} | {r['median_ms']} | {r['p10_ms']}-{r['p90_ms']} | "
-                     f"{r['runs']} | {r['speedup_vs_torch_fp32']} |")
+                     f"{r['runs']} | {r['speedup_vs_torch_fp32']} | {r['speedup_vs_same_backend_fp32']} |")
     return "\n".join(lines)
 
 
@@ -215,6 +216,8 @@ def main() -> None:
     ap.add_argument("--min-runs", type=int, default=20)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="for every backend (default: all cores)")
     ap.add_argument("--json", type=Path, default=ROOT / "docs" / "results" / "bench_backends_cpu.json")
+    ap.add_argument("--update", action="store_true",
+                    help="merge into an existing --json: replace its rows of the networks measured now, keep the rest")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -247,16 +250,17 @@ def main() -> None:
             print(f"{name}: skipped ({exc})", flush=True)
             continue
         weights = "random-init" if name in random_init else net.entry.sha256[:16]
-        for precision in ("fp32", "fp16", "int8"):
+        for precision in ("fp32", "fp16", "int8"):  # what --backend auto --precision P runs this network with
             try:
-                auto[f"{name} {precision}"] = backends.resolve_backend("auto", args.device, precision)
+                picked = backends.get_runner(net, "auto", args.device, precision)
+                auto[f"{name} {precision}"] = f"{picked.backend} {picked.precision}"
             except TinyCodecError:
                 pass
         for image_name, (rgb, source) in images.items():
             case = Case(net, rgb)
             reference_runner = backends.get_runner(net, "torch", "cpu", "fp32")
             reference = case.image(reference_runner.run(case.x))
-            base = None
+            base, fp32_of = None, {}
             for backend, precision in VARIANTS[args.device]:
                 if not backends.available(backend, args.device, precision):
                     skipped.append({"network": name, "image": image_name, "backend": backend, "precision": precision,
@@ -267,15 +271,20 @@ def main() -> None:
                 timing = time_runner(runner, case.x, args.runs, args.warmup, args.max_seconds, args.min_runs)
                 if backend == "torch" and precision == "fp32":
                     base = timing["median_ms"]
+                if precision == "fp32":
+                    fp32_of[backend] = timing["median_ms"]
                 row = {"network": name, "weights": weights, "image": image_name, "image_source": source,
                        "input_shape": list(case.x.shape), "device": args.device, "backend": backend,
                        "precision": precision, **timing,
                        "speedup_vs_torch_fp32": round(base / timing["median_ms"], 2) if base else None,
+                       "speedup_vs_same_backend_fp32": (round(fp32_of[backend] / timing["median_ms"], 2)
+                                                        if backend in fp32_of else None),
                        "vs_torch_fp32": quality(out, reference), "vs_original": quality(out, rgb),
                        "torch_fp32_vs_original_psnr": round(psnr(reference, rgb), 3)}
                 rows.append(row)
                 print(json.dumps({k: row[k] for k in ("network", "image", "backend", "precision", "median_ms",
-                                                      "p10_ms", "p90_ms", "runs", "speedup_vs_torch_fp32")}
+                                                      "p10_ms", "p90_ms", "runs", "speedup_vs_torch_fp32",
+                                                      "speedup_vs_same_backend_fp32")}
                                  | {"psnr_vs_fp32": row["vs_torch_fp32"]["psnr"],
                                     "psnr_vs_original": row["vs_original"]["psnr"]}), flush=True)
 
@@ -291,11 +300,25 @@ def main() -> None:
                   "random-init: the filter had no registered weights; its quality figures mean nothing"],
         "auto": auto, "results": rows, "skipped": skipped,
     }
+    if args.update and args.json.exists():
+        previous = json.loads(args.json.read_text())
+        measured = set(names)
+        result["runs_merged"] = previous.get("runs_merged", [{k: previous[k] for k in ("command", "machine", "wall_s")
+                                                              if k in previous}]) + [
+            {k: result[k] for k in ("command", "machine", "wall_s")}]
+        result["results"] = [r for r in previous["results"] if r["network"] not in measured] + rows
+        result["skipped"] = [r for r in previous.get("skipped", []) if r["network"] not in measured] + skipped
+        result["auto"] = {k: v for k, v in previous.get("auto", {}).items() if k.split()[0] not in measured} | auto
+        order = {n: i for i, n in enumerate(network_names())}
+        result["results"].sort(key=lambda r: (order.get(r["network"], 99), r["image"] != "kodak"))
+        rows = result["results"]
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1) + "\n")
     md = args.json.with_suffix(".md")
-    md.write_text(f"# {args.json.name}\n\n`{result['command']}`, {result['wall_s']} s, "
-                  f"load average before {load_before}\n\n{markdown(rows)}\n")
+    runs = result.get("runs_merged", [{k: result[k] for k in ("command", "machine", "wall_s")}])
+    header = "\n".join(f"- `{r['command']}`: {r['wall_s']} s, {r['machine']['threads']} threads, load average "
+                       f"{[round(v, 1) for v in r['machine']['load_average_before']]} before" for r in runs)
+    md.write_text(f"# {args.json.name}\n\n{header}\n\n{markdown(rows)}\n")
     print(markdown(rows))
     print(f"wrote {args.json} and {md} in {result['wall_s']} s", flush=True)
 

@@ -80,13 +80,13 @@ def check(names: list[str], val_crops: np.ndarray) -> list[dict]:
         for x in graphs.calibration_inputs(net, val_crops):
             values.append(psnr(int8.run(None, {"input": x})[0], fp32.run(None, {"input": x})[0]))
         row = {"network": name, "int8_vs_fp32_psnr_db": round(float(np.mean(values)), 2),
-               "quantise_s": round(built, 1), "graph_kb": int_path_kb(int8_path)}
+               "quantise_s": round(built, 1), "graph_kb": path_kb(int8_path)}
         rows.append(row)
         print(json.dumps(row), flush=True)
     return rows
 
 
-def int_path_kb(path: Path) -> int:
+def path_kb(path: Path) -> int:
     return path.stat().st_size // 1024
 
 
