@@ -59,9 +59,10 @@ def _filter_model(entry: WeightsEntry, spec: FilterSpec) -> torch.nn.Module:
 def filter_halo(spec: FilterSpec) -> int:
     """Input pixels of context a tile needs on each side for a seam-free result."""
     # TinyPSSR sees 9x9 input pixels (two 5x5 convs): 4 suffice. The UNets'
-    # receptive field is about 50 input pixels; 32 (a multiple of their 4-pixel
-    # pooling grid) leaves differences below one grey level.
-    return 4 if spec.per_channel else 32
+    # receptive field is about 50 input pixels plus the 31-pixel local-mean
+    # removal; 48 (a multiple of their 4-pixel pooling grid) leaves differences
+    # of a grey level or two.
+    return 4 if spec.per_channel else 48
 
 
 def run_filter_rgb(entry: WeightsEntry, spec: FilterSpec, rgb: np.ndarray, tile: int = 512) -> np.ndarray:
@@ -81,7 +82,7 @@ def run_filter_tiled(model: torch.nn.Module, spec: FilterSpec, rgb: np.ndarray, 
             # Halo starts stay on the pooling grid so tiles compute what the whole image would.
             ya, xa = max(0, y0 - halo), max(0, x0 - halo)
             yb, xb = min(h, y1 + halo), min(w, x1 + halo)
-            x = torch.from_numpy(np.ascontiguousarray(rgb[ya:yb, xa:xb])).permute(2, 0, 1)[None].float().div_(255.0)
+            x = torch.from_numpy(np.array(rgb[ya:yb, xa:xb])).permute(2, 0, 1)[None].float().div_(255.0)
             if not spec.per_channel:
                 x = x.contiguous(memory_format=torch.channels_last)
             y = run_filter(model, spec, x)[0]
