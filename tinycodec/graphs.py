@@ -225,18 +225,16 @@ def fp32_nodes(net: Network, node_names: list[str]) -> list[str]:
 
     Codec networks: the last convolution and its activation (the encoder's
     latent reaches hundreds at scale 4: 8-bit steps of several units), and the
-    decoder's first convolution, whose input is that latent. UNet/SRUNet: the head convolution, the
-    pixel shuffle and the skip path (SRUNet's bicubic convolution) with the
-    final addition. TinyPSSR: the final 1x1 convolution and pixel shuffle.
+    decoder's first convolution, whose input is that latent. UNet/SRUNet: every
+    node from the head convolution on (pixel shuffle, the local-mean removal,
+    SRUNet's bicubic skip convolution, the final addition). TinyPSSR: the final 1x1 convolution and pixel shuffle.
     """
     if net.is_codec:
         wanted = node_names[-2:] + (node_names[:1] if net.part == "decoder" else [])
     elif net.filter_spec.per_channel:
         wanted = [n for n in node_names if n.startswith("/body/body.6/")] + [node_names[-1]]
     else:
-        wanted = ["/head/Conv", "/shuffle/DepthToSpace", "/Add"]
-        if net.filter_spec.upscale > 1:
-            wanted += ["/Pad", "/Conv"]
+        wanted = node_names[node_names.index("/head/Conv"):] if "/head/Conv" in node_names else ["/head/Conv"]
     missing = [n for n in wanted if n not in node_names]
     if missing or not wanted:
         raise GraphError(f"{net.name}: nodes {missing} not in the exported graph (exporter naming changed?)")

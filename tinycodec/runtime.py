@@ -47,9 +47,10 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
 def filter_halo(spec: FilterSpec) -> int:
     """Input pixels of context a tile needs on each side for a seam-free result."""
     # TinyPSSR sees 9x9 input pixels (two 5x5 convs): 4 suffice. The UNets'
-    # receptive field is about 50 input pixels; 32 (a multiple of their 4-pixel
-    # pooling grid) leaves differences below one grey level.
-    return 4 if spec.per_channel else 32
+    # receptive field is about 50 input pixels plus the 31-pixel local-mean
+    # removal; 48 (a multiple of their 4-pixel pooling grid) leaves differences
+    # of a grey level or two.
+    return 4 if spec.per_channel else 48
 
 
 def run_filter_rgb(entry: WeightsEntry, spec: FilterSpec, rgb: np.ndarray, tile: int = 512, *, backend: str = "auto",
