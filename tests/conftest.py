@@ -6,6 +6,21 @@ import numpy as np
 import pytest
 
 
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """Built ONNX graphs go to a cache of the test session's own, never the user's ~/.cache."""
+    import os
+
+    path = tmp_path_factory.mktemp("tinycodec-cache")
+    old = os.environ.get("TINYCODEC_CACHE")
+    os.environ["TINYCODEC_CACHE"] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop("TINYCODEC_CACHE", None)
+    else:
+        os.environ["TINYCODEC_CACHE"] = old
+
+
 def photo_like(height: int, width: int, seed: int = 0) -> np.ndarray:
     """A smooth, photograph-like RGB image: gradients, soft blobs, an edge and mild noise."""
     rng = np.random.default_rng(seed)

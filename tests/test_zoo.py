@@ -17,13 +17,13 @@ def weights_copy(tmp_path, monkeypatch):
     monkeypatch.setattr(zoo, "weights_dir", lambda: copy)
     zoo.registry.cache_clear()
     zoo.load_tensors.cache_clear()
-    from tinycodec import runtime
+    from tinycodec import backends
 
-    runtime._model.cache_clear()
+    backends.clear_cache()
     yield copy
     zoo.registry.cache_clear()
     zoo.load_tensors.cache_clear()
-    runtime._model.cache_clear()
+    backends.clear_cache()
 
 
 def test_every_scale_registered_and_hash_matches():

@@ -55,6 +55,8 @@ class EncodeSettings:
     planes: int = DEFAULT_PLANES
     keep_metadata: bool = True
     force: bool = False
+    downscale: int = 1
+    run: dict[str, str] = field(default_factory=dict)  # backend, device, precision
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,8 @@ class DecodeSettings:
     keep_metadata: bool = True
     force: bool = False
     limits: Limits = DEFAULT_LIMITS
+    enhance: str = "none"
+    run: dict[str, str] = field(default_factory=dict)  # backend, device, precision
 
 
 @dataclass
@@ -207,7 +211,8 @@ def encode_job(job: Job, settings: EncodeSettings) -> Outcome:
         try:
             _check_target(job, settings.force)
             source = read_source(job.src, keep_metadata=settings.keep_metadata)
-            data = encode_planar(source.planar, settings.scale, settings.planes, metadata=source.metadata)
+            data = encode_planar(source.planar, settings.scale, settings.planes, metadata=source.metadata,
+                                 downscale=settings.downscale, **settings.run)
             write_atomic(job.dst, data)
             pixels = source.width * source.height
             return Outcome(job, None, job.src.stat().st_size, len(data), pixels, len(data), _notes(caught))
@@ -222,7 +227,8 @@ def decode_job(job: Job, settings: DecodeSettings) -> Outcome:
         try:
             _check_target(job, settings.force)
             data = read_tcz(job.src, limits=settings.limits)
-            image, info = decode_with_info(data, partial=settings.partial, limits=settings.limits)
+            image, info = decode_with_info(data, partial=settings.partial, limits=settings.limits,
+                                           enhance=settings.enhance, **settings.run)
             save_image(image, job.dst, keep_metadata=settings.keep_metadata)
             notes = _notes(caught)
             if not info.complete:

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import functools
 import io
+import logging
 import os
 import shutil
 import signal
@@ -25,15 +26,19 @@ import click
 import numpy as np
 
 from . import __version__, batch
+from .backends import BACKENDS, DEVICES, PRECISIONS
 from .codec import (DEFAULT_PLANES, DEFAULT_SCALE, SCALES, PartialAlphaWarning, decode_with_info, encode,
                     encode_planar)
+from .container import DOWNSCALE_FACTORS
+from .enhance import NONE, enhance, parse_filter
+from .filters import FILTERS
 from .errors import TinyCodecError
 from .files import format_for_suffix, read_image, read_source, read_tcz, save_image, save_image_to, write_atomic
 from .image import HighBitDepthWarning
 from .limits import DEFAULT_LIMITS
 from .metadata import MetadataWarning
 
-ENHANCE_FILTERS = ("none",)  # learned filters arrive with the enhancement issue
+ENHANCE_HELP = f"{NONE}, {', '.join(FILTERS)} (add -int8 or -fp16 to run a filter in that precision)"
 
 
 def _fail(prog: str, message: str, code: int = 1) -> None:
@@ -98,6 +103,39 @@ def _user_errors(prog: str):
         return inner
 
     return wrap
+
+
+def _backend_options(prog: str):
+    """--backend, --device, --precision and -v for a command; the command gets them as ``run`` (a dict)."""
+
+    def wrap(fn):
+        @click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
+                      help="What runs the networks: auto picks the fastest available (-v says which).")
+        @click.option("--device", type=click.Choice(DEVICES), default="cpu", show_default=True,
+                      help="cuda needs a CUDA build of PyTorch and a GPU (torch fp32/fp16, tensorrt).")
+        @click.option("--precision", type=click.Choice(PRECISIONS), default="fp32", show_default=True,
+                      help="Of the codec network: int8 (onnx on cpu, tensorrt), fp16 (cuda).")
+        @click.option("-v", "--verbose", is_flag=True, help="Say which backend runs each network, and what is built.")
+        @functools.wraps(fn)
+        def inner(*args, backend: str, device: str, precision: str, verbose: bool, **kwargs):
+            if verbose:
+                _log_to_stderr(prog)
+            return fn(*args, run={"backend": backend, "device": device, "precision": precision}, **kwargs)
+
+        return inner
+
+    return wrap
+
+
+def _log_to_stderr(prog: str) -> None:
+    logger = logging.getLogger("tinycodec")
+    for old in [h for h in logger.handlers if getattr(h, "_tinycodec_cli", False)]:
+        logger.removeHandler(old)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{prog}: %(message)s"))
+    handler._tinycodec_cli = True
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 @contextlib.contextmanager
@@ -198,15 +236,19 @@ _JOBS_HELP = "Parallel workers: files in parallel with several inputs, tiles of 
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True, help=_JOBS_HELP)
 @click.option("--strip", is_flag=True, help="Drop the ICC profile and EXIF orientation instead of carrying them.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
+@click.option("--downscale", type=click.Choice(["1", *map(str, DOWNSCALE_FACTORS)]), default="1", show_default=True,
+              help="Code the image at 1/N of its width and height; tcdec --enhance srunet restores the size.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (no progress bar, no summary).")
 @click.version_option(__version__, "-V", "--version", prog_name="tcenc")
+@_backend_options("tcenc")
 @_user_errors("tcenc")
 def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, jobs: int, strip: bool,
-          force: bool, quiet: bool) -> None:
+          force: bool, downscale: str, quiet: bool, run: dict) -> None:
     """Encode IMAGES (any format Pillow reads; folders: the images in them; '-' for stdin) to .tcz files."""
     if _is_batch(images):
         sources = batch.expand_inputs(images, batch.image_suffixes())
-        settings = batch.EncodeSettings(int(scale), planes, keep_metadata=not strip, force=force)
+        settings = batch.EncodeSettings(int(scale), planes, keep_metadata=not strip, force=force,
+                                        downscale=int(downscale), run=run)
         jobs_list = batch.plan_jobs(sources, output, batch.TCZ_SUFFIX)
         _run_batch("tcenc", jobs_list, functools.partial(batch.encode_job, settings=settings), jobs, quiet)
         return
@@ -216,13 +258,15 @@ def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, 
     _check_output(output, force, image)
     with _notes("tcenc", quiet):
         start = time.perf_counter()
-        data = encode_planar(source.planar, int(scale), planes, metadata=source.metadata, workers=jobs)
+        data = encode_planar(source.planar, int(scale), planes, metadata=source.metadata, workers=jobs,
+                             downscale=int(downscale), **run)
         elapsed = time.perf_counter() - start
     _write_output(output, data)
     if not quiet:
         bpp = 8 * len(data) / (source.width * source.height)
+        shrunk = f", downscale {downscale}" if downscale != "1" else ""
         click.echo(f"{image} -> {output}: {source.width}x{source.height} {source.mode}, scale {scale}, "
-                   f"{planes} planes, {len(data)} bytes, {bpp:.4f} bpp, {elapsed * 1000:.0f} ms", err=True)
+                   f"{planes} planes{shrunk}, {len(data)} bytes, {bpp:.4f} bpp, {elapsed * 1000:.0f} ms", err=True)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -233,8 +277,9 @@ def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, 
                    "suffix of --format.")
 @click.option("--format", "fmt", type=str, default="png", show_default=True,
               help="Output format (an extension: png, webp, bmp, tiff, ...) when -o names no file.")
-@click.option("--enhance", type=str, default="none", show_default=True,
-              help=f"Post-decode filter: {', '.join(ENHANCE_FILTERS)}.")
+@click.option("--enhance", type=str, default=NONE, show_default=True,
+              help=f"Learned filter after decoding: {ENHANCE_HELP}. srunet and tinypssr-x2/x4 enlarge the image "
+                   "(or restore the size of a --downscale file).")
 @click.option("--partial", is_flag=True, help="Decode a truncated file from the bit-plane segments that arrived whole.")
 @click.option("--max-pixels", type=click.IntRange(min=0), default=DEFAULT_LIMITS.max_pixels, show_default=True,
               help="Refuse images with more pixels than this (0: no limit).")
@@ -243,18 +288,19 @@ def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, 
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (no progress bar, no summary).")
 @click.version_option(__version__, "-V", "--version", prog_name="tcdec")
+@_backend_options("tcdec")
 @_user_errors("tcdec")
 def tcdec(files: tuple[str, ...], output: str | None, fmt: str, enhance: str, partial: bool, max_pixels: int,
-          jobs: int, strip: bool, force: bool, quiet: bool) -> None:
+          jobs: int, strip: bool, force: bool, quiet: bool, run: dict) -> None:
     """Decode .tcz FILES (folders: the .tcz files in them; '-' for stdin) to images."""
-    if enhance not in ENHANCE_FILTERS:
-        raise TinyCodecError(f"unknown enhancement filter '{enhance}': choose from {', '.join(ENHANCE_FILTERS)}")
+    parse_filter(enhance)  # an unknown name fails before any reading or decoding
     suffix = "." + fmt.lower().lstrip(".")
     format_for_suffix(suffix)  # an unknown format fails here, before any work
     limits = dataclasses.replace(DEFAULT_LIMITS, max_pixels=max_pixels or None)
     if _is_batch(files):
         sources = batch.expand_inputs(files, {batch.TCZ_SUFFIX})
-        settings = batch.DecodeSettings(partial=partial, keep_metadata=not strip, force=force, limits=limits)
+        settings = batch.DecodeSettings(partial=partial, keep_metadata=not strip, force=force, limits=limits,
+                                        enhance=enhance, run=run)
         jobs_list = batch.plan_jobs(sources, output, suffix)
         _run_batch("tcdec", jobs_list, functools.partial(batch.decode_job, settings=settings), jobs, quiet)
         return
@@ -264,7 +310,8 @@ def tcdec(files: tuple[str, ...], output: str | None, fmt: str, enhance: str, pa
     _check_output(output, force, file)
     with _notes("tcdec", quiet):
         start = time.perf_counter()
-        image, info = decode_with_info(data, partial=partial, limits=limits, workers=jobs)
+        image, info = decode_with_info(data, partial=partial, limits=limits, workers=jobs,
+                                       enhance=enhance, **run)
         elapsed = time.perf_counter() - start
     del data
     if output == "-":
@@ -279,7 +326,8 @@ def tcdec(files: tuple[str, ...], output: str | None, fmt: str, enhance: str, pa
             planes = f"{info.planes_decoded} of {info.planes} planes"
             if info.tiles_refined:
                 planes += f" (plane {info.planes_decoded + 1} in {info.tiles_refined} of {info.tiles} tiles)"
-        click.echo(f"{file} -> {output}: {info.width}x{info.height} {info.mode}, scale {info.scale}, {planes}, "
+        extra = f", {info.enhance}" if info.enhance != NONE else ""
+        click.echo(f"{file} -> {output}: {info.width}x{info.height} {info.mode}, scale {info.scale}, {planes}{extra}, "
                    f"{elapsed * 1000:.0f} ms", err=True)
 
 
@@ -324,6 +372,32 @@ def demo(image: str | None, outdir: str | None) -> None:
             stem = Path(outdir) / f"demo-s{scale}-p{planes}"
             write_atomic(stem.with_suffix(".tcz"), data)
             save_image(out, stem.with_suffix(".png"))
+
+
+@main.command("enhance")
+@click.argument("image", type=str)
+@click.option("-o", "--output", type=str, required=True, help="Output image; the format follows the extension.")
+@click.option("--filter", "filter_name", type=str, required=True, help=f"One of {', '.join(FILTERS)}.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
+@_backend_options("tinycodec enhance")
+@_user_errors("tinycodec enhance")
+def enhance_command(image: str, output: str, filter_name: str, force: bool, quiet: bool, run: dict) -> None:
+    """Run a learned filter on any IMAGE: upscale a photograph (tinypssr-x2/x4, srunet) or clean one (unet)."""
+    if parse_filter(filter_name) is None:
+        raise TinyCodecError("--filter none does nothing: choose a filter")
+    im = read_image(image)
+    _check_output(output, force, image)
+    with _notes("tinycodec enhance", quiet):
+        start = time.perf_counter()
+        if run.pop("precision") != "fp32":
+            raise TinyCodecError("the filter's precision is part of its name: --filter srunet-int8")
+        out = enhance(im, filter_name, **run)
+        elapsed = time.perf_counter() - start
+    save_image(out, output)
+    if not quiet:
+        click.echo(f"{image} -> {output}: {im.width}x{im.height} -> {out.width}x{out.height}, {filter_name}, "
+                   f"{elapsed * 1000:.0f} ms", err=True)
 
 
 @main.command("rd")

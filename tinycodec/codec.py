@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image
 
-from . import container, entropy, parallel, quantize, tiling
-from .container import ALPHA_PLANES, Header
+from . import backends, container, entropy, parallel, quantize, runtime, tiling
+from .container import ALPHA_PLANES, DOWNSCALE_FACTORS, Header
+from .enhance import NONE, enhance_planes, fit_to_size, parse_filter
 from .errors import TinyCodecError
 from .image import Planar, to_pil, to_planar
 from .limits import DEFAULT_LIMITS, Deadline, Limits
@@ -38,7 +40,7 @@ INFO_PLANES_DECODED = "tcz_planes_decoded"
 class DecodeInfo:
     """What a decode found in the file."""
 
-    width: int
+    width: int  # of the decoded image (the original size, or enlarged by a super-resolution filter)
     height: int
     scale: int
     planes: int  # kept planes in the file
@@ -49,6 +51,8 @@ class DecodeInfo:
     tiles_refined: int = 0  # partial decode: tiles that also have plane planes_decoded + 1
     complete: bool = True  # every segment of the file was decoded
     metadata: Metadata = field(default_factory=Metadata)
+    downscale: int = 1  # the image was coded at 1/downscale of its size (tcenc --downscale)
+    enhance: str = NONE  # the filter applied after decoding
 
 
 def _tile_slices(header: Header, tile_scale: int = 1) -> list[tuple[slice, slice]]:
@@ -65,9 +69,21 @@ def _check_workers(workers: int, window: int | None) -> None:
         raise ValueError(f"window must be an integer >= 1 pixels, not {window!r}")
 
 
+def _downscale(planar: Planar, factor: int) -> Planar:
+    """Pillow bicubic to ceil(size / factor): the degradation SRUNet was trained to undo."""
+    h, w = planar.rgb.shape[:2]
+    size = (-(-w // factor), -(-h // factor))
+    rgb = np.asarray(Image.fromarray(planar.rgb, "RGB").resize(size, Image.BICUBIC))
+    alpha = None
+    if planar.alpha is not None:
+        alpha = np.asarray(Image.fromarray(planar.alpha, "L").resize(size, Image.BICUBIC))
+    return Planar(rgb, alpha, planar.grey)
+
+
 def encode(image: Image.Image | np.ndarray, scale: int = DEFAULT_SCALE, planes: int = DEFAULT_PLANES,
            *, tile: int = DEFAULT_TILE, keep_metadata: bool = True, workers: int = 1,
-           window: int | None = None) -> bytes:
+           window: int | None = None, downscale: int = 1, backend: str = "auto", device: str = "cpu",
+           precision: str = "fp32") -> bytes:
     """Encode an image to ``.tcz`` bytes.
 
     image: a PIL image (any mode Pillow reads; grey stays grey, alpha is kept
@@ -83,17 +99,26 @@ def encode(image: Image.Image | np.ndarray, scale: int = DEFAULT_SCALE, planes: 
     window: pixels per side of the windows the encoder network runs on (None:
         512, wider at scale 256); any value gives the same latent up to float
         rounding, smaller needs less memory.
+    downscale: 2 or 4 codes the image at 1/downscale of its width and height
+        (Pillow bicubic) and records the original size; ``decode(..., enhance="srunet")``
+        restores it with super-resolution, plain ``decode`` with bicubic. Fewer bits, less detail.
+    backend, device, precision: what runs the encoder network (see :mod:`tinycodec.backends`):
+        backend ``auto`` (the fastest available), ``torch``, ``onnx`` or ``tensorrt``; device ``cpu``
+        or ``cuda``; precision ``fp32``, ``fp16`` (cuda) or ``int8``. The file is valid for every
+        decoder whatever runs it; another backend gives a slightly different (equally valid) file.
 
-    Raises TinyCodecError for images the codec cannot take, ValueError for bad arguments.
+    Raises TinyCodecError for images the codec cannot take (BackendError for a backend that is not
+    available here), ValueError for bad arguments.
     """
     metadata = Metadata.from_image(image) if keep_metadata and isinstance(image, Image.Image) else Metadata()
     return encode_planar(to_planar(image), scale, planes, metadata=metadata, tile=tile, workers=workers,
-                         window=window)
+                         window=window, downscale=downscale, backend=backend, device=device, precision=precision)
 
 
 def encode_planar(planar: Planar, scale: int = DEFAULT_SCALE, planes: int = DEFAULT_PLANES, *,
                   metadata: Metadata = Metadata(), tile: int = DEFAULT_TILE, workers: int = 1,
-                  window: int | None = None) -> bytes:
+                  window: int | None = None, downscale: int = 1, backend: str = "auto", device: str = "cpu",
+                  precision: str = "fp32") -> bytes:
     """:func:`encode` for an image already brought to :class:`Planar` form.
 
     Lets a caller drop its PIL image before the networks run (a 100-megapixel
@@ -105,14 +130,23 @@ def encode_planar(planar: Planar, scale: int = DEFAULT_SCALE, planes: int = DEFA
     if not 8 <= tile <= 0xFFFF:
         raise ValueError("tile must be 8..65535 latent elements")
     _check_workers(workers, window)
+    if downscale != 1 and downscale not in DOWNSCALE_FACTORS:
+        raise ValueError(f"downscale must be 1 or one of {DOWNSCALE_FACTORS}, not {downscale}")
+    backends.check_request(backend, device, precision)
     height, width = planar.rgb.shape[:2]
     if width * height > MAX_IMAGE_PIXELS:
         raise TinyCodecError(f"image of {width}x{height} pixels exceeds the limit of {MAX_IMAGE_PIXELS} pixels")
+    extensions = metadata.to_extensions()
+    if downscale != 1:
+        extensions.append(container.downscale_record(downscale, width, height))
+        planar = _downscale(planar, downscale)
+        height, width = planar.rgb.shape[:2]
 
     depth = SCALE_DEPTHS[scale]
     entry = current_entry(model_name(scale))
     try:
-        latent = tiling.encode_latent(entry, scale, depth, planar.rgb, window)
+        latent = tiling.encode_latent(entry, scale, depth, planar.rgb, window, backend=backend, device=device,
+                                      precision=precision)
     except (MemoryError, RuntimeError) as exc:
         raise TinyCodecError(f"cannot encode a {width}x{height} image here: {exc}") from None
     lo, hi = quantize.latent_range(latent)  # per image: needs the whole (small) latent
@@ -121,7 +155,7 @@ def encode_planar(planar: Planar, scale: int = DEFAULT_SCALE, planes: int = DEFA
         width=width, height=height, color_channels=1 if planar.grey else 3,
         has_alpha=planar.alpha is not None, depth=depth, planes=planes, coder_id=entropy.CODER_ID,
         tile=tile, lo=tuple(float(v) for v in lo), hi=tuple(float(v) for v in hi),
-        model=entry.model, weights_id=entry.short_id, extensions=metadata.to_extensions(),
+        model=entry.model, weights_id=entry.short_id, extensions=extensions,
     )
     # Quantising tile by tile gives the same symbols as quantising the whole latent (elementwise).
     jobs = [(np.ascontiguousarray(quantize.quantize(latent[:, rows, cols], lo, hi, planes)), planes)
@@ -136,6 +170,25 @@ def encode_planar(planar: Planar, scale: int = DEFAULT_SCALE, planes: int = DEFA
     groups = [[segments[plane] for segments in colour] for plane in range(planes)]
     groups += [[segments[plane] for segments in alpha] for plane in range(ALPHA_PLANES if alpha else 0)]
     return container.pack(header, groups)
+
+
+def simulate_rgb(rgb: np.ndarray, scale: int, planes: int = DEFAULT_PLANES, *, backend: str = "auto",
+                 device: str = "cpu", precision: str = "fp32") -> np.ndarray:
+    """The RGB image ``decode(encode(rgb, scale, planes))`` returns, without running the entropy coder.
+
+    The coder is lossless, so skipping it changes nothing but the time; used to
+    make training pairs for the enhancement filters. rgb: (H, W, 3) uint8.
+    """
+    depth = SCALE_DEPTHS[scale]
+    quantize.check_planes(planes)
+    height, width = rgb.shape[:2]
+    entry = current_entry(model_name(scale))
+    run = {"backend": backend, "device": device, "precision": precision}
+    latent = tiling.encode_latent(entry, scale, depth, rgb, **run)
+    lo, hi = quantize.latent_range(latent)
+    symbols = quantize.quantize(latent, lo, hi, planes)
+    latent = quantize.dequantize(symbols, np.asarray(lo, np.float32), np.asarray(hi, np.float32), planes)
+    return runtime.run_decoder(entry, scale, latent, **run)[:height, :width]
 
 
 def _open(data: bytes, partial: bool, limits: Limits, max_pixels: int | None) -> tuple[container.Decoded, WeightsEntry]:
@@ -183,20 +236,50 @@ def _segments_of_tile(unpacked: container.Decoded, first_group: int, tile: int, 
 
 
 def decode_with_info(data: bytes, *, partial: bool = False, max_pixels: int | None = None,
-                     limits: Limits = DEFAULT_LIMITS, workers: int = 1,
-                     window: int | None = None) -> tuple[Image.Image, DecodeInfo]:
+                     limits: Limits = DEFAULT_LIMITS, workers: int = 1, window: int | None = None,
+                     enhance: str = NONE, backend: str = "auto", device: str = "cpu",
+                     precision: str = "fp32") -> tuple[Image.Image, DecodeInfo]:
     """Decode ``.tcz`` bytes; also report what was decoded. See :func:`decode`."""
     _check_workers(workers, window)
+    choice = parse_filter(enhance)  # an unknown filter fails before any work
+    backends.check_request(backend, device, precision)  # and so does a backend that is not here
+    if choice is not None:
+        backends.check_request(backend, device, choice.precision)
     unpacked, entry = _open(data, partial, limits, max_pixels)
     header = unpacked.header
+    downscale = container.find_downscale(header)
+    out_w, out_h = (downscale[1], downscale[2]) if downscale else (header.width, header.height)
+    if choice is not None and not downscale:
+        out_w, out_h = out_w * choice.spec.upscale, out_h * choice.spec.upscale
+    cap = limits.max_pixels if max_pixels is None else max_pixels
+    if cap is not None and out_w * out_h > cap:
+        raise TinyCodecError(f"output of {out_w}x{out_h} pixels exceeds the limit of {cap} pixels "
+                             "(Limits.max_pixels; tcdec --max-pixels)")
+    run = {"backend": backend, "device": device, "precision": precision}
     try:
-        return _decode_unpacked(unpacked, entry, limits.deadline(header.width, header.height), workers, window)
+        image, info = _decode_unpacked(unpacked, entry, limits.deadline(header.width, header.height), workers,
+                                       window, run)
+        if choice is not None:
+            planes = np.asarray(image)
+            if planes.ndim == 2:  # mode L
+                planes = planes[..., None]
+            grey = header.color_channels == 1
+            rgb = np.repeat(planes[..., :1], 3, axis=2) if grey else planes[..., :3]
+            alpha = planes[..., -1] if header.has_alpha else None
+            enhanced = enhance_planes(np.ascontiguousarray(rgb), alpha, grey, choice, backend=backend, device=device)
+            enhanced.info.update(image.info)
+            image = enhanced
+        if downscale:
+            image = fit_to_size(image, out_w, out_h)  # crop and resize keep image.info
     except MemoryError:  # the limits keep this rare, but a small machine can still run out
         raise TinyCodecError(f"not enough memory to decode a {header.width}x{header.height} image here") from None
+    info = dataclasses.replace(info, width=image.width, height=image.height, mode=image.mode,
+                               downscale=downscale[0] if downscale else 1, enhance=choice.name if choice else NONE)
+    return image, info
 
 
 def _decode_unpacked(unpacked: container.Decoded, entry: WeightsEntry, deadline: Deadline, workers: int,
-                     window: int | None) -> tuple[Image.Image, DecodeInfo]:
+                     window: int | None, run: dict[str, str]) -> tuple[Image.Image, DecodeInfo]:
     header = unpacked.header
     scale, depth, step = header.scale, header.depth, 1 << header.depth
     tiles = _tile_slices(header)
@@ -222,7 +305,7 @@ def _decode_unpacked(unpacked: container.Decoded, entry: WeightsEntry, deadline:
     image = Image.new(("LA" if alpha is not None else "L") if grey else ("RGBA" if alpha is not None else "RGB"),
                       (header.width, header.height))
     try:
-        for y, x, rgb in tiling.decode_windows(entry, scale, depth, latent_of, (lh, lw), window):
+        for y, x, rgb in tiling.decode_windows(entry, scale, depth, latent_of, (lh, lw), window, **run):
             rgb = rgb[: header.height - y, : header.width - x]  # drop the padding to a multiple of 2**k
             block_alpha = None if alpha is None else alpha[y : y + rgb.shape[0], x : x + rgb.shape[1]]
             image.paste(to_pil(np.ascontiguousarray(rgb), block_alpha, grey), (x, y))
@@ -269,12 +352,13 @@ def _decode_alpha(unpacked: container.Decoded, workers: int, deadline: Deadline)
     complete = min(planes) == ALPHA_PLANES
     if not complete:
         warnings.warn(f"alpha channel incomplete in partial file ({min(planes)} of {ALPHA_PLANES} planes): "
-                      "approximated, opaque where nothing arrived", PartialAlphaWarning, stacklevel=3)
+                      "approximated, opaque where nothing arrived", PartialAlphaWarning, stacklevel=4)
     return alpha, complete
 
 
 def decode(data: bytes, *, partial: bool = False, max_pixels: int | None = None, limits: Limits = DEFAULT_LIMITS,
-           workers: int = 1, window: int | None = None) -> Image.Image:
+           workers: int = 1, window: int | None = None, enhance: str = NONE, backend: str = "auto",
+           device: str = "cpu", precision: str = "fp32") -> Image.Image:
     """Decode ``.tcz`` bytes to a PIL image (mode L, LA, RGB or RGBA, the original size).
 
     partial: accept a truncated file (a partial download) and decode what
@@ -288,10 +372,19 @@ def decode(data: bytes, *, partial: bool = False, max_pixels: int | None = None,
     max_pixels: shorthand for ``limits.max_pixels``.
     workers: processes that entropy-decode tiles in parallel.
     window: pixels per side of the windows the decoder network runs on (None: 512).
+    enhance: a learned filter run on the decoded image (see
+        :func:`tinycodec.enhance.filter_names`): ``unet`` removes coding
+        artefacts; ``srunet`` and ``tinypssr-x2/x4`` enlarge the image, or
+        restore the original size of a file encoded with ``downscale``; ``srunet-int8`` and the
+        like run the filter in that precision.
+    backend, device, precision: what runs the decoder network (and the filter: its precision is
+        part of its name), as for :func:`encode`. Any file decodes with any of them.
 
     The ICC profile and EXIF orientation stored in the file are in
     ``image.info["icc_profile"]`` and ``image.info["exif"]``.
-    Raises TinyCodecError for anything wrong with the data, a limit included.
+    Raises TinyCodecError for anything wrong with the data, a limit included (BackendError for a
+    backend that is not available here).
     """
     return decode_with_info(data, partial=partial, max_pixels=max_pixels, limits=limits, workers=workers,
-                            window=window)[0]
+                            window=window, enhance=enhance, backend=backend, device=device,
+                            precision=precision)[0]

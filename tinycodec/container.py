@@ -27,6 +27,8 @@ EXT_CRITICAL = 0x80  # an extension a decoder must understand to decode correctl
 EXT_ICC_PROFILE = 0x01  # zlib-compressed ICC profile
 EXT_ORIENTATION = 0x02  # EXIF orientation, one byte 1..8
 ALPHA_PLANES = 8
+EXT_DOWNSCALE = 0x10  # non-critical: a decoder that skips it shows the coded (smaller) image
+DOWNSCALE_FACTORS = (2, 4)
 MAX_LATENT = 1e30  # |lo|, |hi| bound: keeps hi - lo finite in float32
 SEGMENT_WORD = 4  # coder 1 writes 32-bit words: every segment length is a multiple of 4
 
@@ -34,6 +36,7 @@ _FIXED = struct.Struct("<8sBBHIIBBBBH3f3f")  # up to and including hi[3]
 _U32 = struct.Struct("<I")
 # fixed fields, name length, weights id, extension count, one group (CRC, one length), payload_len, header CRC
 MIN_HEADER = _FIXED.size + 1 + 8 + 1 + (4 + 1) + 4 + 4
+_DOWNSCALE = struct.Struct("<BII")  # factor, original width, original height
 
 
 @dataclass
@@ -351,3 +354,19 @@ def group_ends(data: bytes) -> list[int]:
         pos += sum(lengths)
         ends.append(pos)
     return ends
+def downscale_record(factor: int, width: int, height: int) -> tuple[int, bytes]:
+    """The extension record of an image coded at 1/factor of its width x height."""
+    return EXT_DOWNSCALE, _DOWNSCALE.pack(factor, width, height)
+
+
+def find_downscale(header: Header) -> tuple[int, int, int] | None:
+    """(factor, original width, original height) from a downscale record, checked against the geometry."""
+    records = [data for ext_type, data in header.extensions if ext_type == EXT_DOWNSCALE]
+    if not records:
+        return None
+    if len(records) > 1 or len(records[0]) != _DOWNSCALE.size:
+        raise TinyCodecError("corrupt .tcz header: malformed downscale record")
+    factor, width, height = _DOWNSCALE.unpack(records[0])
+    if factor not in DOWNSCALE_FACTORS or -(-width // factor) != header.width or -(-height // factor) != header.height:
+        raise TinyCodecError("corrupt .tcz header: downscale record does not match the image geometry")
+    return factor, width, height

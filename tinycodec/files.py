@@ -217,19 +217,25 @@ def read_source(src: PathLike | BinaryIO, *, keep_metadata: bool = True) -> Sour
 
 
 def encode_file(src: PathLike, dst: PathLike, scale: int = DEFAULT_SCALE, planes: int = DEFAULT_PLANES, *,
-                keep_metadata: bool = True, workers: int = 1) -> int:
-    """Encode an image file to a .tcz file; returns the number of bytes written."""
+                keep_metadata: bool = True, workers: int = 1, **run) -> int:
+    """Encode an image file to a .tcz file; returns the number of bytes written.
+
+    run: ``downscale``, ``backend``, ``device``, ``precision`` as for :func:`tinycodec.encode`.
+    """
     source = read_source(src, keep_metadata=keep_metadata)
-    data = encode_planar(source.planar, scale, planes, metadata=source.metadata, workers=workers)
+    data = encode_planar(source.planar, scale, planes, metadata=source.metadata, workers=workers, **run)
     write_atomic(dst, data)
     return len(data)
 
 
 def decode_file(src: PathLike, dst: PathLike, *, partial: bool = False, keep_metadata: bool = True,
-                workers: int = 1, limits: Limits = DEFAULT_LIMITS) -> Image.Image:
-    """Decode a .tcz file to an image file (format from the extension); returns the image."""
+                workers: int = 1, limits: Limits = DEFAULT_LIMITS, **run) -> Image.Image:
+    """Decode a .tcz file to an image file (format from the extension); returns the image.
+
+    run: ``enhance``, ``backend``, ``device``, ``precision`` as for :func:`tinycodec.decode`.
+    """
     data = read_tcz(src, limits=limits)
-    image = decode(data, partial=partial, limits=limits, workers=workers)
+    image = decode(data, partial=partial, limits=limits, workers=workers, **run)
     del data
     save_image(image, dst, keep_metadata=keep_metadata)
     return image

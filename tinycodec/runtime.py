@@ -1,47 +1,99 @@
-"""Running the TinyCompress networks (PyTorch on the CPU).
+"""Running the networks: TinyCompress and the enhancement filters, on any inference backend.
 
-Networks are built once per registered weights version and cached. Other
-backends (ONNX Runtime, TensorRT) will plug in here as runners of the same
-networks; the rest of the codec only sees numpy arrays.
+This is the one place the codec and the filters call. Networks run through
+:mod:`tinycodec.backends` runners (PyTorch, ONNX Runtime fp32/int8, TensorRT),
+chosen by ``backend``/``device``/``precision``; the rest of the codec only sees
+numpy arrays. Pre- and post-processing (uint8 <-> float, padding, tiling,
+rounding) is done here, identically for every backend.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numpy as np
 import torch
 
-from .models import SCALE_DEPTHS, TinyCompress
-from .zoo import WeightsEntry, load_tensors
-
-
-@lru_cache(maxsize=8)
-def _model(entry: WeightsEntry, scale: int) -> TinyCompress:
-    model = TinyCompress(scale)
-    model.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in load_tensors(entry).items()})
-    model.eval()
-    # channels_last runs these few-channel convolutions about 3x faster on CPU.
-    return model.to(memory_format=torch.channels_last)
+from .backends import Runner, TorchRunner, get_runner
+from .filters import FilterSpec
+from .models import SCALE_DEPTHS
+from .networks import codec_network, filter_network
+from .zoo import WeightsEntry
 
 
 def scale_of_depth(depth: int) -> int:
     return next(s for s, d in SCALE_DEPTHS.items() if d == depth)
 
 
-@torch.inference_mode()
-def run_encoder(entry: WeightsEntry, scale: int, rgb: np.ndarray) -> np.ndarray:
+def run_encoder(entry: WeightsEntry, scale: int, rgb: np.ndarray, *, backend: str = "auto", device: str = "cpu",
+                precision: str = "fp32") -> np.ndarray:
     """(H, W, 3) uint8, H and W multiples of 2**k -> (3, H/2**k, W/2**k) float32 latent."""
-    if not rgb.flags.writeable:  # torch warns on read-only arrays (e.g. from np.asarray(PIL image))
-        rgb = rgb.copy()
-    x = torch.from_numpy(rgb).permute(2, 0, 1)[None].float().div_(255.0)
-    y = _model(entry, scale).encoder(x.contiguous(memory_format=torch.channels_last))
-    return np.ascontiguousarray(y[0].numpy(), dtype=np.float32)
+    runner = get_runner(codec_network(entry, scale, "encoder"), backend, device, precision)
+    x = rgb.transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255.0)
+    return np.ascontiguousarray(runner.run(x)[0], dtype=np.float32)
 
 
-@torch.inference_mode()
-def run_decoder(entry: WeightsEntry, scale: int, latent: np.ndarray) -> np.ndarray:
+def run_decoder(entry: WeightsEntry, scale: int, latent: np.ndarray, *, backend: str = "auto", device: str = "cpu",
+                precision: str = "fp32") -> np.ndarray:
     """(3, h, w) float32 latent -> (h*2**k, w*2**k, 3) uint8 image."""
-    y = torch.from_numpy(latent)[None].contiguous(memory_format=torch.channels_last)
-    x = _model(entry, scale).decoder(y)[0]
-    return x.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+    runner = get_runner(codec_network(entry, scale, "decoder"), backend, device, precision)
+    y = runner.run(np.ascontiguousarray(latent, dtype=np.float32)[None])[0]
+    return to_uint8(y.transpose(1, 2, 0))
+
+
+def to_uint8(x: np.ndarray) -> np.ndarray:
+    """[0, 1] floats -> uint8, rounding half to even (as torch.round)."""
+    return np.clip(np.rint(x * np.float32(255.0)), 0, 255).astype(np.uint8)
+
+
+def filter_halo(spec: FilterSpec) -> int:
+    """Input pixels of context a tile needs on each side for a seam-free result."""
+    # TinyPSSR sees 9x9 input pixels (two 5x5 convs): 4 suffice. The UNets'
+    # receptive field is about 50 input pixels plus the 31-pixel local-mean
+    # removal; 48 (a multiple of their 4-pixel pooling grid) leaves differences
+    # of a grey level or two.
+    return 4 if spec.per_channel else 48
+
+
+def run_filter_rgb(entry: WeightsEntry, spec: FilterSpec, rgb: np.ndarray, tile: int = 512, *, backend: str = "auto",
+                   device: str = "cpu", precision: str = "fp32") -> np.ndarray:
+    """(H, W, 3) uint8 -> (H*r, W*r, 3) uint8 through a registered filter."""
+    return run_filter_tiled(get_runner(filter_network(entry), backend, device, precision), spec, rgb, tile)
+
+
+def apply_filter(runner: Runner, spec: FilterSpec, x: np.ndarray) -> np.ndarray:
+    """(N, 3, H, W) float32 in [0, 1] -> (N, 3, H*r, W*r), clamped; pads to the network's multiple, crops back.
+
+    The numpy twin of :func:`tinycodec.filters.run_filter`, for any backend.
+    """
+    n, c, h, w = x.shape
+    m, r = spec.multiple, spec.upscale
+    ph, pw = -h % m, -w % m
+    if ph or pw:
+        x = np.pad(x, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="edge")
+    if spec.per_channel:
+        y = runner.run(x.reshape(n * c, 1, *x.shape[2:])).reshape(n, c, x.shape[2] * r, -1)
+    else:
+        y = runner.run(x)
+    return np.clip(y[:, :, : h * r, : w * r], 0.0, 1.0)
+
+
+def run_filter_tiled(model: Runner | torch.nn.Module, spec: FilterSpec, rgb: np.ndarray, tile: int = 512) -> np.ndarray:
+    """(H, W, 3) uint8 -> (H*r, W*r, 3) uint8, in overlapping tiles of ``tile`` input pixels (bounded memory).
+
+    model: a backend runner, or a PyTorch module (run on the CPU in fp32).
+    """
+    if isinstance(model, torch.nn.Module):
+        model = TorchRunner.from_module(model, spec.name, channels_last=not spec.per_channel)
+    r, halo, h, w = spec.upscale, filter_halo(spec), rgb.shape[0], rgb.shape[1]
+    tile = max(spec.multiple, tile - tile % spec.multiple)
+    out = np.empty((h * r, w * r, 3), dtype=np.uint8)
+    for y0 in range(0, h, tile):
+        for x0 in range(0, w, tile):
+            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+            # Halo starts stay on the pooling grid so tiles compute what the whole image would.
+            ya, xa = max(0, y0 - halo), max(0, x0 - halo)
+            yb, xb = min(h, y1 + halo), min(w, x1 + halo)
+            x = rgb[ya:yb, xa:xb].transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255.0)
+            y = apply_filter(model, spec, x)[0]
+            y = y[:, (y0 - ya) * r : (y1 - ya) * r, (x0 - xa) * r : (x1 - xa) * r]
+            out[y0 * r : y1 * r, x0 * r : x1 * r] = to_uint8(y.transpose(1, 2, 0))
+    return out

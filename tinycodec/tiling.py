@@ -94,11 +94,12 @@ def crop_replicated(rgb: np.ndarray, rows: tuple[int, int], cols: tuple[int, int
 
 
 def encode_latent(entry: WeightsEntry, scale: int, depth: int, rgb: np.ndarray,
-                  window: int | None = None) -> np.ndarray:
+                  window: int | None = None, **run: str) -> np.ndarray:
     """(H, W, 3) uint8 image -> (3, ceil(H / 2**k), ceil(W / 2**k)) float32 latent, window by window.
 
     The image is treated as padded to a multiple of 2**k by edge replication,
     without making that padded copy. ``window`` None: the default size.
+    ``run``: backend, device, precision for :func:`tinycodec.runtime.run_encoder`.
     """
     step = 1 << depth
     height, width = rgb.shape[:2]
@@ -111,7 +112,7 @@ def encode_latent(entry: WeightsEntry, scale: int, depth: int, rgb: np.ndarray,
     for rs in spans(lh * step, core, halo):
         for cs in spans(lw * step, core, halo):
             crop = crop_replicated(rgb, (rs.outer_start, rs.outer_stop), (cs.outer_start, cs.outer_stop))
-            out = runtime.run_encoder(entry, scale, crop)
+            out = runtime.run_encoder(entry, scale, crop, **run)
             oy, ox = (rs.start - rs.outer_start) // step, (cs.start - cs.outer_start) // step
             ny, nx = (rs.stop - rs.start) // step, (cs.stop - cs.start) // step
             latent[:, rs.start // step : rs.stop // step, cs.start // step : cs.stop // step] = \
@@ -120,7 +121,7 @@ def encode_latent(entry: WeightsEntry, scale: int, depth: int, rgb: np.ndarray,
 
 
 def decode_windows(entry: WeightsEntry, scale: int, depth: int, latent_of, latent_size: tuple[int, int],
-                   window: int | None = None) -> Iterator[tuple[int, int, np.ndarray]]:
+                   window: int | None = None, **run: str) -> Iterator[tuple[int, int, np.ndarray]]:
     """Run the decoder window by window; yields (y, x, uint8 RGB block) in pixels of the padded image.
 
     ``latent_of(rows, cols)`` returns the float32 latent of a window (rows and
@@ -134,7 +135,7 @@ def decode_windows(entry: WeightsEntry, scale: int, depth: int, latent_of, laten
     for rs in spans(lh, core, halo):
         for cs in spans(lw, core, halo):
             latent = latent_of((rs.outer_start, rs.outer_stop), (cs.outer_start, cs.outer_stop))
-            rgb = runtime.run_decoder(entry, scale, np.ascontiguousarray(latent))
+            rgb = runtime.run_decoder(entry, scale, np.ascontiguousarray(latent), **run)
             oy, ox = (rs.start - rs.outer_start) * step, (cs.start - cs.outer_start) * step
             ny, nx = (rs.stop - rs.start) * step, (cs.stop - cs.start) * step
             yield rs.start * step, cs.start * step, rgb[oy : oy + ny, ox : ox + nx]

@@ -1,0 +1,139 @@
+"""Enhancement filters: architectures, folding, tiling, names, and the shipped weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import tinycodec
+from tinycodec import TinyCodecError
+from tinycodec.enhance import filter_names, parse_filter
+from tinycodec.filters import FILTERS, TinyPSSR, UNet, reparameterise, run_filter
+from tinycodec.runtime import run_filter_tiled
+
+from .conftest import photo_like, psnr
+
+
+def _count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_tinypssr_parameter_counts():
+    assert _count(TinyPSSR(2)) == 1356  # the seed's table
+    assert _count(FILTERS["tinypssr-x4"].build()) <= 2716  # no more than the seed's x4 model
+
+
+def _randomised(model: torch.nn.Module) -> torch.nn.Module:
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model.eval()
+
+
+@pytest.mark.parametrize("upscale", [1, 2])
+def test_reparameterised_unet_computes_the_same(upscale):
+    model = _randomised(UNet(8, upscale))
+    x = torch.rand(2, 3, 24, 32)
+    with torch.no_grad():
+        before = model(x)
+        after = reparameterise(model)(x)
+    assert after.shape == (2, 3, 24 * upscale, 32 * upscale)
+    assert torch.allclose(before, after, atol=1e-5)
+    assert not any(name.endswith(("conv1.weight", "conv3.weight")) for name, _ in model.named_parameters())
+
+
+@pytest.mark.parametrize("name", ["tinypssr-x2", "unet", "srunet"])
+def test_tiled_filtering_matches_whole_image(name):
+    spec = FILTERS[name]
+    model = reparameterise(_randomised(spec.build()))
+    rgb = photo_like(70, 90, seed=3)
+    whole = run_filter_tiled(model, spec, rgb, tile=4096)
+    tiled = run_filter_tiled(model, spec, rgb, tile=32)
+    assert whole.shape == (70 * spec.upscale, 90 * spec.upscale, 3)
+    # Halo = receptive field for TinyPSSR (exact); the UNets' halo leaves rounding-level differences.
+    assert np.abs(whole.astype(int) - tiled).max() <= (0 if spec.per_channel else 2)
+
+
+def test_run_filter_pads_odd_sizes():
+    spec = FILTERS["srunet"]
+    model = _randomised(spec.build())
+    with torch.no_grad():
+        y = run_filter(model, spec, torch.rand(1, 3, 13, 7))
+    assert y.shape == (1, 3, 26, 14) and float(y.min()) >= 0 and float(y.max()) <= 1
+
+
+def test_filter_names():
+    assert parse_filter("none") is None
+    assert parse_filter("unet").spec.name == "unet"
+    assert parse_filter("TinyPSSR-x2").spec.upscale == 2
+    assert "srunet-int8" in filter_names()
+    with pytest.raises(TinyCodecError, match="unknown enhancement filter 'sharpen'"):
+        parse_filter("sharpen")
+    assert parse_filter("srunet-int8").precision == "int8" and parse_filter("srunet-int8").name == "srunet-int8"
+    with pytest.raises(TinyCodecError, match="has no fp16 on cpu"):
+        tinycodec.enhance(photo_like(8, 8), "srunet-fp16", backend="torch")
+
+
+@pytest.mark.parametrize("name", sorted(FILTERS))
+def test_enhance_any_image_sizes_and_modes(name):
+    r = FILTERS[name].upscale
+    rgba = np.dstack([photo_like(21, 30, seed=1), np.full((21, 30), 200, np.uint8)])
+    out = tinycodec.enhance(rgba, name)
+    assert out.mode == "RGBA" and out.size == (30 * r, 21 * r)
+    assert np.all(np.asarray(out)[..., 3] > 190)
+    grey = tinycodec.enhance(photo_like(17, 9, seed=2)[..., 0], name)
+    assert grey.mode == "L" and grey.size == (9 * r, 17 * r)
+
+
+def test_tinypssr_beats_bicubic_on_a_photo_like_image():
+    from PIL import Image
+
+    hr = photo_like(96, 128, seed=5)
+    lr = np.asarray(Image.fromarray(hr).resize((64, 48), Image.BICUBIC))
+    bicubic = np.asarray(Image.fromarray(lr).resize((128, 96), Image.BICUBIC))
+    sr = np.asarray(tinycodec.enhance(lr, "tinypssr-x2"))
+    assert psnr(sr[2:-2, 2:-2], hr[2:-2, 2:-2]) > psnr(bicubic[2:-2, 2:-2], hr[2:-2, 2:-2])
+
+
+def test_unet_improves_a_decoded_image():
+    img = photo_like(96, 128, seed=6)
+    data = tinycodec.encode(img, scale=16)
+    plain = np.asarray(tinycodec.decode(data))
+    cleaned, info = tinycodec.decode_with_info(data, enhance="unet")
+    assert info.enhance == "unet" and cleaned.size == (128, 96)
+    assert psnr(np.asarray(cleaned), img) > psnr(plain, img)
+
+
+@pytest.mark.parametrize("size", [(50, 37), (64, 64)])
+def test_downscale_restores_the_original_size(size):
+    w, h = size
+    img = photo_like(h, w, seed=7)
+    full = tinycodec.encode(img, scale=4)
+    small = tinycodec.encode(img, scale=4, downscale=2)
+    assert len(small) < len(full)
+    for enhance in ("none", "srunet", "tinypssr-x2"):
+        out, info = tinycodec.decode_with_info(small, enhance=enhance)
+        assert out.size == (w, h) and info.downscale == 2
+    enlarged = tinycodec.decode(full, enhance="srunet")
+    assert enlarged.size == (2 * w, 2 * h)
+
+
+def test_downscale_record_is_checked():
+    from tinycodec import container
+
+    data = tinycodec.encode(photo_like(20, 20, seed=8), scale=4, downscale=2)
+    header = container.unpack(data).header
+    assert container.find_downscale(header) == (2, 20, 20)
+    header.extensions = [container.downscale_record(2, 41, 20)]  # would need a 21-wide coded image
+    with pytest.raises(TinyCodecError, match="downscale record"):
+        container.find_downscale(header)
+    with pytest.raises(ValueError, match="downscale"):
+        tinycodec.encode(photo_like(20, 20, seed=8), downscale=3)
+
+
+def test_enhanced_output_respects_the_pixel_limit():
+    data = tinycodec.encode(photo_like(20, 20, seed=9), scale=4)
+    with pytest.raises(TinyCodecError, match="exceeds the limit"):
+        tinycodec.decode(data, enhance="tinypssr-x4", max_pixels=20 * 20 * 4)

@@ -1,0 +1,254 @@
+"""Inference backends: interchangeable runners of the same networks.
+
+One interface, :class:`Runner` (``run(x)``: float32 (N, C, H, W) in, float32
+out), and :func:`get_runner`, which looks a runner up by network, backend,
+device and precision:
+
+| backend    | device | precisions         | needs                                      |
+|------------|--------|--------------------|--------------------------------------------|
+| torch      | cpu    | fp32               | (always there)                             |
+| torch      | cuda   | fp32, fp16         | a CUDA build of PyTorch and a GPU          |
+| onnx       | cpu    | fp32, int8         | onnx + onnxruntime (``tinycodec[onnx]``)   |
+| tensorrt   | cuda   | fp32, fp16, int8   | tensorrt 10 and a CUDA build of PyTorch    |
+
+``auto`` takes the first available backend of :data:`AUTO_ORDER` for the
+device and precision (orders measured by tools/bench_backends.py, see
+docs/results/); asked for int8 on the CPU, it runs the networks that int8 makes
+slower there in fp32 (:data:`AUTO_FP32_INSTEAD_OF_INT8_ON_CPU`). Asking for a backend, device or precision that is not there is
+a :class:`BackendError`, never a silent fallback. With logging at INFO
+(``-v`` on the command lines) every choice is reported once.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from functools import lru_cache
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from .errors import TinyCodecError
+from .networks import Network
+
+log = logging.getLogger("tinycodec")
+
+BACKENDS = ("auto", "torch", "onnx", "tensorrt")
+DEVICES = ("cpu", "cuda")
+PRECISIONS = ("fp32", "fp16", "int8")
+
+# What each backend can run, per device.
+SUPPORTED: dict[tuple[str, str], tuple[str, ...]] = {
+    ("torch", "cpu"): ("fp32",),
+    ("torch", "cuda"): ("fp32", "fp16"),
+    ("onnx", "cpu"): ("fp32", "int8"),
+    ("tensorrt", "cuda"): ("fp32", "fp16", "int8"),
+}
+
+# ``auto``: fastest first. On this project's 2-core x86 CPU, ONNX Runtime ran every network faster
+# than PyTorch in fp32 except the codec's tiny networks, where the two are close (see
+# docs/results/bench_backends_cpu.json); on a GPU, TensorRT engines are the usual winner (unmeasured here).
+AUTO_ORDER: dict[tuple[str, str], tuple[str, ...]] = {
+    ("cpu", "fp32"): ("onnx", "torch"),
+    ("cpu", "int8"): ("onnx",),
+    ("cuda", "fp32"): ("tensorrt", "torch"),
+    ("cuda", "fp16"): ("tensorrt", "torch"),
+    ("cuda", "int8"): ("tensorrt",),
+}
+
+
+# Networks whose int8 graph ran *slower* than fp32 on ONNX Runtime on this project's x86 CPU (and lost
+# quality): the codec's tiny iterated blocks (PReLU stays float, so every block pays quantise/dequantise
+# steps) and TinyPSSR (one-channel convolutions too narrow for the int8 kernels); see
+# docs/results/bench_backends_cpu.json. ``auto`` asked for int8 on the CPU runs them in fp32 (faster and
+# exact); an explicit backend (``--backend onnx --precision int8``) runs int8 as asked.
+AUTO_FP32_INSTEAD_OF_INT8_ON_CPU = ("tinycompress-", "tinypssr-")
+
+
+class BackendError(TinyCodecError):
+    """A backend, device or precision that was asked for is not available here."""
+
+
+@runtime_checkable
+class Runner(Protocol):
+    """Runs one network: ``run(x)`` with x float32 (N, C, H, W), returns float32 (N, C', H', W')."""
+
+    network: str
+    backend: str
+    device: str
+    precision: str
+
+    def run(self, x: np.ndarray) -> np.ndarray: ...
+
+
+# ------------------------------------------------------------------------------------------ availability
+
+
+def _has_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def cuda_available() -> bool:
+    return torch.cuda.is_available()
+
+
+def backend_problem(backend: str, device: str = "cpu", precision: str = "fp32") -> str | None:
+    """Why (backend, device, precision) cannot run here, or None if it can. backend must not be 'auto'."""
+    if backend not in BACKENDS[1:]:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+    offered = SUPPORTED.get((backend, device))
+    if offered is None:
+        devices = [d for (b, d) in SUPPORTED if b == backend]
+        return f"backend '{backend}' does not run on {device} (it runs on {', '.join(devices)})"
+    if precision not in offered:
+        others = [f"{b} on {d}" for (b, d), ps in SUPPORTED.items() if precision in ps]
+        return (f"backend '{backend}' has no {precision} on {device} (it has {', '.join(offered)}); "
+                f"{precision} runs with {' or '.join(others)}")
+    if device == "cuda" and not cuda_available():
+        return "device 'cuda' is not available: this PyTorch has no CUDA support or no GPU is visible"
+    if backend == "onnx" and not (_has_module("onnxruntime") and _has_module("onnx")):
+        return "backend 'onnx' needs onnx and onnxruntime: pip install 'tinycodec[onnx]'"
+    if backend == "tensorrt" and not _has_module("tensorrt"):
+        return "backend 'tensorrt' needs the tensorrt package (TensorRT 10) and an NVIDIA GPU: pip install tensorrt"
+    return None
+
+
+def available(backend: str, device: str = "cpu", precision: str = "fp32") -> bool:
+    return backend_problem(backend, device, precision) is None
+
+
+def resolve_backend(backend: str = "auto", device: str = "cpu", precision: str = "fp32") -> str:
+    """The concrete backend for a request: ``auto`` picks the fastest available; BackendError if none."""
+    if backend == "auto":
+        if device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, not {device!r}")
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        problems = []
+        for candidate in AUTO_ORDER.get((device, precision), ()):
+            problem = backend_problem(candidate, device, precision)
+            if problem is None:
+                return candidate
+            problems.append(problem)
+        if not AUTO_ORDER.get((device, precision)):
+            problems.append(f"no backend runs {precision} on {device}")
+        raise BackendError(f"no backend can run {precision} on {device}: " + "; ".join(problems))
+    problem = backend_problem(backend, device, precision)
+    if problem:
+        raise BackendError(problem)
+    return backend
+
+
+def check_request(backend: str = "auto", device: str = "cpu", precision: str = "fp32") -> None:
+    """Fail early (before any decoding work) for a request that cannot run here."""
+    resolve_backend(backend, device, precision)
+
+
+def threads() -> int:
+    """Threads each runner uses: PyTorch's setting (OMP_NUM_THREADS / torch.set_num_threads), for every backend."""
+    return max(1, torch.get_num_threads())
+
+
+# ---------------------------------------------------------------------------------------------- runners
+
+
+class TorchRunner:
+    """PyTorch eager: CPU fp32 (channels-last), CUDA fp32 or fp16."""
+
+    backend = "torch"
+
+    def __init__(self, net: Network, device: str = "cpu", precision: str = "fp32") -> None:
+        self.network, self.device, self.precision = net.name, device, precision
+        module = net.build()
+        # channels_last runs these few-channel convolutions about 3x faster on CPU; not TinyPSSR's one channel.
+        self._channels_last = net.in_channels > 1
+        self._dtype = torch.float16 if precision == "fp16" else torch.float32
+        module = module.to(device=device, dtype=self._dtype)
+        self.module = module.to(memory_format=torch.channels_last) if self._channels_last else module
+
+    @classmethod
+    def from_module(cls, module: torch.nn.Module, name: str = "module", channels_last: bool = True) -> "TorchRunner":
+        """Wrap an already built fp32 CPU module (tests, training tools)."""
+        runner = cls.__new__(cls)
+        runner.network, runner.device, runner.precision = name, "cpu", "fp32"
+        runner._channels_last, runner._dtype, runner.module = channels_last, torch.float32, module.eval()
+        return runner
+
+    @torch.inference_mode()
+    def run(self, x: np.ndarray) -> np.ndarray:
+        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device, self._dtype)
+        if self._channels_last:
+            t = t.contiguous(memory_format=torch.channels_last)
+        y = self.module(t)
+        return np.ascontiguousarray(y.float().cpu().numpy())
+
+
+class OnnxRunner:
+    """ONNX Runtime on the CPU: the exported fp32 graph or its int8 QDQ quantisation."""
+
+    backend = "onnx"
+
+    def __init__(self, net: Network, device: str = "cpu", precision: str = "fp32") -> None:
+        import onnxruntime as ort
+
+        from . import graphs
+
+        self.network, self.device, self.precision = net.name, device, precision
+        path = graphs.graph_path(net, precision, "ort")
+        self.session = ort.InferenceSession(str(path), graphs._session_options(threads()),
+                                            providers=["CPUExecutionProvider"])
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"input": np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+
+def _make_runner(net: Network, backend: str, device: str, precision: str) -> Runner:
+    if backend == "torch":
+        return TorchRunner(net, device, precision)
+    if backend == "onnx":
+        return OnnxRunner(net, device, precision)
+    from .tensorrt_backend import TensorRTRunner
+
+    return TensorRTRunner(net, device, precision)
+
+
+_reported: set[tuple] = set()
+
+
+@lru_cache(maxsize=32)
+def _cached_runner(net: Network, backend: str, device: str, precision: str) -> Runner:
+    return _make_runner(net, backend, device, precision)
+
+
+def get_runner(net: Network, backend: str = "auto", device: str = "cpu", precision: str = "fp32") -> Runner:
+    """The runner of a network for a request (built once per process and cached).
+
+    BackendError if the request cannot run here; ``auto`` picks the fastest
+    available backend. Reported at INFO level on the ``tinycodec`` logger.
+    """
+    concrete = resolve_backend(backend, device, precision)
+    how = f"auto: fastest available for {precision} on {device}" if backend == "auto" else "as asked"
+    run_precision = precision
+    if backend == "auto" and device == "cpu" and precision == "int8" and net.name.startswith(
+            AUTO_FP32_INSTEAD_OF_INT8_ON_CPU):
+        concrete, run_precision = resolve_backend("auto", device, "fp32"), "fp32"
+        how = "auto: int8 was asked, but fp32 runs this network faster here, and exactly"
+    runner = _cached_runner(net, concrete, device, run_precision)
+    if (net, backend, device, precision) not in _reported:  # first use in this process: say what runs it
+        _reported.add((net, backend, device, precision))
+        log.info("%s: %s on %s, %s (%s)", net.name, concrete, device, run_precision, how)
+    return runner
+
+
+def clear_cache() -> None:
+    """Forget built runners (tests; after new weights are registered)."""
+    _cached_runner.cache_clear()
+    _reported.clear()

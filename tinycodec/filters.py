@@ -1,0 +1,273 @@
+"""Enhancement filters that run after decoding (or on any image).
+
+- TinyPSSR: the seed's tiny pixel-shuffling super-resolution network, run on
+  each colour channel as a one-channel image (x2: 1,356 parameters).
+- UNet: artefact removal at the same resolution.
+- SRUNet: 2x super-resolution with artefact removal.
+
+UNet and SRUNet follow Vaccaro et al., "Fast video visual quality and
+resolution improvement using SR-UNet" (ACM MM 2021): residual conv blocks,
+max-pool down, bilinear up, a pixel-shuffle head and a skip from the input
+(identity for UNet, bicubic for SRUNet), so the network only learns the
+correction. Their conv blocks are RepVGG-style: a 3x3, a 1x1 and an identity
+branch while training, folded into one 3x3 convolution for inference
+(:func:`reparameterise`), which is what every backend runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class TinyPSSR(nn.Module):
+    """conv(16, 5x5) PReLU conv(4, 1x1) PReLU conv(8, 5x5) PReLU conv(r*r, 1x1) pixel-shuffle(r).
+
+    Input and output are one-channel images in [0, 1]; colour images are run
+    channel by channel (the seed trained on split RGB channels).
+    ``mid`` widens the second 5x5 layer: the x4 variant needs r*r = 16
+    channels there (2,408 parameters; the seed's x4 model had 2,716).
+    """
+
+    def __init__(self, upscale: int = 2, mid: int = 8, squeeze: int = 4) -> None:
+        super().__init__()
+        self.upscale = upscale
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 16, 5, padding=2, padding_mode="replicate"),
+            nn.PReLU(16),
+            nn.Conv2d(16, squeeze, 1),
+            nn.PReLU(squeeze),
+            nn.Conv2d(squeeze, mid, 5, padding=2, padding_mode="replicate"),
+            nn.PReLU(mid),
+            nn.Conv2d(mid, upscale * upscale, 1),
+            nn.PixelShuffle(upscale),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+def _cubic(d: float, a: float) -> float:
+    """Keys' cubic convolution kernel: a = -0.5 as Pillow's BICUBIC, -0.75 as PyTorch's."""
+    d = abs(d)
+    if d <= 1:
+        return (a + 2) * d**3 - (a + 3) * d**2 + 1
+    if d < 2:
+        return a * d**3 - 5 * a * d**2 + 8 * a * d - 4 * a
+    return 0.0
+
+
+def bicubic_phase_taps(upscale: int, a: float = -0.5) -> torch.Tensor:
+    """(upscale, 5) 1-D taps at offsets -2..2 of each output phase (half-pixel centres, as Pillow/PyTorch)."""
+    taps = torch.zeros(upscale, 5, dtype=torch.float64)
+    for i in range(upscale):
+        t = (i + 0.5) / upscale - 0.5  # the output sample's position in input pixels
+        for k in range(-2, 3):
+            taps[i, k + 2] = _cubic(k - t, a)
+    return taps
+
+
+@torch.no_grad()
+def init_tinypssr_as_bicubic(model: TinyPSSR) -> TinyPSSR:
+    """Start TinyPSSR as exact bicubic upscaling, with the remaining weights free to learn the rest.
+
+    One path through the network carries the input (first 5x5 conv: a delta;
+    1x1 squeeze: passes it), the second 5x5 conv holds the r*r bicubic phase
+    kernels and the last 1x1 routes them to the pixel shuffle. Pixel values are
+    non-negative, so the PReLUs pass them unchanged. The seed architecture is
+    unchanged; training starts at the bicubic baseline instead of below it.
+    """
+    conv1, _, squeeze, _, conv2, _, head, _ = model.body
+    r = model.upscale
+    if conv2.out_channels < r * r:
+        raise ValueError("the second 5x5 layer needs at least upscale**2 channels for a bicubic start")
+    conv1.weight[0].zero_()
+    conv1.weight[0, 0, 2, 2] = 1.0
+    conv1.bias[0] = 0.0
+    squeeze.weight[0].zero_()
+    squeeze.weight[0, 0] = 1.0
+    squeeze.bias[0] = 0.0
+    taps = bicubic_phase_taps(r)
+    for i in range(r):
+        for j in range(r):
+            p = i * r + j  # PixelShuffle puts channel i*r + j at sub-position (i, j)
+            conv2.weight[p].zero_()
+            conv2.weight[p, 0] = torch.outer(taps[i], taps[j])
+            conv2.bias[p] = 0.0
+    head.weight.zero_()
+    head.bias.zero_()
+    for p in range(r * r):
+        head.weight[p, p] = 1.0
+    return model
+
+
+class RepConv(nn.Module):
+    """3x3 conv + 1x1 conv (+ identity when shapes allow) while training; one 3x3 conv after :meth:`fuse`.
+
+    The extra branches make the small network train better; being linear they
+    fold exactly into the 3x3 kernel, so inference pays for one convolution.
+    """
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.conv3 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.conv1 = nn.Conv2d(cin, cout, 1)
+        self.has_identity = cin == cout
+        self.fused: nn.Conv2d | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fused is not None:
+            return self.fused(x)
+        y = self.conv3(x) + self.conv1(x)
+        return y + x if self.has_identity else y
+
+    @torch.no_grad()
+    def fuse(self) -> None:
+        weight = self.conv3.weight.clone()
+        weight[:, :, 1, 1] += self.conv1.weight[:, :, 0, 0]
+        if self.has_identity:
+            weight[:, :, 1, 1] += torch.eye(weight.shape[0], dtype=weight.dtype)
+        conv = nn.Conv2d(self.conv3.in_channels, self.conv3.out_channels, 3, padding=1)
+        conv.weight.copy_(weight)
+        conv.bias.copy_(self.conv3.bias + self.conv1.bias)
+        self.fused = conv
+        del self.conv3, self.conv1
+
+
+DC_RADIUS = 15  # the correction's local mean over (2r+1)^2 output pixels is removed
+
+
+def local_mean(x: torch.Tensor, radius: int = DC_RADIUS) -> torch.Tensor:
+    """Box average over (2r+1)^2 pixels, edges replicated; separable (2(2r+1) adds a pixel, not (2r+1)^2)."""
+    k = 2 * radius + 1
+    x = F.pad(x, (radius,) * 4, mode="replicate")
+    return F.avg_pool2d(F.avg_pool2d(x, (1, k), 1), (k, 1), 1)
+
+
+def _stage(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(RepConv(cin, cout), nn.ReLU(inplace=True), RepConv(cout, cout), nn.ReLU(inplace=True))
+
+
+class UNet(nn.Module):
+    """Three-level encoder-decoder (widths w, 2w, 4w) with skips; ``upscale`` 1 (UNet) or 2 (SRUNet).
+
+    ReLU rather than PReLU: quantised backends fuse it into the convolution.
+    Height and width must be multiples of 4 (two max-pools); :func:`run_filter` pads.
+
+    The correction is made locally zero-mean (minus its 31x31 box average):
+    the filter restores detail and removes artefacts but cannot shift local
+    colour. Trained without this, both networks learnt image-dependent colour
+    shifts from the 36 training photographs that cost up to 2 dB on held-out
+    images (tinycodec's colour errors vary per image; see the model card).
+    """
+
+    def __init__(self, width: int, upscale: int = 1) -> None:
+        super().__init__()
+        self.upscale = upscale
+        w = width
+        self.enc0 = _stage(3, w)
+        self.enc1 = _stage(w, 2 * w)
+        self.enc2 = _stage(2 * w, 4 * w)
+        self.dec1 = _stage(6 * w, 2 * w)
+        self.dec0 = _stage(3 * w, w)
+        self.head = nn.Conv2d(w, 3 * upscale * upscale, 3, padding=1)
+        self.shuffle = nn.PixelShuffle(upscale)
+        if upscale > 1:  # not in the state dict: the weights files are unchanged
+            self.register_buffer("skip_kernels", bicubic_kernels(upscale), persistent=False)
+        nn.init.zeros_(self.head.weight)  # start as the skip alone (identity / bicubic)
+        nn.init.zeros_(self.head.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e0 = self.enc0(x)
+        e1 = self.enc1(F.max_pool2d(e0, 2))
+        e2 = self.enc2(F.max_pool2d(e1, 2))
+        d1 = self.dec1(torch.cat([F.interpolate(e2, scale_factor=2.0, mode="bilinear", align_corners=False), e1], 1))
+        d0 = self.dec0(torch.cat([F.interpolate(d1, scale_factor=2.0, mode="bilinear", align_corners=False), e0], 1))
+        residual = self.shuffle(self.head(d0))
+        residual = residual - local_mean(residual)
+        skip = x if self.upscale == 1 else bicubic_upsample(x, self.upscale, self.skip_kernels)
+        return skip + residual
+
+
+def bicubic_kernels(factor: int, channels: int = 3) -> torch.Tensor:
+    """(channels*factor*factor, 1, 5, 5) depthwise kernels for :func:`bicubic_upsample` (PyTorch's a = -0.75).
+
+    Kernel ``c*factor*factor + i*factor + j`` makes output phase (i, j) of channel c
+    from the 5x5 input neighbourhood (the order pixel shuffle expects).
+    """
+    taps = bicubic_phase_taps(factor, a=-0.75).double()
+    kernels = torch.einsum("iy,jx->ijyx", taps, taps).reshape(factor * factor, 1, 5, 5)
+    return kernels.float().repeat(channels, 1, 1, 1)
+
+
+def bicubic_upsample(x: torch.Tensor, factor: int, kernels: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.interpolate(x, scale_factor=factor, mode="bicubic", align_corners=False)``, computed as a convolution.
+
+    The same numbers (PyTorch clamps source indices at the border: replicate
+    padding), but one depthwise convolution and a pixel shuffle, which every
+    backend runs fast; ONNX Runtime's cubic Resize took 40% of SRUNet's time.
+    ``kernels``: :func:`bicubic_kernels` for x's channels, precomputed (a
+    module buffer, so that ONNX export sees a constant).
+    """
+    c = int(x.shape[1])
+    if kernels is None:
+        kernels = bicubic_kernels(factor, c)
+    return F.pixel_shuffle(F.conv2d(F.pad(x, (2, 2, 2, 2), mode="replicate"), kernels.to(x.dtype), groups=c), factor)
+
+
+def reparameterise(model: nn.Module) -> nn.Module:
+    """Fold every RepConv into a single 3x3 convolution (in place); returns the model."""
+    for module in model.modules():
+        if isinstance(module, RepConv) and module.fused is None:
+            module.fuse()
+    return model
+
+
+@dataclass(frozen=True)
+class FilterSpec:
+    """A shipped filter: its network and how it is applied."""
+
+    name: str  # registry/model name, e.g. "tinypssr-x2"
+    upscale: int  # output size / input size
+    per_channel: bool  # run on each colour channel as a one-channel image (TinyPSSR)
+    multiple: int  # input height/width must be a multiple of this (padded by the runner)
+    description: str
+
+    def build(self) -> nn.Module:
+        return _BUILDERS[self.name]()
+
+
+_BUILDERS = {
+    "tinypssr-x2": lambda: TinyPSSR(2),
+    "tinypssr-x4": lambda: TinyPSSR(4, mid=16),
+    "unet": lambda: UNet(16, upscale=1),
+    "srunet": lambda: UNet(24, upscale=2),
+}
+
+FILTERS: dict[str, FilterSpec] = {
+    spec.name: spec
+    for spec in (
+        FilterSpec("tinypssr-x2", 2, True, 1, "TinyPSSR 2x super-resolution (seed network, 1,356 parameters)"),
+        FilterSpec("tinypssr-x4", 4, True, 1, "TinyPSSR 4x super-resolution"),
+        FilterSpec("unet", 1, False, 4, "UNet artefact removal for tinycodec-decoded images, same size"),
+        FilterSpec("srunet", 2, False, 4, "SRUNet 2x super-resolution + artefact removal (pairs with tcenc --downscale 2)"),
+    )
+}
+
+
+def run_filter(model: nn.Module, spec: FilterSpec, x: torch.Tensor) -> torch.Tensor:
+    """(N, 3, H, W) float in [0, 1] -> (N, 3, H*r, W*r), clamped; pads to the network's multiple and crops back."""
+    n, c, h, w = x.shape
+    m = spec.multiple
+    ph, pw = -h % m, -w % m
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+    if spec.per_channel:
+        y = model(x.reshape(n * c, 1, *x.shape[2:])).reshape(n, c, x.shape[2] * spec.upscale, -1)
+    else:
+        y = model(x)
+    r = spec.upscale
+    return y[:, :, : h * r, : w * r].clamp(0.0, 1.0)

@@ -1,0 +1,372 @@
+"""ONNX graphs of the networks: export, int8 quantisation, and the on-disk cache they live in.
+
+Graphs are built at first use, never shipped and never read from anywhere but
+the cache: ``$TINYCODEC_CACHE``, else ``$XDG_CACHE_HOME/tinycodec``, else
+``~/.cache/tinycodec``. A cached file's name is a hash of everything it was
+built from (weights sha256, precision, export and quantisation settings,
+calibration data, tinycodec, torch, onnx and onnxruntime versions), so new
+weights or new libraries build new graphs; each file has a manifest with its
+own sha256, checked on every load (a damaged file is rebuilt). Files are
+written to a temporary name and renamed into place, so concurrent processes
+never see half a graph.
+
+fp32: ``torch.onnx.export`` of the PyTorch module (dynamic batch, height and
+width), checked against PyTorch's output before it is cached.
+
+int8: static post-training quantisation with ``onnxruntime.quantization``:
+QDQ format, per-channel int8 weights, calibrated (MinMax) on the crops that
+``tools/quantize.py`` ships in ``tinycodec/data/calibration.npz`` (taken from
+the training photographs; the product never needs the training data). Two
+flavours of the same recipe: ``ort`` (uint8 activations, the fast path of ONNX
+Runtime's x86 kernels) and ``trt`` (symmetric int8 activations, which TensorRT
+requires of a QDQ graph). The layers that produce the output stay fp32 (see
+:func:`fp32_nodes`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import tempfile
+import time
+import warnings
+from contextlib import contextmanager
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .errors import TinyCodecError
+from .networks import Network
+from .zoo import load_tensors
+
+log = logging.getLogger("tinycodec")
+
+EXPORT_VERSION = 2  # bump when the export recipe changes: old cache entries are then ignored
+OPSET = 17
+QUANT_VERSION = 1
+CALIBRATION_FILE = "calibration.npz"
+CHECK_TOL = 1e-4  # exported fp32 graph against PyTorch: max |diff| / max(1, max |output|)
+
+
+class GraphError(TinyCodecError):
+    """A graph could not be built (missing onnx/onnxruntime, export or check failure)."""
+
+
+def cache_dir() -> Path:
+    """Where built graphs and engines are kept (created on demand, private to the user)."""
+    env = os.environ.get("TINYCODEC_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "tinycodec"
+
+
+def _versions() -> dict[str, str]:
+    import onnx
+    import onnxruntime
+
+    return {"tinycodec": __version__, "torch": torch.__version__, "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__}
+
+
+def require_onnx() -> None:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        raise GraphError(f"the onnx backend needs onnx and onnxruntime ({exc.name} is missing): "
+                         "pip install 'tinycodec[onnx]'") from None
+
+
+def key_of(parts: dict) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def cached(kind: str, name: str, key: str, suffix: str) -> Path:
+    """Path of a cache entry: ``<cache>/<kind>/<name>-<key>.<suffix>``."""
+    return cache_dir() / kind / f"{name}-{key[:24]}{suffix}"
+
+
+def cache_valid(path: Path) -> bool:
+    """The file exists and matches the digest its manifest recorded when we wrote it."""
+    manifest = path.with_name(path.name + ".json")
+    try:
+        recorded = json.loads(manifest.read_text())["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    try:
+        return path.is_file() and _file_digest(path) == recorded
+    except OSError:
+        return False
+
+
+def cache_write(path: Path, data: bytes, info: dict) -> Path:
+    """Write data and its manifest atomically (temporary file + rename), manifest last."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    for target, payload in ((path, data),
+                            (path.with_name(path.name + ".json"),
+                             json.dumps({**info, "sha256": hashlib.sha256(data).hexdigest()}, indent=1).encode())):
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(payload)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    return path
+
+
+@contextmanager
+def _quiet_export():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter is deprecated in favour of one needing onnxscript
+        yield
+
+
+def export_bytes(net: Network) -> bytes:
+    """The fp32 ONNX graph of a network (dynamic batch, height and width), as bytes."""
+    module = net.build()
+    x = torch.rand(net.example_shape(), generator=torch.Generator().manual_seed(0))
+    buf = io.BytesIO()
+    with _quiet_export(), torch.no_grad():
+        torch.onnx.export(module, (x,), buf, input_names=["input"], output_names=["output"],
+                          dynamic_axes={"input": {0: "n", 2: "h", 3: "w"}, "output": {0: "n", 2: "oh", 3: "ow"}},
+                          opset_version=OPSET, do_constant_folding=True, dynamo=False)
+    return buf.getvalue()
+
+
+def check_against_torch(net: Network, graph: bytes, tol: float = CHECK_TOL) -> float:
+    """Run the graph with ONNX Runtime and PyTorch on two input sizes; GraphError if they differ.
+
+    Returns the largest difference relative to the output's scale (max(1, max |output|)):
+    float rounding gives ~1e-6; an export error gives something of order 1.
+    """
+    import onnxruntime as ort
+
+    module = net.build()
+    session = ort.InferenceSession(graph, _session_options(1), providers=["CPUExecutionProvider"])
+    worst = 0.0
+    for side in (24, 40):  # two sizes: the graph must not have frozen the export's shape
+        n, c, h, w = net.example_shape(side)
+        x = torch.rand((2, c, h, w), generator=torch.Generator().manual_seed(side))
+        with torch.no_grad():
+            ref = module(x).numpy()
+        out = session.run(None, {"input": x.numpy()})[0]
+        if out.shape != ref.shape:
+            raise GraphError(f"exported {net.name} gives shape {out.shape}, PyTorch {ref.shape}")
+        worst = max(worst, float(np.abs(out - ref).max()) / max(1.0, float(np.abs(ref).max())))
+    if worst > tol:
+        raise GraphError(f"exported {net.name} differs from PyTorch by {worst:.2e} (> {tol:.0e}, relative)")
+    return worst
+
+
+def _session_options(threads: int):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3
+    return so
+
+
+def fp32_graph(net: Network) -> Path:
+    """Cached path of the network's checked fp32 ONNX graph, exported now if needed."""
+    require_onnx()
+    load_tensors(net.entry)  # the weights file must be there and intact, even when its graph is cached
+    key = key_of({"net": net.name, "weights": net.entry.sha256, "precision": "fp32", "export": EXPORT_VERSION,
+                  "opset": OPSET, **_versions()})
+    path = cached("onnx", net.name, key, ".fp32.onnx")
+    if cache_valid(path):
+        return path
+    start = time.perf_counter()
+    graph = export_bytes(net)
+    diff = check_against_torch(net, graph)
+    cache_write(path, graph, {"network": net.name, "weights": net.entry.sha256, "precision": "fp32",
+                              "max_rel_diff_vs_torch": diff, **_versions()})
+    log.info("%s: exported the fp32 ONNX graph (max relative diff vs PyTorch %.1e, %.1f s) to %s",
+             net.name, diff, time.perf_counter() - start, path)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- int8
+
+QUANT_FLAVOURS = ("ort", "trt")
+
+
+def quant_settings(flavour: str) -> dict:
+    """The quantisation recipe of a flavour; part of the cache key."""
+    if flavour == "ort":
+        # uint8 activations x int8 weights is ONNX Runtime's fast x86 kernel (U8S8); reduce_range
+        # (7-bit weights, against VPMADDUBSW saturation on AVX2 without VNNI) cost several dB here.
+        return {"format": "QDQ", "activations": "QUInt8", "weights": "QInt8", "per_channel": True,
+                "reduce_range": False, "calibration": "MinMax", "activation_symmetric": False}
+    if flavour == "trt":  # TensorRT takes only symmetric int8 Q/DQ
+        return {"format": "QDQ", "activations": "QInt8", "weights": "QInt8", "per_channel": True,
+                "reduce_range": False, "calibration": "MinMax", "activation_symmetric": True}
+    raise ValueError(f"unknown quantisation flavour {flavour!r}")
+
+
+def fp32_nodes(net: Network, node_names: list[str]) -> list[str]:
+    """Nodes left in float: the output layers, where 8-bit steps would show as grey-level errors.
+
+    Codec networks: the last convolution and its activation (the encoder's
+    latent reaches hundreds at scale 4: 8-bit steps of several units), and the
+    decoder's first convolution, whose input is that latent. UNet/SRUNet: every
+    node from the head convolution on (pixel shuffle, the local-mean removal,
+    SRUNet's bicubic skip convolution, the final addition). TinyPSSR: the final 1x1 convolution and pixel shuffle.
+    """
+    if net.is_codec:
+        wanted = node_names[-2:] + (node_names[:1] if net.part == "decoder" else [])
+    elif net.filter_spec.per_channel:
+        wanted = [n for n in node_names if n.startswith("/body/body.6/")] + [node_names[-1]]
+    else:
+        wanted = node_names[node_names.index("/head/Conv"):] if "/head/Conv" in node_names else ["/head/Conv"]
+    missing = [n for n in wanted if n not in node_names]
+    if missing or not wanted:
+        raise GraphError(f"{net.name}: nodes {missing} not in the exported graph (exporter naming changed?)")
+    return wanted
+
+
+@lru_cache(maxsize=1)
+def calibration_crops() -> np.ndarray:
+    """The shipped calibration crops, (N, S, S, 3) uint8 (made by tools/quantize.py from the training photos)."""
+    path = resources.files("tinycodec") / "data" / CALIBRATION_FILE
+    try:
+        with path.open("rb") as f, np.load(f) as data:
+            crops = data["crops"]
+    except (FileNotFoundError, OSError, KeyError) as exc:
+        raise GraphError(f"calibration data missing or unreadable ({path}: {exc}): the installation is incomplete; "
+                         "tools/quantize.py DATA/train makes it") from None
+    return crops
+
+
+def calibration_digest(crops: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(crops).tobytes()).hexdigest()
+
+
+def calibration_inputs(net: Network, crops: np.ndarray) -> list[np.ndarray]:
+    """What the network sees in the product, made from photo crops: one float32 batch per crop.
+
+    encoder: the crop; decoder: the crop's quantised latent (8 or 6 planes);
+    unet: the crop after a tinycodec round trip (every scale, 8 or 6 planes);
+    srunet: the same on the crop bicubic-downscaled by 2 (``tcenc --downscale 2``);
+    tinypssr-xr: the crop bicubic-downscaled by r, channel by channel.
+    """
+    from . import quantize, runtime  # runtime imports this module's users: import late
+    from .codec import simulate_rgb
+    from .filters import FILTERS
+    from .models import SCALE_DEPTHS
+    from .zoo import current_entry, model_name
+    from PIL import Image
+
+    def bicubic_down(rgb: np.ndarray, r: int) -> np.ndarray:
+        h, w = rgb.shape[0] // r * r, rgb.shape[1] // r * r
+        return np.asarray(Image.fromarray(np.ascontiguousarray(rgb[:h, :w])).resize((w // r, h // r), Image.BICUBIC))
+
+    def planar(rgb: np.ndarray) -> np.ndarray:
+        return (rgb.transpose(2, 0, 1)[None].astype(np.float32) / 255.0).copy()
+
+    scales = sorted(SCALE_DEPTHS)
+    out = []
+    for i, crop in enumerate(crops):
+        planes = 8 if i % 2 == 0 else 6
+        if net.part == "encoder":
+            out.append(planar(crop))
+        elif net.part == "decoder":
+            latent = runtime.run_encoder(net.entry, net.scale, crop, backend="torch")
+            lo, hi = quantize.latent_range(latent)
+            symbols = quantize.quantize(latent, lo, hi, planes)
+            out.append(quantize.dequantize(symbols, np.asarray(lo, np.float32), np.asarray(hi, np.float32),
+                                           planes)[None].astype(np.float32))
+        elif FILTERS[net.name].per_channel:
+            small = bicubic_down(crop, FILTERS[net.name].upscale)
+            out.append(planar(small).transpose(1, 0, 2, 3).copy())  # three one-channel images
+        else:
+            scale = scales[(i // 2) % len(scales)]
+            current_entry(model_name(scale))  # the codec weights must be registered
+            source = bicubic_down(crop, 2) if FILTERS[net.name].upscale == 2 else crop
+            out.append(planar(simulate_rgb(source, scale, planes, backend="torch")))
+    return out
+
+
+class _Reader:
+    """onnxruntime.quantization.CalibrationDataReader over a list of batches."""
+
+    def __init__(self, batches: list[np.ndarray]) -> None:
+        self._it = iter(batches)
+
+    def get_next(self):
+        x = next(self._it, None)
+        return None if x is None else {"input": x}
+
+    def rewind(self) -> None:  # part of the reader interface in recent onnxruntime
+        pass
+
+
+def quantize_graph(net: Network, fp32_path: Path, flavour: str, crops: np.ndarray) -> bytes:
+    """The int8 QDQ graph of a network, as bytes."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    s = quant_settings(flavour)
+    with tempfile.TemporaryDirectory(prefix="tinycodec-quant-") as tmp:
+        prepared, out = Path(tmp) / "prepared.onnx", Path(tmp) / "int8.onnx"
+        # Shape inference and graph clean-up, as the onnxruntime docs advise before quantising
+        # (symbolic shape inference cannot follow the dynamic sizes: the ONNX one suffices).
+        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+        names = [n.name for n in onnx.load(str(prepared)).graph.node]
+        quantize_static(
+            str(prepared), str(out), _Reader(calibration_inputs(net, crops)),
+            quant_format=QuantFormat.QDQ, per_channel=s["per_channel"], reduce_range=s["reduce_range"],
+            activation_type=getattr(QuantType, s["activations"]), weight_type=getattr(QuantType, s["weights"]),
+            calibrate_method=getattr(CalibrationMethod, s["calibration"]),
+            nodes_to_exclude=fp32_nodes(net, names),
+            extra_options={"ActivationSymmetric": s["activation_symmetric"], "WeightSymmetric": True},
+        )
+        return out.read_bytes()
+
+
+def int8_graph(net: Network, flavour: str = "ort", crops: np.ndarray | None = None) -> Path:
+    """Cached path of the network's int8 QDQ graph, quantised now if needed.
+
+    crops: calibration photos (N, S, S, 3) uint8; default the shipped ones.
+    """
+    require_onnx()
+    crops = calibration_crops() if crops is None else crops
+    fp32 = fp32_graph(net)
+    key = key_of({"net": net.name, "weights": net.entry.sha256, "precision": "int8", "flavour": flavour,
+                  "quant": quant_settings(flavour), "quant_version": QUANT_VERSION, "export": EXPORT_VERSION,
+                  "opset": OPSET, "calibration": calibration_digest(crops), **_versions()})
+    path = cached("onnx", net.name, key, f".int8-{flavour}.onnx")
+    if cache_valid(path):
+        return path
+    start = time.perf_counter()
+    log.info("%s: quantising to int8 (first use; calibrating on %d crops)", net.name, len(crops))
+    graph = quantize_graph(net, fp32, flavour, crops)
+    cache_write(path, graph, {"network": net.name, "weights": net.entry.sha256, "precision": "int8",
+                              "flavour": flavour, "settings": quant_settings(flavour), **_versions()})
+    log.info("%s: int8 graph built in %.1f s: %s", net.name, time.perf_counter() - start, path)
+    return path
+
+
+def graph_path(net: Network, precision: str, flavour: str = "ort") -> Path:
+    if precision == "fp32":
+        return fp32_graph(net)
+    if precision == "int8":
+        return int8_graph(net, flavour)
+    raise ValueError(f"no ONNX graph for precision {precision!r}")
