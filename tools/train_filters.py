@@ -172,6 +172,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--log-every", type=int, default=250)
     ap.add_argument("--checkpoint-every", type=int, default=500)
+    ap.add_argument("--stop-at", type=int, default=None,
+                    help="checkpoint and stop at this step without writing weights (to change settings mid-schedule, "
+                         "as tools/train_filters.sh does)")
     args = ap.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -228,7 +231,8 @@ def main() -> None:
         tmp.replace(ckpt_path)
 
     t0, loss_acc, n_acc = time.time(), 0.0, 0
-    while step < args.steps:
+    end = min(args.steps, args.stop_at) if args.stop_at else args.steps
+    while step < end:
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         x, y = sampler.batch(batch, crop, one_channel=tiny)
@@ -252,6 +256,9 @@ def main() -> None:
         if step % args.checkpoint_every == 0:
             save_checkpoint()
     save_checkpoint()
+    if step < args.steps:
+        print(f"stopped at step {step} of {args.steps}; rerun to resume", flush=True)
+        return
 
     final = history[-1] if history else validate(model, spec, val_pairs)
     meta = {

@@ -1,0 +1,23 @@
+#!/bin/bash
+# Reproduces the shipped enhancement filters: the exact sequence of schedules each was trained with
+# (settings changed mid-run at the steps given by --stop-at; every command resumes the checkpoint).
+# Usage: tools/train_filters.sh TRAIN_DIR   (about 4 h on 2 CPU cores; run the four chains in parallel
+# on more). See weights/README.md for the figures each reached.
+set -euo pipefail
+D=${1:?usage: tools/train_filters.sh TRAIN_DIR}
+T="python tools/train_filters.py $D --threads 1"
+export OMP_NUM_THREADS=1
+
+# TinyPSSR: bicubic start, L1 + 0.1 (1 - SSIM), 64x64 HR patches.
+$T --filter tinypssr-x2 --steps 12000 --stop-at 2500
+$T --filter tinypssr-x2 --steps 8000
+$T --filter tinypssr-x4 --steps 6000
+
+# UNet / SRUNet: L1 + 0.1 (1 - SSIM) for 500 steps, then L1 on smaller crops, then a low-rate fine-tune.
+# (The shipped weights had the local-mean removal added at the fine-tune; a rerun has it from step 0.)
+$T --filter unet --steps 4000 --ssim-weight 0.1 --stop-at 500
+$T --filter unet --steps 3000 --crop 64 --stop-at 2500
+$T --filter unet --steps 3500 --lr 3e-4 --crop 64
+$T --filter srunet --steps 4000 --ssim-weight 0.1 --stop-at 500
+$T --filter srunet --steps 3000 --crop 48 --stop-at 2500
+$T --filter srunet --steps 3500 --lr 3e-4 --crop 48
