@@ -8,7 +8,7 @@ device and precision:
 |------------|--------|--------------------|--------------------------------------------|
 | torch      | cpu    | fp32               | (always there)                             |
 | torch      | cuda   | fp32, fp16         | a CUDA build of PyTorch and a GPU          |
-| onnx       | cpu    | fp32, int8         | onnx + onnxruntime (``tinycodec[onnx]``)   |
+| onnx       | cpu    | fp32, int8         | onnx + onnxruntime (installed with tinycodec) |
 | tensorrt   | cuda   | fp32, fp16, int8   | tensorrt 10 and a CUDA build of PyTorch    |
 
 ``auto`` takes the first available backend of :data:`AUTO_ORDER` for the
@@ -115,7 +115,7 @@ def backend_problem(backend: str, device: str = "cpu", precision: str = "fp32") 
     if device == "cuda" and not cuda_available():
         return "device 'cuda' is not available: this PyTorch has no CUDA support or no GPU is visible"
     if backend == "onnx" and not (_has_module("onnxruntime") and _has_module("onnx")):
-        return "backend 'onnx' needs onnx and onnxruntime: pip install 'tinycodec[onnx]'"
+        return "backend 'onnx' needs onnx and onnxruntime: pip install onnx onnxruntime (tinycodec's own dependencies)"
     if backend == "tensorrt" and not _has_module("tensorrt"):
         return "backend 'tensorrt' needs the tensorrt package (TensorRT 10) and an NVIDIA GPU: pip install tensorrt"
     return None

@@ -82,7 +82,7 @@ def require_onnx() -> None:
         import onnxruntime  # noqa: F401
     except ImportError as exc:
         raise GraphError(f"the onnx backend needs onnx and onnxruntime ({exc.name} is missing): "
-                         "pip install 'tinycodec[onnx]'") from None
+                         "pip install onnx onnxruntime (tinycodec's own dependencies)") from None
 
 
 def key_of(parts: dict) -> str:
