@@ -2,6 +2,7 @@
 """What tiling costs: tiled against untiled coding, on a folder of images.
 
     python tools/bench_tiling.py ../shared/data/kodak --limit 4
+    python tools/bench_tiling.py ../shared/data/kodak --limit 1 --scales 4,16,64,256 --json /tmp/tiling.json
 
 "Untiled" runs each network over the whole image at once and entropy-codes
 the latent as one tile. "Tiled" uses the given network window (pixels per
@@ -18,6 +19,7 @@ and the file sizes (small tiles cost bytes: each starts its statistics afresh).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -56,11 +58,13 @@ def main() -> None:
     parser.add_argument("--scales", default="4,16", help="comma-separated scale levels")
     parser.add_argument("--window", type=int, default=64, help="network window of the tiled run, pixels")
     parser.add_argument("--tile", type=int, default=16, help="entropy tile of the tiled run, latent elements")
+    parser.add_argument("--json", type=Path, default=None, help="also write the per-image, per-scale rows here")
     args = parser.parse_args()
     print(f"tiled: {args.window}-pixel network windows, {args.tile}-element entropy tiles; untiled: one of each")
     print(f"{'image':<12} {'scale':>5} {'untiled dB':>10} {'tiled dB':>9} {'loss dB':>8} {'max |diff|':>10} "
           f"{'symbols differing':>17} {'bytes untiled':>13} {'bytes tiled':>11}")
     losses = []
+    rows = []
     for path in list_images(args.data_dir, args.limit):
         rgb = load_rgb(path)
         for scale in (int(s) for s in args.scales.split(",")):
@@ -73,9 +77,18 @@ def main() -> None:
             differing = int(np.count_nonzero(latent_symbols(untiled) != latent_symbols(tiled)))
             max_diff = int(np.abs(out_untiled.astype(int) - out_tiled).max())
             n_symbols = latent_symbols(untiled).size
+            rows.append({"image": path.name, "scale": scale, "psnr_untiled": p_untiled, "psnr_tiled": p_tiled,
+                         "loss_db": p_untiled - p_tiled, "max_abs_pixel_diff": max_diff,
+                         "symbols_differing": differing, "symbols": n_symbols,
+                         "bytes_untiled": len(untiled), "bytes_tiled": len(tiled)})
             print(f"{path.name:<12} {scale:>5} {p_untiled:>10.4f} {p_tiled:>9.4f} {p_untiled - p_tiled:>8.4f} "
                   f"{max_diff:>10} {differing:>8} of {n_symbols:<7} {len(untiled):>13} {len(tiled):>11}")
     print(f"PSNR loss of tiled coding: mean {np.mean(losses):.4f} dB, largest {max(losses):.4f} dB")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"window": args.window, "tile": args.tile, "rows": rows,
+                                         "mean_loss_db": float(np.mean(losses)),
+                                         "max_loss_db": float(max(losses))}, indent=1) + "\n")
 
 
 if __name__ == "__main__":
