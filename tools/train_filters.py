@@ -137,11 +137,12 @@ def baseline(spec: FilterSpec, x: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def validate(model: torch.nn.Module, spec: FilterSpec, val: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+def validate(model: torch.nn.Module, spec: FilterSpec, val: list[tuple[np.ndarray, np.ndarray]],
+             device: torch.device = torch.device("cpu")) -> dict[str, float]:
     model.eval()
     gain, base = [], []
     for inp, tgt in val:
-        x, y = to_tensor(inp), to_tensor(tgt)
+        x, y = to_tensor(inp).to(device), to_tensor(tgt).to(device)
         b = psnr(baseline(spec, x), y)
         base.append(b)
         gain.append(psnr(run_filter(model, spec, x), y) - b)
@@ -169,6 +170,9 @@ def main() -> None:
     ap.add_argument("--checkpoints", type=Path, default=Path("checkpoints"))
     ap.add_argument("--cache", type=Path, default=Path(".data/filter_pairs"))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (training only; the product's backends are separate)")
+    ap.add_argument("--max-minutes", type=float, default=None,
+                    help="checkpoint and stop after this much training time, without writing weights (rerun to resume)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--log-every", type=int, default=250)
     ap.add_argument("--checkpoint-every", type=int, default=500)
@@ -202,6 +206,8 @@ def main() -> None:
         init_tinypssr_as_bicubic(model)
     else:
         model = model.to(memory_format=torch.channels_last)
+    device = torch.device(args.device)
+    model = model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=peak_lr)
     warmup = min(500, args.steps // 10)
 
@@ -214,7 +220,7 @@ def main() -> None:
     ckpt_path = args.checkpoints / f"{spec.name}.pt"
     step, history = 0, []
     if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, weights_only=False)  # our own checkpoint; the product never loads these
+        ckpt = torch.load(ckpt_path, weights_only=False, map_location=device)  # our own checkpoint; the product never loads these
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["opt"])
         step, history = ckpt["step"], ckpt["history"]
@@ -232,10 +238,12 @@ def main() -> None:
 
     t0, loss_acc, n_acc = time.time(), 0.0, 0
     end = min(args.steps, args.stop_at) if args.stop_at else args.steps
-    while step < end:
+    deadline = time.time() + 60 * args.max_minutes if args.max_minutes else None
+    while step < end and (deadline is None or time.time() < deadline):
         for g in opt.param_groups:
             g["lr"] = lr_at(step)
         x, y = sampler.batch(batch, crop, one_channel=tiny)
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if not tiny:
             x = x.contiguous(memory_format=torch.channels_last)
         out = model(x)
@@ -249,7 +257,7 @@ def main() -> None:
         loss_acc, n_acc = loss_acc + loss.item(), n_acc + 1
         if step % args.log_every == 0 or step == args.steps:
             entry = {"step": step, "loss": loss_acc / n_acc, "lr": lr_at(step - 1),
-                     "s_per_step": (time.time() - t0) / n_acc, **validate(model, spec, val_pairs)}
+                     "s_per_step": (time.time() - t0) / n_acc, **validate(model, spec, val_pairs, device)}
             history.append(entry)
             print(json.dumps(entry), flush=True)
             t0, loss_acc, n_acc = time.time(), 0.0, 0
@@ -260,7 +268,8 @@ def main() -> None:
         print(f"stopped at step {step} of {args.steps}; rerun to resume", flush=True)
         return
 
-    final = history[-1] if history else validate(model, spec, val_pairs)
+    final = history[-1] if history else validate(model, spec, val_pairs, device)
+    model = model.cpu()
     meta = {
         "model": spec.name,
         "steps": str(step),
