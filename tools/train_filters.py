@@ -207,6 +207,7 @@ def main() -> None:
     else:
         model = model.to(memory_format=torch.channels_last)
     device = torch.device(args.device)
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed crop sizes: let cuDNN pick its kernels
     model = model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=peak_lr)
     warmup = min(500, args.steps // 10)
