@@ -304,7 +304,8 @@ def test_torch_cuda_matches_cpu(precision):
     x = np.random.default_rng(0).random((1, 3, 24, 32), dtype=np.float32)
     ref = get_runner(net, "torch").run(x)
     out = get_runner(net, "torch", "cuda", precision).run(x)
-    assert np.abs(out - ref).max() < (1e-4 if precision == "fp32" else 1e-2)
+    # CUDA fp32 convolutions use TF32 (PyTorch's default): ~1e-3, below half a grey level (measured on an H100)
+    assert np.abs(out - ref).max() < (2e-3 if precision == "fp32" else 1e-2)
 
 
 @needs_cuda
