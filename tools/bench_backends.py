@@ -105,11 +105,9 @@ class Case:
             if net.part == "encoder":
                 self.x = pad_to(planar(rgb), net.multiple)
             else:
-                from tinycodec import runtime
+                from tinycodec import tiling
 
-                from tinycodec.codec import _pad_to_multiple
-
-                latent = runtime.run_encoder(net.entry, net.scale, _pad_to_multiple(rgb, 1 << self.depth), **torch_run)
+                latent = tiling.encode_latent(net.entry, net.scale, self.depth, rgb, **torch_run)
                 self.x = self._dequantized(latent)[None]
         else:
             spec = FILTERS[net.name]
