@@ -106,6 +106,16 @@ def test_unet_improves_a_decoded_image():
     assert psnr(np.asarray(cleaned), img) > psnr(plain, img)
 
 
+def test_unet_is_skipped_where_it_makes_files_worse():
+    from tinycodec.codec import FilterSkippedWarning
+
+    data = tinycodec.encode(photo_like(40, 48, seed=6), scale=4)
+    with pytest.warns(FilterSkippedWarning, match="unet skipped"):
+        out, info = tinycodec.decode_with_info(data, enhance="unet")
+    assert info.enhance == "none"
+    assert np.array_equal(np.asarray(out), np.asarray(tinycodec.decode(data)))
+
+
 @pytest.mark.parametrize("size", [(50, 37), (64, 64)])
 def test_downscale_restores_the_original_size(size):
     w, h = size

@@ -27,8 +27,8 @@ import numpy as np
 
 from . import __version__, batch
 from .backends import BACKENDS, DEVICES, PRECISIONS
-from .codec import (DEFAULT_PLANES, DEFAULT_SCALE, SCALES, PartialAlphaWarning, decode_with_info, encode,
-                    encode_planar)
+from .codec import (DEFAULT_PLANES, DEFAULT_SCALE, SCALES, FilterSkippedWarning, PartialAlphaWarning,
+                    decode_with_info, encode, encode_planar)
 from .container import DOWNSCALE_FACTORS
 from .enhance import NONE, enhance, parse_filter
 from .filters import FILTERS
@@ -146,7 +146,8 @@ def _notes(prog: str, quiet: bool):
         yield
     if not quiet:
         for w in caught:
-            if issubclass(w.category, (HighBitDepthWarning, PartialAlphaWarning, MetadataWarning)):
+            if issubclass(w.category, (HighBitDepthWarning, PartialAlphaWarning, MetadataWarning,
+                                       FilterSkippedWarning)):
                 click.echo(f"{prog}: note: {w.message}", err=True)
 
 

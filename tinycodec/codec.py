@@ -28,6 +28,10 @@ SCALES = tuple(sorted(SCALE_DEPTHS))
 MAX_IMAGE_PIXELS = DEFAULT_LIMITS.max_pixels
 
 
+class FilterSkippedWarning(UserWarning):
+    """``enhance`` named a filter that does not help files of this scale level: it was not run."""
+
+
 class PartialAlphaWarning(UserWarning):
     """A partial decode had the colour planes but not the whole alpha channel."""
 
@@ -259,6 +263,11 @@ def decode_with_info(data: bytes, *, partial: bool = False, max_pixels: int | No
     try:
         image, info = _decode_unpacked(unpacked, entry, limits.deadline(header.width, header.height), workers,
                                        window, run)
+        if choice is not None and choice.spec.scales is not None and header.scale not in choice.spec.scales:
+            warnings.warn(f"{choice.name} skipped: it makes scale-{header.scale} files worse (it is trained for "
+                          f"scale levels {', '.join(map(str, choice.spec.scales))})", FilterSkippedWarning,
+                          stacklevel=2)
+            choice = None
         if choice is not None:
             planes = np.asarray(image)
             if planes.ndim == 2:  # mode L

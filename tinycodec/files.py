@@ -104,7 +104,7 @@ def write_atomic(path: PathLike, data: bytes | None = None, *, image: Image.Imag
     path = Path(path)
     if image is None and data is None:
         raise TypeError("write_atomic needs data or image")
-    fmt = format or _format_for(path) if image is not None else None  # an unknown format fails before any write
+    fmt = (format or _format_for(path)) if image is not None else None  # an unknown format fails before writing
     try:  # the name is capped so that the temporary name stays within NAME_MAX
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:200]}.", suffix=TEMP_SUFFIX, dir=path.parent)
     except OSError as exc:  # name the file the user asked for, not our temporary one

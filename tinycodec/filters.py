@@ -235,6 +235,9 @@ class FilterSpec:
     per_channel: bool  # run on each colour channel as a one-channel image (TinyPSSR)
     multiple: int  # input height/width must be a multiple of this (padded by the runner)
     description: str
+    # Scale levels of .tcz files the filter improves on Kodak (weights/README.md); decoding a file of
+    # another level skips the filter with a note rather than make the image worse. None: any.
+    scales: tuple[int, ...] | None = None
 
     def build(self) -> nn.Module:
         return _BUILDERS[self.name]()
@@ -252,7 +255,8 @@ FILTERS: dict[str, FilterSpec] = {
     for spec in (
         FilterSpec("tinypssr-x2", 2, True, 1, "TinyPSSR 2x super-resolution (seed network, 1,356 parameters)"),
         FilterSpec("tinypssr-x4", 4, True, 1, "TinyPSSR 4x super-resolution"),
-        FilterSpec("unet", 1, False, 4, "UNet artefact removal for tinycodec-decoded images, same size"),
+        FilterSpec("unet", 1, False, 4, "UNet artefact removal for tinycodec-decoded images, same size",
+                   scales=(16, 64, 256)),  # at scale 4 it cost 0.64 dB on Kodak
         FilterSpec("srunet", 2, False, 4, "SRUNet 2x super-resolution + artefact removal (pairs with tcenc --downscale 2)"),
     )
 }

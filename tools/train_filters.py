@@ -166,6 +166,8 @@ def main() -> None:
                     help="input crop side (default: 64 / upscale for TinyPSSR's 64x64 HR patches, 96 for UNet, 64 for SRUNet)")
     ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-3)")
     ap.add_argument("--ssim-weight", type=float, default=None, help="w in L1 + w (1 - SSIM); default 0.1 TinyPSSR, 0 UNets")
+    ap.add_argument("--centre-crop", type=int, default=None,
+                    help="train on centre crops of at most this side (the GPU runs used 768: what fitted the transfer)")
     ap.add_argument("--out", type=Path, default=Path("weights"))
     ap.add_argument("--checkpoints", type=Path, default=Path("checkpoints"))
     ap.add_argument("--cache", type=Path, default=Path(".data/filter_pairs"))
@@ -192,9 +194,13 @@ def main() -> None:
 
     paths = image_paths(args.data)
     images = [load_rgb(p) for p in paths]
+    tag = "train"
+    if args.centre_crop:
+        images = [centre(im, min(args.centre_crop, *im.shape[:2])) for im in images]
+        tag = f"train-c{args.centre_crop}"  # cached pairs are keyed by what they were made from
     train_images, val_images = images[:-VALIDATION_IMAGES], images[-VALIDATION_IMAGES:]
     t_prep = time.time()
-    pairs = make_pairs(spec, train_images, args.cache, "train")
+    pairs = make_pairs(spec, train_images, args.cache, tag)
     val_pairs = make_pairs(spec, [centre(im, 384) for im in val_images], args.cache, "val")
     print(f"{len(pairs)} training pairs, {len(val_pairs)} validation pairs ({time.time() - t_prep:.0f} s)", flush=True)
     sampler = PairSampler(pairs, spec.upscale, args.seed)
