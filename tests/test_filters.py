@@ -147,3 +147,24 @@ def test_enhanced_output_respects_the_pixel_limit():
     data = tinycodec.encode(photo_like(20, 20, seed=9), scale=4)
     with pytest.raises(TinyCodecError, match="exceeds the limit"):
         tinycodec.decode(data, enhance="tinypssr-x4", max_pixels=20 * 20 * 4)
+
+
+def test_int8_filters_run_and_stay_close():
+    """The shipped filters in int8 (ONNX Runtime QDQ) against fp32, and what ``auto`` runs for int8."""
+    import onnx
+
+    from tinycodec import backends, graphs
+    from tinycodec.backends import get_runner
+    from tinycodec.networks import network
+
+    backends.clear_cache()
+    rgb = photo_like(64, 96, seed=5)
+    for name in ("unet", "srunet", "tinypssr-x2"):
+        ref = np.asarray(tinycodec.enhance(rgb, name, backend="onnx"))
+        out = np.asarray(tinycodec.enhance(rgb, f"{name}-int8", backend="onnx"))
+        assert out.shape == ref.shape
+        assert psnr(out, ref) > 28, name  # tools/bench_backends.py: 32.8 (UNet), 36.1 (SRUNet) dB on kodim23
+    assert get_runner(network("unet"), "auto", "cpu", "int8").precision == "int8"  # auto: int8 pays off here
+    assert get_runner(network("srunet"), "auto", "cpu", "int8").precision == "fp32"  # and here it does not
+    ops = {n.op_type for n in onnx.load(str(graphs.int8_graph(network("srunet"), "ort"))).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # QDQ format

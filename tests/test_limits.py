@@ -40,14 +40,14 @@ class CountingReader(io.BytesIO):
         return out
 
 
-def test_default_pixel_cap_is_pillows():
-    assert DEFAULT_LIMITS.max_pixels == Image.MAX_IMAGE_PIXELS == 89_478_485
+def test_default_pixel_cap_is_where_pillow_refuses():
+    assert DEFAULT_LIMITS.max_pixels == 2 * Image.MAX_IMAGE_PIXELS == 178_956_970  # DecompressionBombError above
     assert container.DEFAULT_MAX_PIXELS == DEFAULT_LIMITS.max_pixels
 
 
 def test_pixel_cap_refuses_on_the_header(tcz):
-    big = reseal(tcz, lambda h: struct.pack_into("<II", h, 12, 10_000, 9_000))  # 90 Mpx, just over the cap
-    with pytest.raises(TinyCodecError, match=r"10000x9000 pixels exceeds the limit of 89478485 .*max-pixels"):
+    big = reseal(tcz, lambda h: struct.pack_into("<II", h, 12, 20_000, 9_000))  # 180 Mpx, just over the cap
+    with pytest.raises(TinyCodecError, match=r"20000x9000 pixels exceeds the limit of 178956970 .*max-pixels"):
         decode(big)
     with pytest.raises(TinyCodecError, match="exceeds the limit of 1000 pixels"):
         decode(tcz, limits=Limits(max_pixels=1000))

@@ -24,6 +24,9 @@ from .errors import TinyCodecError
 # Copied rather than read from PIL so that a program that lowers Pillow's global does not
 # silently change tinycodec's (say ``Limits(max_pixels=Image.MAX_IMAGE_PIXELS)`` to follow it).
 PILLOW_MAX_IMAGE_PIXELS = 89_478_485
+# Pillow warns above MAX_IMAGE_PIXELS and refuses above twice it (DecompressionBombError); we refuse
+# where Pillow refuses, so that a 100-megapixel photograph (which Pillow opens) can be coded.
+DEFAULT_MAX_PIXELS = 2 * PILLOW_MAX_IMAGE_PIXELS
 
 # The context model's probabilities come from counts n <= 4096 with a prior of 0.4, so no
 # binary decision can cost more than -log2(0.4 / 4096.8) = 13.3 bits: an encoder never
@@ -38,7 +41,7 @@ class Limits:
     """What one decode may cost. The defaults accept every file tinycodec's encoder can write
     for an image of up to ``max_pixels``, decoded on a slow core."""
 
-    max_pixels: int | None = PILLOW_MAX_IMAGE_PIXELS
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
     max_payload_ratio: float | None = DEFAULT_MAX_PAYLOAD_RATIO
     # Normal files decode at 1-4 us per pixel on one core; files written with 8-element tiles
     # take up to ~200 us per pixel (the entropy coder's cost is mostly per tile and pass). The

@@ -218,7 +218,8 @@ def _seed_image(width: int, height: int, mode: str, rng: np.random.Generator) ->
 
 
 def seed_corpus(kind: str = "full", rng_seed: int = 0) -> list[Seed]:
-    """Valid files: ``full`` is every scale x planes x mode (128 files), ``small`` every scale x planes (32).
+    """Valid files: ``full`` is every scale x planes x mode (128 files), ``small`` every scale x planes (32),
+    plus 4 files with every kind of header extension record.
 
     Sizes cycle through 8x8 .. 48x40; a quarter of the files use 8-element tiles,
     which gives the scale-4 files several tiles.
@@ -238,6 +239,27 @@ def seed_corpus(kind: str = "full", rng_seed: int = 0) -> list[Seed]:
                     data = tinycodec.encode(_seed_image(width, height, mode, rng), scale=scale, planes=planes,
                                             tile=tile)
                 seeds.append(Seed(f"s{scale}-p{planes}-{mode}-{width}x{height}-t{tile}", data))
+    seeds += _extension_seeds(rng)
+    return seeds
+
+
+def _extension_seeds(rng: np.random.Generator) -> list[Seed]:
+    """Files with header extension records: ICC profile, EXIF orientation, downscale factor."""
+    from PIL import Image, ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    seeds = []
+    for scale, mode, downscale, tile in ((16, "RGB", 1, 256), (4, "RGB", 2, 8), (64, "RGBA", 2, 8), (256, "L", 4, 256)):
+        pixels = _seed_image(40, 32, mode, rng)
+        image = Image.fromarray(pixels[..., 0] if mode == "L" else pixels, mode)
+        image.info["icc_profile"] = icc
+        exif = Image.Exif()
+        exif[0x0112] = int(rng.integers(1, 9))  # orientation
+        image.info["exif"] = exif.tobytes()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data = tinycodec.encode(image, scale=scale, planes=6, downscale=downscale, tile=tile)
+        seeds.append(Seed(f"s{scale}-{mode}-icc-orientation-down{downscale}-t{tile}", data))
     return seeds
 
 
