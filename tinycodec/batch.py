@@ -19,7 +19,7 @@ from PIL import Image
 
 from . import parallel
 from .codec import DEFAULT_PLANES, DEFAULT_SCALE, decode_with_info, encode_planar
-from .errors import TinyCodecError
+from .errors import TinyCodecError, describe_os_error
 from .files import read_source, read_tcz, save_image, write_atomic
 from .limits import DEFAULT_LIMITS, Limits
 
@@ -193,11 +193,7 @@ def _check_target(job: Job, force: bool) -> None:
 
 
 def _failure(job: Job, exc: BaseException) -> Outcome:
-    if isinstance(exc, OSError):
-        message = f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")
-    else:
-        message = str(exc)
-    return Outcome(job, message)
+    return Outcome(job, describe_os_error(exc) if isinstance(exc, OSError) else str(exc))
 
 
 def _notes(caught: list[warnings.WarningMessage]) -> tuple[str, ...]:

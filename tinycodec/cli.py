@@ -32,7 +32,7 @@ from .codec import (DEFAULT_PLANES, DEFAULT_SCALE, SCALES, FilterSkippedWarning,
 from .container import DOWNSCALE_FACTORS
 from .enhance import NONE, enhance, parse_filter
 from .filters import FILTERS
-from .errors import TinyCodecError
+from .errors import TinyCodecError, describe_os_error
 from .files import format_for_suffix, read_image, read_source, read_tcz, save_image, save_image_to, write_atomic
 from .image import HighBitDepthWarning
 from .limits import DEFAULT_LIMITS
@@ -94,7 +94,7 @@ def _user_errors(prog: str):
             except TinyCodecError as exc:
                 _fail(prog, str(exc))
             except OSError as exc:  # disk full, permission denied, broken pipe, ...
-                _fail(prog, f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
+                _fail(prog, describe_os_error(exc))
             except KeyboardInterrupt as exc:
                 signum = getattr(exc, "signum", signal.SIGINT)
                 _fail(prog, "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}",
@@ -378,7 +378,7 @@ def demo(image: str | None, outdir: str | None) -> None:
 @main.command("enhance")
 @click.argument("image", type=str)
 @click.option("-o", "--output", type=str, required=True, help="Output image; the format follows the extension.")
-@click.option("--filter", "filter_name", type=str, required=True, help=f"One of {', '.join(FILTERS)}.")
+@click.option("--filter", "filter_name", type=str, required=True, help=f"One of {ENHANCE_HELP}.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite an existing output file.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
 @_backend_options("tinycodec enhance")
@@ -387,12 +387,12 @@ def enhance_command(image: str, output: str, filter_name: str, force: bool, quie
     """Run a learned filter on any IMAGE: upscale a photograph (tinypssr-x2/x4, srunet) or clean one (unet)."""
     if parse_filter(filter_name) is None:
         raise TinyCodecError("--filter none does nothing: choose a filter")
+    if run.pop("precision") != "fp32":
+        raise TinyCodecError("the filter's precision is part of its name: --filter srunet-int8")
     im = read_image(image)
     _check_output(output, force, image)
     with _notes("tinycodec enhance", quiet):
         start = time.perf_counter()
-        if run.pop("precision") != "fp32":
-            raise TinyCodecError("the filter's precision is part of its name: --filter srunet-int8")
         out = enhance(im, filter_name, **run)
         elapsed = time.perf_counter() - start
     save_image(out, output)

@@ -195,13 +195,18 @@ def simulate_rgb(rgb: np.ndarray, scale: int, planes: int = DEFAULT_PLANES, *, b
     return runtime.run_decoder(entry, scale, latent, **run)[:height, :width]
 
 
-def _open(data: bytes, partial: bool, limits: Limits, max_pixels: int | None) -> tuple[container.Decoded, WeightsEntry]:
+def _effective_limits(limits: Limits, max_pixels: int | None) -> Limits:
+    """``limits`` with the ``max_pixels`` shorthand applied."""
+    if not isinstance(limits, Limits):
+        raise TypeError(f"limits must be a tinycodec.Limits, not {type(limits).__name__}")
+    return limits if max_pixels is None else dataclasses.replace(limits, max_pixels=max_pixels)
+
+
+def _open(data: bytes, partial: bool, limits: Limits) -> tuple[container.Decoded, WeightsEntry]:
     """Split and verify a file and find the weights that decode it."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"expected bytes, not {type(data).__name__}")
-    if not isinstance(limits, Limits):
-        raise TypeError(f"limits must be a tinycodec.Limits, not {type(limits).__name__}")
-    unpacked = container.unpack(bytes(data), partial=partial, limits=limits, max_pixels=max_pixels)
+    unpacked = container.unpack(bytes(data), partial=partial, limits=limits)
     header = unpacked.header
     if header.coder_id != entropy.CODER_ID:
         raise TinyCodecError(f"file uses entropy coder {header.coder_id}, this tinycodec has {entropy.CODER_ID}")
@@ -218,7 +223,7 @@ def verify(data: bytes, *, max_pixels: int | None = None, limits: Limits = DEFAU
 
     Raises TinyCodecError for the first problem found.
     """
-    _open(data, False, limits, max_pixels)
+    _open(data, False, _effective_limits(limits, max_pixels))
 
 
 def _planes_per_tile(unpacked: container.Decoded, first_group: int, n_groups: int, n_tiles: int) -> list[int]:
@@ -249,33 +254,25 @@ def decode_with_info(data: bytes, *, partial: bool = False, max_pixels: int | No
     backends.check_request(backend, device, precision)  # and so does a backend that is not here
     if choice is not None:
         backends.check_request(backend, device, choice.precision)
-    unpacked, entry = _open(data, partial, limits, max_pixels)
+    limits = _effective_limits(limits, max_pixels)
+    unpacked, entry = _open(data, partial, limits)
     header = unpacked.header
+    if choice is not None and choice.spec.scales is not None and header.scale not in choice.spec.scales:
+        warnings.warn(f"{choice.name} skipped: it makes scale-{header.scale} files worse (it is trained for "
+                      f"scale levels {', '.join(map(str, choice.spec.scales))})", FilterSkippedWarning, stacklevel=2)
+        choice = None
     downscale = container.find_downscale(header)
     out_w, out_h = (downscale[1], downscale[2]) if downscale else (header.width, header.height)
     if choice is not None and not downscale:
         out_w, out_h = out_w * choice.spec.upscale, out_h * choice.spec.upscale
-    cap = limits.max_pixels if max_pixels is None else max_pixels
-    if cap is not None and out_w * out_h > cap:
-        raise TinyCodecError(f"output of {out_w}x{out_h} pixels exceeds the limit of {cap} pixels "
-                             "(Limits.max_pixels; tcdec --max-pixels)")
+    limits.check_pixels(out_w, out_h)  # what enlarging or restoring will allocate
     run = {"backend": backend, "device": device, "precision": precision}
     try:
         image, info = _decode_unpacked(unpacked, entry, limits.deadline(header.width, header.height), workers,
                                        window, run)
-        if choice is not None and choice.spec.scales is not None and header.scale not in choice.spec.scales:
-            warnings.warn(f"{choice.name} skipped: it makes scale-{header.scale} files worse (it is trained for "
-                          f"scale levels {', '.join(map(str, choice.spec.scales))})", FilterSkippedWarning,
-                          stacklevel=2)
-            choice = None
         if choice is not None:
-            planes = np.asarray(image)
-            if planes.ndim == 2:  # mode L
-                planes = planes[..., None]
-            grey = header.color_channels == 1
-            rgb = np.repeat(planes[..., :1], 3, axis=2) if grey else planes[..., :3]
-            alpha = planes[..., -1] if header.has_alpha else None
-            enhanced = enhance_planes(np.ascontiguousarray(rgb), alpha, grey, choice, backend=backend, device=device)
+            planar = to_planar(image)
+            enhanced = enhance_planes(planar.rgb, planar.alpha, planar.grey, choice, backend=backend, device=device)
             enhanced.info.update(image.info)
             image = enhanced
         if downscale:
@@ -290,7 +287,7 @@ def decode_with_info(data: bytes, *, partial: bool = False, max_pixels: int | No
 def _decode_unpacked(unpacked: container.Decoded, entry: WeightsEntry, deadline: Deadline, workers: int,
                      window: int | None, run: dict[str, str]) -> tuple[Image.Image, DecodeInfo]:
     header = unpacked.header
-    scale, depth, step = header.scale, header.depth, 1 << header.depth
+    scale, depth = header.scale, header.depth
     tiles = _tile_slices(header)
 
     colour_planes = _planes_per_tile(unpacked, 0, header.planes, len(tiles))

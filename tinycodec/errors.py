@@ -7,3 +7,8 @@ class TinyCodecError(Exception):
 
     The message is one line meant for the user; the CLI prints it and exits 1.
     """
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an I/O failure: what happened and to which file ("No space left on device: out.png")."""
+    return f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": ")

@@ -214,7 +214,8 @@ def quant_settings(flavour: str, net: Network) -> dict:
         # reduce_range (7-bit weights) avoids VPMADDUBSW's 16-bit saturation on AVX2 CPUs without
         # VNNI, like our development machine: measured there on kodim23 (int8 output against fp32
         # output), UNet 31.2 -> 32.8 dB, SRUNet 30.9 -> 36.1 dB, at the same speed; Percentile
-        # calibration and symmetric int8 activations (S8S8) were worse or slower. The codec networks
+        # calibration and symmetric int8 activations (S8S8) were worse or slower
+        # (tools/compare_int8_recipes.py). The codec networks
         # and TinyPSSR keep 8-bit weights (what their tests were calibrated with; auto runs them in fp32).
         unets = not net.is_codec and not net.filter_spec.per_channel
         return {"format": "QDQ", "activations": "QUInt8", "weights": "QInt8", "per_channel": True,
