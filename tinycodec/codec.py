@@ -308,8 +308,7 @@ def _decode_unpacked(unpacked: container.Decoded, entry: WeightsEntry, deadline:
         return quantize.dequantize_centres(centres[:, rows[0] : rows[1], cols[0] : cols[1]], lo, hi)
 
     grey = header.color_channels == 1
-    image = Image.new(("LA" if alpha is not None else "L") if grey else ("RGBA" if alpha is not None else "RGB"),
-                      (header.width, header.height))
+    image = Image.new(header.mode, (header.width, header.height))
     try:
         for y, x, rgb in tiling.decode_windows(entry, scale, depth, latent_of, (lh, lw), window, **run):
             rgb = rgb[: header.height - y, : header.width - x]  # drop the padding to a multiple of 2**k

@@ -60,6 +60,13 @@ class Header:
         return 4**self.depth
 
     @property
+    def mode(self) -> str:
+        """The PIL mode of the decoded image: L, LA, RGB or RGBA."""
+        if self.color_channels == 1:
+            return "LA" if self.has_alpha else "L"
+        return "RGBA" if self.has_alpha else "RGB"
+
+    @property
     def latent_size(self) -> tuple[int, int]:
         """(height, width) of the latent."""
         step = 1 << self.depth
@@ -319,20 +326,11 @@ def unpack(data: bytes, *, partial: bool = False, limits: Limits = DEFAULT_LIMIT
         size = sum(lengths)
         if pos + size > len(data):  # partial: this group did not arrive whole
             return Decoded(header, groups, _whole_segments(data, pos, lengths))
-        chunk = data[pos : pos + size]
-        if zlib.crc32(chunk) != crc:
+        if zlib.crc32(memoryview(data)[pos : pos + size]) != crc:
             raise TinyCodecError(f"corrupt .tcz file: checksum mismatch in segment group {index}")
-        groups.append(_split(chunk, lengths))
+        groups.append(_whole_segments(data, pos, lengths))
         pos += size
     return Decoded(header, groups)
-
-
-def _split(chunk: bytes, lengths: list[int]) -> list[bytes]:
-    segments, offset = [], 0
-    for n in lengths:
-        segments.append(chunk[offset : offset + n])
-        offset += n
-    return segments
 
 
 def _whole_segments(data: bytes, pos: int, lengths: list[int]) -> list[bytes]:

@@ -2,7 +2,7 @@
 
 Three limits, each checked as early as it can be:
 
-* pixels: ``width x height`` at most ``max_pixels`` (Pillow's ``MAX_IMAGE_PIXELS`` by default),
+* pixels: ``width x height`` at most ``max_pixels`` (by default twice Pillow's ``MAX_IMAGE_PIXELS``, where Pillow refuses),
   checked on the header, before anything is allocated for the image;
 * payload: at most ``max_payload_ratio`` times the size of the kept bit-planes stored raw
   (plus a few bytes per segment), checked on the header, before the payload is read or sliced;

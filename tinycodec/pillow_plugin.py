@@ -55,8 +55,7 @@ class TczImageFile(ImageFile.ImageFile):
         except TinyCodecError as exc:
             raise SyntaxError(str(exc)) from None
         self._size = (header.width, header.height)
-        grey = header.color_channels == 1
-        self._mode = ("LA" if header.has_alpha else "L") if grey else ("RGBA" if header.has_alpha else "RGB")
+        self._mode = header.mode
         Metadata.from_extensions(header.extensions).attach(self)
         self.info["tcz_scale"] = header.scale
         self.info["tcz_planes"] = header.planes

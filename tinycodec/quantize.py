@@ -64,7 +64,7 @@ def dequantize_centres(centres_x2: np.ndarray, lo: np.ndarray, hi: np.ndarray) -
     """Output of :func:`bin_centres_x2` -> (C, H, W) float32 latent."""
     centre = centres_x2.astype(np.float32) * np.float32(0.5)  # exact: halves of integers below 512
     lo3, hi3 = lo[:, None, None], hi[:, None, None]
-    return (lo3 + centre / LEVELS * (hi3 - lo3)).astype(np.float32)
+    return (lo3 + centre / LEVELS * (hi3 - lo3)).astype(np.float32, copy=False)
 
 
 def check_planes(planes: int) -> None:
