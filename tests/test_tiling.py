@@ -98,3 +98,28 @@ def test_tiles_coded_on_worker_processes_give_the_same_file(monkeypatch):
 
     monkeypatch.setattr(parallel, "process_pool", lambda n: ThreadPoolExecutor(n))
     assert np.array_equal(np.asarray(decode(serial, workers=2)), np.asarray(decode(serial)))
+
+
+def test_rgba_tiles_decode_in_one_pool(monkeypatch):
+    """Colour and alpha tiles share one worker pool (each spawned pool costs seconds to start)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from PIL import Image
+
+    from tinycodec import parallel
+
+    rgb = photo_like(48, 64, seed=3)
+    alpha = np.tile(np.linspace(0, 255, 64, dtype=np.uint8), (48, 1))
+    rgba = Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+    data = encode(rgba, scale=4, tile=8)
+    pools = []
+
+    def counting_pool(n):
+        pools.append(n)
+        return ThreadPoolExecutor(n)
+
+    monkeypatch.setattr(parallel, "process_pool", counting_pool)
+    out = decode(data, workers=2)
+    assert len(pools) == 1
+    assert np.array_equal(np.asarray(out), np.asarray(decode(data)))
+    assert np.array_equal(np.asarray(out)[..., 3], alpha)  # alpha is lossless

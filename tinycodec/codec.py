@@ -296,10 +296,14 @@ def _decode_unpacked(unpacked: container.Decoded, entry: WeightsEntry, deadline:
     lh, lw = header.latent_size
     jobs = [(_segments_of_tile(unpacked, 0, t, m), header.planes, (3, *_extent(rows, cols, lh, lw)), deadline.check)
             for t, ((rows, cols), m) in enumerate(zip(tiles, colour_planes))]
+    alpha_tiles, alpha_planes, alpha_jobs = _alpha_jobs(unpacked, deadline)
+    # Colour and alpha tiles in one go: with workers > 1 that is one process pool, not two.
+    decoded = parallel.map_in_order(entropy.decode_tile, jobs + alpha_jobs, workers)
     centres = np.empty((3, lh, lw), dtype=np.uint16)  # twice the 8-bit code of each latent element
-    for (rows, cols), m, symbols in zip(tiles, colour_planes, parallel.map_in_order(entropy.decode_tile, jobs, workers)):
+    for (rows, cols), m, symbols in zip(tiles, colour_planes, decoded[: len(jobs)]):
         centres[:, rows, cols] = quantize.bin_centres_x2(symbols, m)
-    alpha, alpha_complete = _decode_alpha(unpacked, workers, deadline)
+    alpha, alpha_complete = _assemble_alpha(header, alpha_tiles, alpha_planes, decoded[len(jobs) :])
+    del decoded
 
     lo = np.array(header.lo, dtype=np.float32)
     hi = np.array(header.hi, dtype=np.float32)
@@ -335,25 +339,33 @@ def _extent(rows: slice, cols: slice, height: int, width: int) -> tuple[int, int
     return min(rows.stop, height) - rows.start, min(cols.stop, width) - cols.start
 
 
-def _decode_alpha(unpacked: container.Decoded, workers: int, deadline: Deadline) -> tuple[np.ndarray | None, bool]:
+def _alpha_jobs(unpacked: container.Decoded, deadline: Deadline) -> tuple[list, list[int], list[tuple]]:
+    """The alpha tiles, the planes that arrived for each, and the entropy-decoding jobs of those with any."""
+    header = unpacked.header
+    if not header.has_alpha:
+        return [], [], []
+    tiles = _tile_slices(header, 1 << header.depth)
+    planes = _planes_per_tile(unpacked, header.planes, ALPHA_PLANES, len(tiles))
+    jobs = [(_segments_of_tile(unpacked, header.planes, t, m), ALPHA_PLANES,
+             (1, *_extent(rows, cols, header.height, header.width)), deadline.check)
+            for t, ((rows, cols), m) in enumerate(zip(tiles, planes)) if m]
+    return tiles, planes, jobs
+
+
+def _assemble_alpha(header: container.Header, tiles: list, planes: list[int],
+                    decoded: list[np.ndarray]) -> tuple[np.ndarray | None, bool]:
     """The alpha channel (None if the file has none) and whether all of it arrived.
 
     In a partial file alpha comes last: tiles with some of its planes get the
     centre of their bins, tiles with none are shown opaque.
     """
-    header = unpacked.header
     if not header.has_alpha:
         return None, True
-    tiles = _tile_slices(header, 1 << header.depth)
-    planes = _planes_per_tile(unpacked, header.planes, ALPHA_PLANES, len(tiles))
     alpha = np.full((header.height, header.width), 255, dtype=np.uint8)
-    jobs = [(_segments_of_tile(unpacked, header.planes, t, m), ALPHA_PLANES,
-             (1, *_extent(rows, cols, header.height, header.width)), deadline.check)
-            for t, ((rows, cols), m) in enumerate(zip(tiles, planes)) if m]
-    decoded = iter(parallel.map_in_order(entropy.decode_tile, jobs, workers))
+    results = iter(decoded)
     for (rows, cols), m in zip(tiles, planes):
         if m:
-            alpha[rows, cols] = quantize.bin_centres_x2(next(decoded)[0], m) >> 1
+            alpha[rows, cols] = quantize.bin_centres_x2(next(results)[0], m) >> 1
     complete = min(planes) == ALPHA_PLANES
     if not complete:
         warnings.warn(f"alpha channel incomplete in partial file ({min(planes)} of {ALPHA_PLANES} planes): "
