@@ -18,7 +18,6 @@ Data errors surface as Pillow's do: ``OSError`` when loading or saving,
 
 from __future__ import annotations
 
-import struct
 from typing import IO
 
 from PIL import Image, ImageFile
@@ -45,11 +44,8 @@ class TczImageFile(ImageFile.ImageFile):
     def _open(self) -> None:
         assert self.fp is not None
         start = self.fp.read(12)
-        if len(start) < 12 or not _accept(start):
-            raise SyntaxError("not a .tcz file")
-        header_len = struct.unpack_from("<H", start, 10)[0]
-        head = start + self.fp.read(max(header_len - 12, 0))
         try:
+            head = start + self.fp.read(max(container.header_length(start) - len(start), 0))
             # Pillow applies its own decompression-bomb limit after _open; ours would only get in its way.
             header, _, _ = container.read_header(head, max_pixels=container.MAX_DIMENSION**2)
         except TinyCodecError as exc:
