@@ -46,3 +46,19 @@ def test_resampler_init_reconstructs_at_every_depth(scale):
     # the sigmoid in each decoding block flattens contrast a little more at every depth
     margin = {4: 10, 16: 5, 64: 2, 256: 0.5}[scale]
     assert psnr(img, out) > psnr(img, flat) + margin
+
+
+@pytest.mark.parametrize("scale", sorted(SCALE_DEPTHS))
+def test_flat_image_gives_a_flat_latent_to_the_borders(scale):
+    """Edge-replicating padding: a flat image has no border for the encoder to darken.
+
+    With zero padding every block saw a black frame around the image, and the
+    frame grew with depth (4 * (2^k - 1) pixels); here a flat input gives a
+    flat latent, corners included, whatever the weights.
+    """
+    torch.manual_seed(0)
+    model = TinyCompress(scale)
+    with torch.no_grad():
+        latent = model.encoder(torch.full((1, 3, 64, 96), 0.4))
+    assert latent.std(dim=(2, 3)).max() < 1e-5
+

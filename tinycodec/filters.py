@@ -255,8 +255,9 @@ FILTERS: dict[str, FilterSpec] = {
     for spec in (
         FilterSpec("tinypssr-x2", 2, True, 1, "TinyPSSR 2x super-resolution (seed network, 1,356 parameters)"),
         FilterSpec("tinypssr-x4", 4, True, 1, "TinyPSSR 4x super-resolution"),
-        FilterSpec("unet", 1, False, 4, "UNet artefact removal for tinycodec-decoded images, same size",
-                   scales=(16, 64, 256)),  # at scale 4 it cost 0.64 dB on Kodak
+        # scales=None: on the v2 codec it no longer lowers any level (the 0.1 UNet, trained on v1's
+        # decodes, cost 0.64 dB at scale 4 and was limited to 16/64/256).
+        FilterSpec("unet", 1, False, 4, "UNet artefact removal for tinycodec-decoded images, same size"),
         FilterSpec("srunet", 2, False, 4, "SRUNet 2x super-resolution + artefact removal (pairs with tcenc --downscale 2)"),
     )
 }

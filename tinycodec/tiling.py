@@ -5,7 +5,7 @@ take 6 GB; window by window the codec needs a few hundred MB whatever the
 image size. Each window carries a *halo*: enough extra input around the part
 it is responsible for that every output value in that part sees exactly the
 inputs it sees in untiled inference (the networks' receptive field). Windows
-at the image border touch the border, so the convolutions' zero padding falls
+at the image border touch the border, so the convolutions' edge padding falls
 where it falls in untiled inference too. Tiled and untiled results are then
 the same computation; they differ only where the convolution routines sum in
 a different order (float rounding, about 1e-6; see tests/test_tiling.py).

@@ -7,11 +7,10 @@ reconstruction), with straight-through gradients, so the decoder learns the
 latents it will really get and fewer planes degrade gracefully.
 
 The model card (weights/README.md) lists the exact commands that produced the
-shipped files. Example, the full chain (each level starts from the one before):
+shipped files, and tools/train_all.sh runs them. Deeper levels start from a
+resampler (--init-resampler); from the level below they collapse to grey:
 
-    python tools/train_codec.py DATA/train --scale 4  --steps 12000
-    python tools/train_codec.py DATA/train --scale 16 --steps 12000 --init-from weights/tinycompress-s4.safetensors
-    ...
+    python tools/train_codec.py DATA/train --scale 16 --steps 16000 --lr 3e-4 --clip-grad 0.5 --init-resampler
 
 Kill it at any time; rerunning the same command resumes from checkpoints/.
 """

@@ -139,6 +139,8 @@ def baseline(spec: FilterSpec, x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def validate(model: torch.nn.Module, spec: FilterSpec, val: list[tuple[np.ndarray, np.ndarray]],
              device: torch.device = torch.device("cpu")) -> dict[str, float]:
+    """Mean PSNR gain over the baseline; for the UNets also per codec scale level (the filter may
+    help one level and hurt another: that decides FilterSpec.scales)."""
     model.eval()
     gain, base = [], []
     for inp, tgt in val:
@@ -147,7 +149,11 @@ def validate(model: torch.nn.Module, spec: FilterSpec, val: list[tuple[np.ndarra
         base.append(b)
         gain.append(psnr(run_filter(model, spec, x), y) - b)
     model.train()
-    return {"val_psnr": float(np.mean(base) + np.mean(gain)), "val_gain_db": float(np.mean(gain))}
+    out = {"val_psnr": float(np.mean(base) + np.mean(gain)), "val_gain_db": float(np.mean(gain))}
+    if not spec.per_channel:  # make_pairs' order: image, then scale, then planes
+        per_scale = np.reshape(gain, (-1, len(CODEC_SCALES), len(CODEC_PLANES))).mean(axis=(0, 2))
+        out.update({f"gain_s{s}": round(float(g), 3) for s, g in zip(CODEC_SCALES, per_scale)})
+    return out
 
 
 def centre(rgb: np.ndarray, size: int) -> np.ndarray:
@@ -168,6 +174,8 @@ def main() -> None:
     ap.add_argument("--ssim-weight", type=float, default=None, help="w in L1 + w (1 - SSIM); default 0.1 TinyPSSR, 0 UNets")
     ap.add_argument("--centre-crop", type=int, default=None,
                     help="train on centre crops of at most this side (the GPU runs used 768: what fitted the transfer)")
+    ap.add_argument("--init-from", type=Path, default=None,
+                    help="start from these weights (a fine-tune, e.g. on the pairs of retrained codec weights)")
     ap.add_argument("--out", type=Path, default=Path("weights"))
     ap.add_argument("--checkpoints", type=Path, default=Path("checkpoints"))
     ap.add_argument("--cache", type=Path, default=Path(".data/filter_pairs"))
@@ -212,6 +220,12 @@ def main() -> None:
         init_tinypssr_as_bicubic(model)
     else:
         model = model.to(memory_format=torch.channels_last)
+    if args.init_from:
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(args.init_from))
+        # The starting point's gain on these pairs: what the fine-tune has to beat.
+        print(json.dumps({"step": 0, "init_from": str(args.init_from), **validate(model, spec, val_pairs, torch.device("cpu"))}), flush=True)
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed crop sizes: let cuDNN pick its kernels
     model = model.to(device)

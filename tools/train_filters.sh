@@ -27,3 +27,9 @@ $T --filter srunet --steps 3500 --lr 3e-4 --crop 48
 G="python tools/train_filters.py $D --centre-crop 768 --device cuda --threads 8 --batch 16 --lr 3e-4 --log-every 1000"
 $G --filter unet --crop 96 --steps 21500
 $G --filter srunet --crop 64 --steps 18500
+
+# Codec v2 (edge-replicating padding, retrained weights): a fine-tune of the above on the new codec's
+# pairs, one CPU core each (~10 minutes; the pairs are re-made first, ~6 minutes). In a rerun from
+# scratch the steps above already see v2 pairs, and these two only continue the training.
+$T --filter unet --init-from weights/unet.safetensors --steps 1500 --lr 1e-4 --checkpoints checkpoints/v2
+$T --filter srunet --init-from weights/srunet.safetensors --steps 1500 --lr 1e-4 --checkpoints checkpoints/v2
