@@ -142,14 +142,19 @@ def validate(model: torch.nn.Module, spec: FilterSpec, val: list[tuple[np.ndarra
     """Mean PSNR gain over the baseline; for the UNets also per codec scale level (the filter may
     help one level and hurt another: that decides FilterSpec.scales)."""
     model.eval()
-    gain, base = [], []
+    gain, base, ssim_base, ssim_out = [], [], [], []
     for inp, tgt in val:
         x, y = to_tensor(inp).to(device), to_tensor(tgt).to(device)
-        b = psnr(baseline(spec, x), y)
+        plain, filtered = baseline(spec, x), run_filter(model, spec, x)
+        b = psnr(plain, y)
         base.append(b)
-        gain.append(psnr(run_filter(model, spec, x), y) - b)
+        gain.append(psnr(filtered, y) - b)
+        ssim_base.append(ssim(plain, y, data_range=1.0).item())
+        ssim_out.append(ssim(filtered, y, data_range=1.0).item())
     model.train()
-    out = {"val_psnr": float(np.mean(base) + np.mean(gain)), "val_gain_db": float(np.mean(gain))}
+    out = {"val_psnr": float(np.mean(base) + np.mean(gain)), "val_gain_db": float(np.mean(gain)),
+           "val_ssim": round(float(np.mean(ssim_out)), 4),
+           "val_ssim_gain": round(float(np.mean(ssim_out) - np.mean(ssim_base)), 4)}
     if not spec.per_channel:  # make_pairs' order: image, then scale, then planes
         per_scale = np.reshape(gain, (-1, len(CODEC_SCALES), len(CODEC_PLANES))).mean(axis=(0, 2))
         out.update({f"gain_s{s}": round(float(g), 3) for s, g in zip(CODEC_SCALES, per_scale)})
