@@ -38,9 +38,12 @@ def test_auto_picks_an_available_backend_and_says_so(caplog):
     assert backends.resolve_backend("auto", "cpu", "int8") == "onnx"
     backends.clear_cache()
     with caplog.at_level("INFO", logger="tinycodec"):
-        runner = get_runner(network("tinycompress-s16.decoder"))
+        runner = get_runner(network("unet"))
+        codec = get_runner(network("tinycompress-s16.decoder"))
     assert isinstance(runner, Runner) and runner.backend == "onnx"
-    assert "tinycompress-s16.decoder: onnx on cpu, fp32 (auto" in caplog.text
+    assert "unet: onnx on cpu, fp32 (auto" in caplog.text
+    # The codec's edge-padded blocks run faster in PyTorch (backends.AUTO_TORCH_ON_CPU).
+    assert codec.backend == "torch" and "tinycompress-s16.decoder: torch on cpu, fp32 (auto: PyTorch" in caplog.text
 
 
 def test_auto_int8_runs_fp32_where_int8_is_slower_but_explicit_int8_is_honoured(caplog):
@@ -271,7 +274,7 @@ def test_cli_backend_options_and_verbose(tmp_path):
     backends.clear_cache()  # -v reports each network's runner once per process: one per command in real use
     r = CliRunner().invoke(tcdec, [str(tmp_path / "a.tcz"), "-o", str(tmp_path / "a.png"), "-v"])
     assert r.exit_code == 0, r.output
-    assert "tinycompress-s16.decoder: onnx on cpu, fp32 (auto" in r.output
+    assert "tinycompress-s16.decoder: torch on cpu, fp32 (auto" in r.output
     r = CliRunner().invoke(tcdec, [str(tmp_path / "a.tcz"), "-o", str(tmp_path / "b.png"), "--backend", "torch",
                                    "--precision", "int8"])
     assert r.exit_code == 1 and r.output.startswith("tcdec: error: backend 'torch' has no int8 on cpu")

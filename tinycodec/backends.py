@@ -66,6 +66,13 @@ AUTO_ORDER: dict[tuple[str, str], tuple[str, ...]] = {
 # (``--backend onnx --precision int8``) runs int8 as asked. UNet stays int8 (1.2x, -0.9 dB).
 AUTO_FP32_INSTEAD_OF_INT8_ON_CPU = ("tinycompress-", "tinypssr-", "srunet")
 
+# Networks ``auto`` runs in PyTorch on the CPU although ONNX Runtime comes first in AUTO_ORDER: the
+# codec's blocks since their convolutions pad by replicating edges (codec v2). ONNX Runtime pays a
+# copy per convolution for that padding, PyTorch does not: on kodim23, 2 threads, the scale-4 decoder
+# took 35 ms in ONNX Runtime against 19 ms in PyTorch, the encoder 72 against 56 ms (zero padding,
+# before: 26 against 25 and 52 against 71 ms). docs/results/bench_backends_cpu.json has the figures.
+AUTO_TORCH_ON_CPU = ("tinycompress-",)
+
 
 class BackendError(TinyCodecError):
     """A backend, device or precision that was asked for is not available here."""
@@ -242,6 +249,9 @@ def get_runner(net: Network, backend: str = "auto", device: str = "cpu", precisi
             AUTO_FP32_INSTEAD_OF_INT8_ON_CPU):
         concrete, run_precision = resolve_backend("auto", device, "fp32"), "fp32"
         how = "auto: int8 was asked, but fp32 runs this network faster here, and exactly"
+    if backend == "auto" and device == "cpu" and run_precision == "fp32" and net.name.startswith(AUTO_TORCH_ON_CPU):
+        concrete = "torch"
+        how = (how + "; " if run_precision != precision else "auto: ") + "PyTorch runs this network faster than ONNX Runtime here"
     runner = _cached_runner(net, concrete, device, run_precision)
     if (net, backend, device, precision) not in _reported:  # first use in this process: say what runs it
         _reported.add((net, backend, device, precision))

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .models import EdgePaddedConv2d
+
 
 class TinyPSSR(nn.Module):
     """conv(16, 5x5) PReLU conv(4, 1x1) PReLU conv(8, 5x5) PReLU conv(r*r, 1x1) pixel-shuffle(r).
@@ -36,11 +38,11 @@ class TinyPSSR(nn.Module):
         super().__init__()
         self.upscale = upscale
         self.body = nn.Sequential(
-            nn.Conv2d(1, 16, 5, padding=2, padding_mode="replicate"),
+            EdgePaddedConv2d(1, 16, 5),
             nn.PReLU(16),
             nn.Conv2d(16, squeeze, 1),
             nn.PReLU(squeeze),
-            nn.Conv2d(squeeze, mid, 5, padding=2, padding_mode="replicate"),
+            EdgePaddedConv2d(squeeze, mid, 5),
             nn.PReLU(mid),
             nn.Conv2d(mid, upscale * upscale, 1),
             nn.PixelShuffle(upscale),

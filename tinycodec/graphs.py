@@ -48,7 +48,7 @@ from .zoo import load_tensors
 
 log = logging.getLogger("tinycodec")
 
-EXPORT_VERSION = 3  # bump when the export recipe or an architecture changes: old cache entries are then ignored
+EXPORT_VERSION = 4  # bump when the export recipe or an architecture changes: old cache entries are then ignored
 OPSET = 17
 QUANT_VERSION = 2
 CALIBRATION_FILE = "calibration.npz"

@@ -9,9 +9,11 @@ Each scale level is a separate model trained for its own depth.
 Every convolution pads by replicating the edge pixels, not with zeros: zeros
 read as a black frame around the image, and with k iterations the frame
 reaches 4 * (2^k - 1) pixels into it (60 at scale 256), a band the
-decoder cannot undo. Replicated edges cost nothing at runtime (every backend
-has an edge-padding op) and gave 0.6-1.0 dB on 512-px crops with untrained
-resampler weights at k >= 2.
+decoder cannot undo. They gave 0.6-1.0 dB on 512-px crops with untrained
+resampler weights at k >= 2. The padding is written as slices and concatenation
+(:class:`EdgePaddedConv2d`), not PyTorch's ``padding_mode="replicate"``: that
+exports to an ONNX ``Pad(mode=edge)`` which ONNX Runtime's CPU kernel runs at
+half the speed of a concatenation (16 against 9 ms for 12 x 768 x 512).
 """
 
 from __future__ import annotations
@@ -22,11 +24,32 @@ from torch import nn
 # Scale level (pixels per latent element) -> number of block iterations k.
 SCALE_DEPTHS: dict[int, int] = {4: 1, 16: 2, 64: 3, 256: 4}
 LATENT_CHANNELS = 3
-PADDING_MODE = "replicate"
+
+
+def edge_pad(x: torch.Tensor, p: int) -> torch.Tensor:
+    """Replicate the outermost rows and columns ``p`` times (= ``F.pad(x, (p,) * 4, mode="replicate")``)."""
+    if p == 0:
+        return x
+    n, c, h, w = x.shape
+    x = torch.cat([x[:, :, :1].expand(n, c, p, w), x, x[:, :, -1:].expand(n, c, p, w)], dim=2)
+    return torch.cat([x[:, :, :, :1].expand(n, c, h + 2 * p, p), x, x[:, :, :, -1:].expand(n, c, h + 2 * p, p)], dim=3)
+
+
+class EdgePaddedConv2d(nn.Conv2d):
+    """A 'same'-size convolution whose padding replicates the edge pixels (module docstring: why).
+
+    A subclass of nn.Conv2d with the same parameters, so weights files are unchanged."""
+
+    def __init__(self, c_in: int, c_out: int, size: int) -> None:
+        super().__init__(c_in, c_out, size, padding=0)
+        self.edge = size // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(edge_pad(x, self.edge))
 
 
 def _conv(c_in: int, c_out: int, size: int) -> nn.Conv2d:
-    return nn.Conv2d(c_in, c_out, size, padding=size // 2, padding_mode=PADDING_MODE)
+    return EdgePaddedConv2d(c_in, c_out, size)
 
 
 class EncoderBlock(nn.Module):
