@@ -60,11 +60,12 @@ AUTO_ORDER: dict[tuple[str, str], tuple[str, ...]] = {
 
 # Networks whose int8 graph ran *slower* than fp32 on ONNX Runtime on this project's x86 CPU (and lost
 # quality): the codec's tiny iterated blocks (PReLU stays float, so every block pays quantise/dequantise
-# steps), TinyPSSR (one-channel convolutions too narrow for the int8 kernels) and SRUNet (1.0x at
-# 768x512, 0.86x at 1080p, -0.5 dB); see docs/results/bench_backends_cpu.json (an AVX2 CPU without
-# VNNI). ``auto`` asked for int8 on the CPU runs them in fp32 (faster, and exact); an explicit backend
-# (``--backend onnx --precision int8``) runs int8 as asked. UNet stays int8 (1.2x, -0.9 dB).
-AUTO_FP32_INSTEAD_OF_INT8_ON_CPU = ("tinycompress-", "tinypssr-", "srunet")
+# steps) and TinyPSSR (one-channel convolutions too narrow for the int8 kernels); see
+# docs/results/bench_backends_cpu.json (an AVX2 CPU without VNNI, onnxruntime 1.32). ``auto`` asked for
+# int8 on the CPU runs them in fp32 (faster, and exact); an explicit backend (``--backend onnx
+# --precision int8``) runs int8 as asked. UNet and SRUNet run int8 (1.1-1.2x and 1.3-1.4x there,
+# -0.04 to -0.64 dB; with onnxruntime 1.31 SRUNet's int8 was no faster, 0.86-1.0x, and it ran fp32).
+AUTO_FP32_INSTEAD_OF_INT8_ON_CPU = ("tinycompress-", "tinypssr-")
 
 # Networks ``auto`` runs in PyTorch on the CPU although ONNX Runtime comes first in AUTO_ORDER: the
 # codec's blocks since their convolutions pad by replicating edges (codec v2). ONNX Runtime pays a
