@@ -237,22 +237,30 @@ def _cached_runner(net: Network, backend: str, device: str, precision: str) -> R
     return _make_runner(net, backend, device, precision)
 
 
+def _auto_choice(net: Network, fastest: str, device: str, precision: str) -> tuple[str, str, str]:
+    """``auto``'s (backend, precision, why) for one network: ``fastest`` (AUTO_ORDER's pick for the
+    request) unless this CPU's measurements (the two per-network tables above) say otherwise."""
+    why = []
+    if device == "cpu" and precision == "int8" and net.name.startswith(AUTO_FP32_INSTEAD_OF_INT8_ON_CPU):
+        fastest, precision = resolve_backend("auto", device, "fp32"), "fp32"
+        why.append("int8 was asked, but fp32 runs this network faster here, and exactly")
+    if device == "cpu" and precision == "fp32" and net.name.startswith(AUTO_TORCH_ON_CPU):
+        fastest = "torch"
+        why.append("PyTorch runs this network faster than ONNX Runtime here")
+    return fastest, precision, "auto: " + ("; ".join(why) or f"fastest available for {precision} on {device}")
+
+
 def get_runner(net: Network, backend: str = "auto", device: str = "cpu", precision: str = "fp32") -> Runner:
     """The runner of a network for a request (built once per process and cached).
 
     BackendError if the request cannot run here; ``auto`` picks the fastest
     available backend. Reported at INFO level on the ``tinycodec`` logger.
     """
-    concrete = resolve_backend(backend, device, precision)
-    how = f"auto: fastest available for {precision} on {device}" if backend == "auto" else "as asked"
-    run_precision = precision
-    if backend == "auto" and device == "cpu" and precision == "int8" and net.name.startswith(
-            AUTO_FP32_INSTEAD_OF_INT8_ON_CPU):
-        concrete, run_precision = resolve_backend("auto", device, "fp32"), "fp32"
-        how = "auto: int8 was asked, but fp32 runs this network faster here, and exactly"
-    if backend == "auto" and device == "cpu" and run_precision == "fp32" and net.name.startswith(AUTO_TORCH_ON_CPU):
-        concrete = "torch"
-        how = (how + "; " if run_precision != precision else "auto: ") + "PyTorch runs this network faster than ONNX Runtime here"
+    concrete = resolve_backend(backend, device, precision)  # BackendError if the request cannot run here
+    if backend == "auto":
+        concrete, run_precision, how = _auto_choice(net, concrete, device, precision)
+    else:
+        run_precision, how = precision, "as asked"
     runner = _cached_runner(net, concrete, device, run_precision)
     if (net, backend, device, precision) not in _reported:  # first use in this process: say what runs it
         _reported.add((net, backend, device, precision))

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models import EdgePaddedConv2d
+from .models import EdgePaddedConv2d, cubic_kernel
 
 
 class TinyPSSR(nn.Module):
@@ -52,23 +52,13 @@ class TinyPSSR(nn.Module):
         return self.body(x)
 
 
-def _cubic(d: float, a: float) -> float:
-    """Keys' cubic convolution kernel: a = -0.5 as Pillow's BICUBIC, -0.75 as PyTorch's."""
-    d = abs(d)
-    if d <= 1:
-        return (a + 2) * d**3 - (a + 3) * d**2 + 1
-    if d < 2:
-        return a * d**3 - 5 * a * d**2 + 8 * a * d - 4 * a
-    return 0.0
-
-
 def bicubic_phase_taps(upscale: int, a: float = -0.5) -> torch.Tensor:
     """(upscale, 5) 1-D taps at offsets -2..2 of each output phase (half-pixel centres, as Pillow/PyTorch)."""
     taps = torch.zeros(upscale, 5, dtype=torch.float64)
     for i in range(upscale):
         t = (i + 0.5) / upscale - 0.5  # the output sample's position in input pixels
         for k in range(-2, 3):
-            taps[i, k + 2] = _cubic(k - t, a)
+            taps[i, k + 2] = cubic_kernel(k - t, a)
     return taps
 
 

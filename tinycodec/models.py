@@ -48,24 +48,20 @@ class EdgePaddedConv2d(nn.Conv2d):
         return super().forward(edge_pad(x, self.edge))
 
 
-def _conv(c_in: int, c_out: int, size: int) -> nn.Conv2d:
-    return EdgePaddedConv2d(c_in, c_out, size)
-
-
 class EncoderBlock(nn.Module):
     """conv(15, 9x9) PReLU conv(3, 1x1) PReLU unshuffle(2) conv(15, 3x3) PReLU conv(3, 1x1) PReLU."""
 
     def __init__(self) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            _conv(3, 15, 9),
+            EdgePaddedConv2d(3, 15, 9),
             nn.PReLU(15),
-            _conv(15, 3, 1),
+            nn.Conv2d(15, 3, 1),
             nn.PReLU(3),
             nn.PixelUnshuffle(2),
-            _conv(12, 15, 3),
+            EdgePaddedConv2d(12, 15, 3),
             nn.PReLU(15),
-            _conv(15, 3, 1),
+            nn.Conv2d(15, 3, 1),
             nn.PReLU(3),
         )
 
@@ -79,12 +75,12 @@ class DecoderBlock(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            _conv(3, 12, 3),
+            EdgePaddedConv2d(3, 12, 3),
             nn.PReLU(12),
             nn.PixelShuffle(2),
-            _conv(3, 9, 5),
+            EdgePaddedConv2d(3, 9, 5),
             nn.PReLU(9),
-            _conv(9, 3, 1),
+            nn.Conv2d(9, 3, 1),
             nn.Sigmoid(),
         )
 
@@ -137,13 +133,13 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def _cubic(x: float, a: float = -0.5) -> float:
-    """Keys' cubic convolution kernel (a = -0.5, as Pillow's BICUBIC)."""
-    x = abs(x)
-    if x <= 1:
-        return (a + 2) * x**3 - (a + 3) * x**2 + 1
-    if x < 2:
-        return a * x**3 - 5 * a * x**2 + 8 * a * x - 4 * a
+def cubic_kernel(d: float, a: float = -0.5) -> float:
+    """Keys' cubic convolution kernel: a = -0.5 as Pillow's BICUBIC, -0.75 as PyTorch's."""
+    d = abs(d)
+    if d <= 1:
+        return (a + 2) * d**3 - (a + 3) * d**2 + 1
+    if d < 2:
+        return a * d**3 - 5 * a * d**2 + 8 * a * d - 4 * a
     return 0.0
 
 
@@ -155,7 +151,7 @@ def _antialias_taps() -> torch.Tensor:
     unshuffle), so the 9x9 kernel must be what, followed by that box, makes
     Pillow's antialiased bicubic downscale: cubic(d / 2) at d = +-0.5 ... +-3.5.
     """
-    target = torch.tensor([0.0] + [_cubic((i + 0.5) / 2) for i in range(-4, 4)] + [0.0], dtype=torch.float64)
+    target = torch.tensor([0.0] + [cubic_kernel((i + 0.5) / 2) for i in range(-4, 4)] + [0.0], dtype=torch.float64)
     target /= target.sum()
     box = torch.zeros(10, 9, dtype=torch.float64)
     for i in range(9):
@@ -172,7 +168,7 @@ def _upsample_taps(phase: int) -> torch.Tensor:
     weight) is dropped and the rest renormalised.
     """
     offset = -0.25 if phase == 0 else 0.25
-    taps = torch.tensor([_cubic(offset - d) for d in (-1, 0, 1)])
+    taps = torch.tensor([cubic_kernel(offset - d) for d in (-1, 0, 1)])
     return taps / taps.sum()
 
 
