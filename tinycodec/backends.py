@@ -70,7 +70,7 @@ AUTO_FP32_INSTEAD_OF_INT8_ON_CPU = ("tinycompress-", "tinypssr-")
 # Networks ``auto`` runs in PyTorch on the CPU although ONNX Runtime comes first in AUTO_ORDER: the
 # codec's blocks since their convolutions pad by replicating edges (codec v2). ONNX Runtime pays a
 # copy per convolution for that padding, PyTorch does not: on kodim23, 2 threads, the scale-4 decoder
-# took 35 ms in ONNX Runtime against 19 ms in PyTorch, the encoder 72 against 56 ms (zero padding,
+# took 31 ms in ONNX Runtime against 18 ms in PyTorch, the encoder 67 against 59 ms (zero padding,
 # before: 26 against 25 and 52 against 71 ms). docs/results/bench_backends_cpu.json has the figures.
 AUTO_TORCH_ON_CPU = ("tinycompress-",)
 
