@@ -164,8 +164,13 @@ def test_int8_quantisation_is_per_channel_and_keeps_output_layers_in_float(rando
     dq_scales = [inits[n.input[1]] for n in graph.node if n.op_type == "DequantizeLinear"
                  and inits.get(n.input[0]) is not None and inits[n.input[0]].ndim == 4]
     assert dq_scales and all(s.ndim == 1 and s.size > 1 for s in dq_scales)
-    head = conv_inputs["/head/Conv"]
-    assert head[1] in inits and inits[head[1]].dtype == np.float32  # the head's weights stay float
+    for name in ("/head/Conv", "/enc0/enc0.0/fused/Conv"):  # the head and the 3-channel first conv stay float
+        assert inits[conv_inputs[name][1]].dtype == np.float32
+    # SRUNet's bicubic skip (the only conv not inside a named stage) stays float as well
+    graph = onnx.load(str(graphs.int8_graph(network("srunet"), "ort"))).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    float_convs = {n.name for n in graph.node if n.op_type == "Conv" and n.input[1] in inits}
+    assert float_convs == {"/Conv", "/head/Conv", "/enc0/enc0.0/fused/Conv"}
 
 
 def test_trt_flavour_is_symmetric_int8(random_filters):

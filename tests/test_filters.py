@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import tinycodec
 from tinycodec import TinyCodecError
 from tinycodec.enhance import filter_names, parse_filter
-from tinycodec.filters import FILTERS, TinyPSSR, UNet, reparameterise, run_filter
+from tinycodec.filters import FILTERS, TinyPSSR, UNet, local_mean, reparameterise, run_filter
 from tinycodec.runtime import run_filter_tiled
 
 from .conftest import photo_like, psnr
@@ -42,6 +43,15 @@ def test_reparameterised_unet_computes_the_same(upscale):
     assert after.shape == (2, 3, 24 * upscale, 32 * upscale)
     assert torch.allclose(before, after, atol=1e-5)
     assert not any(name.endswith(("conv1.weight", "conv3.weight")) for name, _ in model.named_parameters())
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 40, 57), (2, 1, 7, 5)])  # one smaller than the window
+def test_local_mean_is_a_replicate_padded_box_average(shape):
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(3)) - 0.5
+    r, k = 15, 31
+    pooled = F.avg_pool2d(F.avg_pool2d(F.pad(x, (r,) * 4, mode="replicate"), (1, k), 1), (k, 1), 1)
+    assert torch.allclose(local_mean(x, r), pooled, atol=1e-6)
+    assert torch.allclose(local_mean(x, 1)[0, 0, 1:-1, 1:-1], F.avg_pool2d(x, 3, 1)[0, 0], atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["tinypssr-x2", "unet", "srunet"])

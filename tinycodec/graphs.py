@@ -48,9 +48,9 @@ from .zoo import load_tensors
 
 log = logging.getLogger("tinycodec")
 
-EXPORT_VERSION = 4  # bump when the export recipe or an architecture changes: old cache entries are then ignored
+EXPORT_VERSION = 5  # bump when the export recipe or an architecture changes: old cache entries are then ignored
 OPSET = 17
-QUANT_VERSION = 2
+QUANT_VERSION = 3
 CALIBRATION_FILE = "calibration.npz"
 CHECK_TOL = 1e-4  # exported fp32 graph against PyTorch: max |diff| / max(1, max |output|)
 
@@ -226,25 +226,46 @@ def quant_settings(flavour: str, net: Network) -> dict:
     raise ValueError(f"unknown quantisation flavour {flavour!r}")
 
 
-def fp32_nodes(net: Network, node_names: list[str]) -> list[str]:
-    """Nodes left in float: the output layers, where 8-bit steps would show as grey-level errors.
+def fp32_nodes(net: Network, graph) -> list[str]:
+    """Nodes left in float (``graph``: the onnx GraphProto about to be quantised).
 
-    Codec networks: the last convolution and its activation (the encoder's
-    latent reaches hundreds at scale 4: 8-bit steps of several units), and the
-    decoder's first convolution, whose input is that latent. UNet/SRUNet: every
-    node from the head convolution on (pixel shuffle, the local-mean removal,
-    SRUNet's bicubic skip convolution, the final addition). TinyPSSR: the final 1x1 convolution and pixel shuffle.
+    Where 8-bit steps would show as grey-level errors, or where ONNX Runtime's
+    int8 kernel is slower than the float one (measured with its profiler on a
+    512x768 input, 2 threads, AVX2 without VNNI):
+
+    - codec networks: the last convolution and its activation (the encoder's
+      latent reaches hundreds at scale 4: 8-bit steps of several units), and
+      the decoder's first convolution, whose input is that latent;
+    - UNet/SRUNet: the first convolution (3 input channels: int8 14.6 ms
+      against 3.2 ms in float), SRUNet's bicubic skip (a grouped convolution,
+      73 against 17 ms, and an image whose 8-bit requantisation cost 0.2 dB),
+      and every node from the head convolution on (the residual, its
+      local-mean removal, the final addition);
+    - TinyPSSR: the final 1x1 convolution and pixel shuffle.
     """
+    node_names = [n.name for n in graph.node]
     if net.is_codec:
         wanted = node_names[-2:] + (node_names[:1] if net.part == "decoder" else [])
     elif net.filter_spec.per_channel:
         wanted = [n for n in node_names if n.startswith("/body/body.6/")] + [node_names[-1]]
     else:
-        wanted = node_names[node_names.index("/head/Conv"):] if "/head/Conv" in node_names else ["/head/Conv"]
+        tail = node_names[node_names.index("/head/Conv"):] if "/head/Conv" in node_names else ["/head/Conv"]
+        wanted = ["/enc0/enc0.0/fused/Conv"] + _skip_path(graph, "/enc0/") + tail
     missing = [n for n in wanted if n not in node_names]
     if missing or not wanted:
         raise GraphError(f"{net.name}: nodes {missing} not in the exported graph (exporter naming changed?)")
-    return wanted
+    return list(dict.fromkeys(wanted))
+
+
+def _skip_path(graph, body_prefix: str) -> list[str]:
+    """Nodes fed (transitively) by the graph input other than through the nodes named ``body_prefix``*."""
+    reached = {i.name for i in graph.input}
+    path = []
+    for node in graph.node:  # exported graphs are topologically sorted
+        if not node.name.startswith(body_prefix) and any(i in reached for i in node.input):
+            path.append(node.name)
+            reached.update(node.output)
+    return path
 
 
 @lru_cache(maxsize=1)
@@ -335,13 +356,13 @@ def quantize_graph(net: Network, fp32_path: Path, flavour: str, crops: np.ndarra
         # Shape inference and graph clean-up, as the onnxruntime docs advise before quantising
         # (symbolic shape inference cannot follow the dynamic sizes: the ONNX one suffices).
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-        names = [n.name for n in onnx.load(str(prepared)).graph.node]
+        exclude = fp32_nodes(net, onnx.load(str(prepared)).graph)
         quantize_static(
             str(prepared), str(out), _Reader(calibration_inputs(net, crops)),
             quant_format=QuantFormat.QDQ, per_channel=s["per_channel"], reduce_range=s["reduce_range"],
             activation_type=getattr(QuantType, s["activations"]), weight_type=getattr(QuantType, s["weights"]),
             calibrate_method=getattr(CalibrationMethod, s["calibration"]),
-            nodes_to_exclude=fp32_nodes(net, names),
+            nodes_to_exclude=exclude,
             extra_options={"ActivationSymmetric": s["activation_symmetric"], "WeightSymmetric": True},
         )
         return out.read_bytes()

@@ -18,10 +18,12 @@ and each available (backend, precision) on --device, on a Kodak-sized image
   is 768x512 or 1920x1080; a super-resolution network's input is r times smaller.
 - speed: the network alone (``Runner.run`` on the prepared float32 batch:
   no tiling, no uint8 conversion), median and spread (p10, p90, IQR, min) over
-  --runs timed runs after --warmup, and the speedup of the median against
-  PyTorch fp32. A configuration whose first run shows --runs would take longer
-  than --max-seconds gets fewer runs (never fewer than --min-runs); the JSON
-  records the runs actually made.
+  --runs timed rounds after --warmup; in each round every configuration runs
+  once, in turn, and a speedup is the median over rounds of the ratio of the
+  two times (paired, so that the machine's drift cancels). When the first
+  round shows --runs rounds would take longer than --max-seconds per
+  configuration, fewer are made (never fewer than --min-runs); the JSON
+  records the rounds actually made.
 
 ``--random-filters`` adds filters that have no registered weights yet with
 random weights, labelled ``"weights": "random-init"`` (speed is meaningful,
@@ -153,25 +155,49 @@ def quality(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     return out
 
 
-def time_runner(runner, x: np.ndarray, runs: int, warmup: int, max_seconds: float, min_runs: int) -> dict:
-    for _ in range(warmup):
-        runner.run(x)
-    t0 = time.perf_counter()
-    runner.run(x)
-    first = time.perf_counter() - t0
-    planned = runs
-    if first * runs > max_seconds:
-        planned = max(min_runs, int(max_seconds / max(first, 1e-9)))
-    times = []
-    for _ in range(planned):
+def time_interleaved(runners: dict, x: np.ndarray, runs: int, warmup: int, max_seconds: float,
+                     min_runs: int) -> tuple[dict, dict]:
+    """Time several runners on one input in rounds (each runner once per round, in turn).
+
+    Interleaving makes every configuration see the same machine: on these shared
+    cores throughput drifts by a third over minutes, which sequential blocks of
+    runs turned into speedups that changed from run to run. Returns per-runner
+    timings and each runner's per-round times, from which speedups are taken
+    as the median of per-round ratios.
+    """
+    for runner in runners.values():
+        for _ in range(warmup):
+            runner.run(x)
+    first = 0.0
+    for runner in runners.values():
         t0 = time.perf_counter()
         runner.run(x)
-        times.append(time.perf_counter() - t0)
-    ms = np.array(times) * 1000
-    p10, p25, p50, p75, p90 = np.percentile(ms, [10, 25, 50, 75, 90])
-    return {"runs": planned, "runs_capped": planned < runs, "warmup": warmup, "median_ms": round(float(p50), 3),
-            "p10_ms": round(float(p10), 3), "p90_ms": round(float(p90), 3), "iqr_ms": round(float(p75 - p25), 3),
-            "min_ms": round(float(ms.min()), 3), "mean_ms": round(float(ms.mean()), 3)}
+        first += time.perf_counter() - t0
+    planned = runs
+    if first * runs > max_seconds * len(runners):
+        planned = max(min_runs, int(max_seconds * len(runners) / max(first, 1e-9)))
+    times = {key: [] for key in runners}
+    for _ in range(planned):
+        for key, runner in runners.items():
+            t0 = time.perf_counter()
+            runner.run(x)
+            times[key].append(time.perf_counter() - t0)
+    timings = {}
+    for key, series in times.items():
+        ms = np.array(series) * 1000
+        p10, p25, p50, p75, p90 = np.percentile(ms, [10, 25, 50, 75, 90])
+        timings[key] = {"runs": planned, "runs_capped": planned < runs, "warmup": warmup,
+                        "median_ms": round(float(p50), 3), "p10_ms": round(float(p10), 3),
+                        "p90_ms": round(float(p90), 3), "iqr_ms": round(float(p75 - p25), 3),
+                        "min_ms": round(float(ms.min()), 3), "mean_ms": round(float(ms.mean()), 3)}
+    return timings, {key: np.array(series) for key, series in times.items()}
+
+
+def paired_speedup(times: dict, key, baseline) -> float | None:
+    """Median over rounds of baseline time / key time (None without the baseline)."""
+    if baseline not in times:
+        return None
+    return round(float(np.median(times[baseline] / times[key])), 2)
 
 
 def random_filter(name: str, folder: Path) -> None:
@@ -258,25 +284,23 @@ def main() -> None:
             case = Case(net, rgb)
             reference_runner = backends.get_runner(net, "torch", "cpu", "fp32")
             reference = case.image(reference_runner.run(case.x))
-            base, fp32_of = None, {}
+            runners, outputs = {}, {}
             for backend, precision in VARIANTS[args.device]:
                 if not backends.available(backend, args.device, precision):
                     skipped.append({"network": name, "image": image_name, "backend": backend, "precision": precision,
                                     "reason": backends.backend_problem(backend, args.device, precision)})
                     continue
-                runner = backends.get_runner(net, backend, args.device, precision)
-                out = case.image(runner.run(case.x))
-                timing = time_runner(runner, case.x, args.runs, args.warmup, args.max_seconds, args.min_runs)
-                if backend == "torch" and precision == "fp32":
-                    base = timing["median_ms"]
-                if precision == "fp32":
-                    fp32_of[backend] = timing["median_ms"]
+                runners[(backend, precision)] = backends.get_runner(net, backend, args.device, precision)
+                outputs[(backend, precision)] = case.image(runners[(backend, precision)].run(case.x))
+            timings, times = time_interleaved(runners, case.x, args.runs, args.warmup, args.max_seconds,
+                                              args.min_runs)
+            for (backend, precision), timing in timings.items():
+                out = outputs[(backend, precision)]
                 row = {"network": name, "weights": weights, "image": image_name, "image_source": source,
                        "input_shape": list(case.x.shape), "device": args.device, "backend": backend,
                        "precision": precision, **timing,
-                       "speedup_vs_torch_fp32": round(base / timing["median_ms"], 2) if base else None,
-                       "speedup_vs_same_backend_fp32": (round(fp32_of[backend] / timing["median_ms"], 2)
-                                                        if backend in fp32_of else None),
+                       "speedup_vs_torch_fp32": paired_speedup(times, (backend, precision), ("torch", "fp32")),
+                       "speedup_vs_same_backend_fp32": paired_speedup(times, (backend, precision), (backend, "fp32")),
                        "vs_torch_fp32": quality(out, reference), "vs_original": quality(out, rgb),
                        "torch_fp32_vs_original_psnr": round(psnr(reference, rgb), 3)}
                 rows.append(row)
