@@ -296,13 +296,9 @@ def calibration_inputs(net: Network, crops: np.ndarray) -> list[np.ndarray]:
     from . import quantize, runtime  # runtime imports this module's users: import late
     from .codec import simulate_rgb
     from .filters import FILTERS
+    from .image import bicubic_down
     from .models import SCALE_DEPTHS
     from .zoo import current_entry, model_name
-    from PIL import Image
-
-    def bicubic_down(rgb: np.ndarray, r: int) -> np.ndarray:
-        h, w = rgb.shape[0] // r * r, rgb.shape[1] // r * r
-        return np.asarray(Image.fromarray(np.ascontiguousarray(rgb[:h, :w])).resize((w // r, h // r), Image.BICUBIC))
 
     def planar(rgb: np.ndarray) -> np.ndarray:
         return (rgb.transpose(2, 0, 1)[None].astype(np.float32) / 255.0).copy()

@@ -128,3 +128,14 @@ def to_pil(rgb: np.ndarray, alpha: np.ndarray | None, grey: bool) -> Image.Image
     if alpha is None:
         return Image.fromarray(rgb, "RGB")
     return Image.fromarray(np.dstack([rgb, alpha]), "RGBA")
+
+
+def bicubic_down(rgb: np.ndarray, factor: int) -> np.ndarray:
+    """Crop an HxWxC uint8 array to multiples of ``factor``, then Pillow bicubic to 1/factor.
+
+    The degradation the super-resolution benchmarks use and the filters were
+    trained and calibrated on (tools and int8 calibration share this one).
+    """
+    h, w = rgb.shape[0] // factor * factor, rgb.shape[1] // factor * factor
+    im = Image.fromarray(np.ascontiguousarray(rgb[:h, :w]))
+    return np.asarray(im.resize((w // factor, h // factor), Image.BICUBIC))

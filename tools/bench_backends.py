@@ -53,6 +53,7 @@ from tinycodec import backends, quantize, zoo  # noqa: E402
 from tinycodec.codec import simulate_rgb  # noqa: E402
 from tinycodec.errors import TinyCodecError  # noqa: E402
 from tinycodec.filters import FILTERS  # noqa: E402
+from tinycodec.image import bicubic_down  # noqa: E402
 from tinycodec.networks import Network, network, network_names  # noqa: E402
 from tinycodec.rd import ms_ssim_rgb, psnr, ssim_rgb  # noqa: E402
 from tinycodec.runtime import to_uint8  # noqa: E402
@@ -78,11 +79,6 @@ def load_images(kodak: Path, hd: Path | None) -> dict[str, tuple[np.ndarray, str
         raise SystemExit(f"--hd must be 1920x1080, not {h.size[0]}x{h.size[1]}")
     images["1080p"] = (np.asarray(h), source)
     return images
-
-
-def bicubic_down(rgb: np.ndarray, r: int) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    return np.asarray(Image.fromarray(rgb).resize((w // r, h // r), Image.BICUBIC))
 
 
 def planar(rgb: np.ndarray) -> np.ndarray:

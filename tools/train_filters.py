@@ -47,18 +47,12 @@ from _data import image_paths, load_rgb  # noqa: E402
 
 from tinycodec.codec import simulate_rgb  # noqa: E402
 from tinycodec.filters import FILTERS, FilterSpec, init_tinypssr_as_bicubic, run_filter  # noqa: E402
+from tinycodec.image import bicubic_down  # noqa: E402
 from tinycodec.zoo import current_entry, model_name, save_weights  # noqa: E402
 
 VALIDATION_IMAGES = 4  # the last N training images (sorted by name) are held out, as for the codec
 CODEC_SCALES = (4, 16, 64, 256)
 CODEC_PLANES = (8, 6)
-
-
-def bicubic_down(rgb: np.ndarray, factor: int) -> np.ndarray:
-    """Crop to a multiple of ``factor``, then Pillow bicubic downscale (the SR benchmarks' degradation)."""
-    h, w = rgb.shape[0] // factor * factor, rgb.shape[1] // factor * factor
-    im = Image.fromarray(np.ascontiguousarray(rgb[:h, :w]))
-    return np.asarray(im.resize((w // factor, h // factor), Image.BICUBIC))
 
 
 def make_pairs(spec: FilterSpec, images: list[np.ndarray], cache: Path, tag: str) -> list[tuple[np.ndarray, np.ndarray]]:
