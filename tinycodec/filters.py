@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models import EdgePaddedConv2d, cubic_kernel
+from .models import EdgePaddedConv2d, bicubic_phase_taps
 
 
 class TinyPSSR(nn.Module):
@@ -50,16 +50,6 @@ class TinyPSSR(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(x)
-
-
-def bicubic_phase_taps(upscale: int, a: float = -0.5) -> torch.Tensor:
-    """(upscale, 5) 1-D taps at offsets -2..2 of each output phase (half-pixel centres, as Pillow/PyTorch)."""
-    taps = torch.zeros(upscale, 5, dtype=torch.float64)
-    for i in range(upscale):
-        t = (i + 0.5) / upscale - 0.5  # the output sample's position in input pixels
-        for k in range(-2, 3):
-            taps[i, k + 2] = cubic_kernel(k - t, a)
-    return taps
 
 
 @torch.no_grad()

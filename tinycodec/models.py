@@ -144,6 +144,16 @@ def cubic_kernel(d: float, a: float = -0.5) -> float:
     return 0.0
 
 
+def bicubic_phase_taps(upscale: int, a: float = -0.5) -> torch.Tensor:
+    """(upscale, 5) 1-D taps at offsets -2..2 of each output phase (half-pixel centres, as Pillow/PyTorch)."""
+    taps = torch.zeros(upscale, 5, dtype=torch.float64)
+    for i in range(upscale):
+        t = (i + 0.5) / upscale - 0.5  # the output sample's position in input pixels
+        for k in range(-2, 3):
+            taps[i, k + 2] = cubic_kernel(k - t, a)
+    return taps
+
+
 def _antialias_taps() -> torch.Tensor:
     """9 taps h such that h convolved with the 2-tap box is closest (least squares) to bicubic /2.
 
@@ -163,14 +173,12 @@ def _antialias_taps() -> torch.Tensor:
 def _upsample_taps(phase: int) -> torch.Tensor:
     """3 bicubic taps (previous, own, next latent sample) for output sub-pixel 0 or 1, summing to 1.
 
-    A decoded pixel of sub-pixel 0 sits a quarter of a latent sample before
-    the sample's centre, sub-pixel 1 a quarter after; the 3x3 convolution
-    reaches one neighbour each way, so the fourth bicubic tap (2% of the
-    weight) is dropped and the rest renormalised.
+    The 3x3 convolution reaches one neighbour each way, so of the 2x phase's
+    five taps (:func:`bicubic_phase_taps`) the outer ones (2% of the weight)
+    are dropped and the rest renormalised.
     """
-    offset = -0.25 if phase == 0 else 0.25
-    taps = torch.tensor([cubic_kernel(offset - d) for d in (-1, 0, 1)])
-    return taps / taps.sum()
+    taps = bicubic_phase_taps(2)[phase, 1:4]
+    return (taps / taps.sum()).float()
 
 
 # f(x) = sum_m w_m prelu_m(x - t_m) + b with sigmoid(f(x)) close to x on [0, 1]: three PReLU

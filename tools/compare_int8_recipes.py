@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tinycodec import graphs  # noqa: E402
 from tinycodec.codec import simulate_rgb  # noqa: E402
+from tinycodec.image import bicubic_down  # noqa: E402
 from tinycodec.networks import network  # noqa: E402
 
 RECIPES = {
@@ -44,7 +45,7 @@ def main() -> None:
     net = network(args.network)
     rgb = np.asarray(Image.open(args.image).convert("RGB"))
     if net.filter_spec.upscale == 2:
-        rgb = np.asarray(Image.fromarray(rgb).resize((rgb.shape[1] // 2, rgb.shape[0] // 2), Image.BICUBIC))
+        rgb = bicubic_down(rgb, 2)
     x = simulate_rgb(rgb, 16, 8).transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255.0)
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads
