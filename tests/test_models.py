@@ -21,6 +21,7 @@ def test_shapes_per_scale(scale):
     assert 0 <= out.min() and out.max() <= 1
     # weights are shared across iterations: every scale has the same parameter count
     assert count_parameters(model) == 5427 + 1071
+    assert count_parameters(TinyCompress(scale, shared=False)) == k * (5427 + 1071)
 
 
 def test_unknown_scale_rejected():
@@ -62,3 +63,22 @@ def test_flat_image_gives_a_flat_latent_to_the_borders(scale):
         latent = model.encoder(torch.full((1, 3, 64, 96), 0.4))
     assert latent.std(dim=(2, 3)).max() < 1e-5
 
+
+
+@pytest.mark.parametrize("scale", [16, 256])
+def test_untie_computes_the_same_function_with_one_block_per_iteration(scale):
+    from tinycodec.models import has_shared_blocks, untie
+
+    torch.manual_seed(0)
+    model = TinyCompress(scale)
+    untied = untie(model)
+    assert has_shared_blocks(model.state_dict()) and not has_shared_blocks(untied.state_dict())
+    x = torch.rand(1, 3, 64, 48)
+    with torch.no_grad():
+        assert torch.equal(untied.encoder(x), model.encoder(x))
+        y = model.encoder(x)
+        assert torch.equal(untied.decoder(y), model.decoder(y))
+    # the copies are independent parameters, not one block referenced k times
+    with torch.no_grad():
+        untied.encoder.blocks[0].body[0].bias.add_(1.0)
+    assert not torch.equal(untied.encoder.blocks[1].body[0].bias, untied.encoder.blocks[0].body[0].bias)

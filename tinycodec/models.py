@@ -1,10 +1,12 @@
 """TinyCompress networks: the encoding and decoding blocks of the seed design.
 
 An encoding block halves width and height; a decoding block doubles them. A
-TinyCompress model of depth ``k`` applies *the same* encoding block ``k`` times
-and the same decoding block ``k`` times (weights shared across iterations),
-which keeps every scale level at 5,427 + 1,071 parameters, as in the seed.
-Each scale level is a separate model trained for its own depth.
+TinyCompress model of depth ``k`` applies an encoding block ``k`` times and a
+decoding block ``k`` times: either the same block every time (weights shared
+across iterations, 5,427 + 1,071 parameters at every level, as in the seed) or
+one block per iteration (k times that); weights/README.md says which each
+shipped level uses and why. Each scale level is a separate model trained for
+its own depth.
 
 Every convolution pads by replicating the edge pixels, not with zeros: zeros
 read as a black frame around the image, and with k iterations the frame
@@ -89,45 +91,65 @@ class DecoderBlock(nn.Module):
         return self.body(x)
 
 
-class IteratedEncoder(nn.Module):
-    """Applies one EncoderBlock ``depth`` times: (N,3,H,W) in [0,1] -> (N,3,H/2^k,W/2^k)."""
+class IteratedBlocks(nn.Module):
+    """Applies a block ``depth`` times, the same block (``shared``) or one block per iteration.
 
-    def __init__(self, depth: int) -> None:
+    Shared blocks are the seed's design; per-iteration blocks (k x the parameters)
+    let each pass learn its own role: the first encoding pass need not produce an
+    image that looks like the input of the second. Weights-file keys tell them
+    apart (``block.`` against ``blocks.<i>.``), so a file says which it is."""
+
+    def __init__(self, make_block: type[nn.Module], depth: int, shared: bool = True) -> None:
         super().__init__()
         self.depth = depth
-        self.block = EncoderBlock()
+        self.shared = shared
+        if shared:
+            self.block = make_block()
+        else:
+            self.blocks = nn.ModuleList(make_block() for _ in range(depth))
+
+    def iterations(self) -> list[nn.Module]:
+        """The block of each pass, in the order they run."""
+        return [self.block] * self.depth if self.shared else list(self.blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for _ in range(self.depth):
-            x = self.block(x)
+        for block in self.iterations():
+            x = block(x)
         return x
 
 
-class IteratedDecoder(nn.Module):
-    """Applies one DecoderBlock ``depth`` times: latent -> (N,3,H,W) in [0,1]."""
-
-    def __init__(self, depth: int) -> None:
-        super().__init__()
-        self.depth = depth
-        self.block = DecoderBlock()
-
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
-        for _ in range(self.depth):
-            y = self.block(y)
-        return y
-
-
 class TinyCompress(nn.Module):
-    """Encoder and decoder of one scale level; the quantiser sits between them."""
+    """Encoder and decoder of one scale level; the quantiser sits between them.
 
-    def __init__(self, scale: int) -> None:
+    encoder: (N,3,H,W) in [0,1] -> latent (N,3,H/2^k,W/2^k); decoder: latent -> (N,3,H,W) in [0,1]."""
+
+    def __init__(self, scale: int, shared: bool = True) -> None:
         super().__init__()
         if scale not in SCALE_DEPTHS:
             raise ValueError(f"scale must be one of {sorted(SCALE_DEPTHS)}, not {scale}")
         self.scale = scale
         self.depth = SCALE_DEPTHS[scale]
-        self.encoder = IteratedEncoder(self.depth)
-        self.decoder = IteratedDecoder(self.depth)
+        self.shared = shared
+        self.encoder = IteratedBlocks(EncoderBlock, self.depth, shared)
+        self.decoder = IteratedBlocks(DecoderBlock, self.depth, shared)
+
+
+def has_shared_blocks(state: dict[str, torch.Tensor]) -> bool:
+    """Whether a TinyCompress state dict holds one block per part (True) or one per iteration."""
+    return not any(key.startswith("encoder.blocks.") for key in state)
+
+
+@torch.no_grad()
+def untie(model: TinyCompress) -> TinyCompress:
+    """A per-iteration-blocks copy of a shared-blocks model that computes the same function.
+
+    The starting point for training per-iteration blocks: from the trained shared
+    weights, not from a resampler, so training starts where the shared model ended."""
+    untied = TinyCompress(model.scale, shared=False)
+    for src, dst in ((model.encoder, untied.encoder), (model.decoder, untied.decoder)):
+        for block_src, block_dst in zip(src.iterations(), dst.iterations()):
+            block_dst.load_state_dict(block_src.state_dict())
+    return untied
 
 
 def count_parameters(module: nn.Module) -> int:
@@ -209,9 +231,15 @@ def init_as_resampler(model: TinyCompress, noise: float = 1e-3, seed: int = 0) -
     gen = torch.Generator().manual_seed(seed)
     for p in model.parameters():
         p.copy_(torch.randn(p.shape, generator=gen) * noise)
-    enc, dec = model.encoder.block.body, model.decoder.block.body
-    for prelu in (m for m in list(enc) + list(dec) if isinstance(m, nn.PReLU)):
-        prelu.weight.fill_(1.0)
+    for block in model.encoder.iterations() + model.decoder.iterations():
+        for prelu in (m for m in block.body if isinstance(m, nn.PReLU)):
+            prelu.weight.fill_(1.0)
+    for enc, dec in zip((b.body for b in model.encoder.iterations()), (b.body for b in model.decoder.iterations())):
+        _set_resampler(enc, dec)
+    return model
+
+
+def _set_resampler(enc: nn.Sequential, dec: nn.Sequential) -> None:
     h = _antialias_taps()
     # Encoder: 9x9 antialias filter per colour, 1x1 picks the colours, unshuffle to 12 channels,
     # 3x3 averages each 2x2 block (unshuffle puts colour c's four sub-pixels at channels 4c..4c+3).
@@ -236,4 +264,3 @@ def init_as_resampler(model: TinyCompress, noise: float = 1e-3, seed: int = 0) -
             dec[3].bias[ch] = -_LOGIT_KNOTS[m]
             dec[4].weight[ch] = _LOGIT_SLOPES[m]
             dec[5].weight[c, ch, 0, 0] = _LOGIT_WEIGHTS[m]
-    return model

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _data import CropSampler, image_paths, load_rgb  # noqa: E402
 
-from tinycodec.models import TinyCompress, count_parameters, init_as_resampler  # noqa: E402
+from tinycodec.models import TinyCompress, count_parameters, has_shared_blocks, init_as_resampler, untie  # noqa: E402
 from tinycodec.quantize import fake_quantize  # noqa: E402
 from tinycodec.zoo import model_name, save_weights  # noqa: E402
 
@@ -81,7 +81,12 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--crop", type=int, default=None, help="crop side (default depends on scale)")
     ap.add_argument("--lr", type=float, default=2e-3)
-    ap.add_argument("--init-from", type=Path, default=None, help="start from these weights (e.g. the previous scale)")
+    ap.add_argument("--init-from", type=Path, default=None,
+                    help="start from these weights; shared-block weights are copied into every iteration "
+                         "when training --per-iteration-blocks")
+    ap.add_argument("--per-iteration-blocks", action="store_true",
+                    help="one encoding and one decoding block per iteration (k x the parameters) "
+                         "instead of the same block k times")
     ap.add_argument("--init-resampler", action="store_true",
                     help="start from average pooling / bilinear upsampling weights (see models.init_as_resampler)")
     ap.add_argument("--out", type=Path, default=Path("weights"))
@@ -106,13 +111,21 @@ def main() -> None:
     sampler = CropSampler(train_images, seed=args.seed)
     plane_rng = np.random.default_rng(args.seed + 1)
 
-    model = TinyCompress(args.scale)
+    shared = not args.per_iteration_blocks
+    model = TinyCompress(args.scale, shared=shared)
     if args.init_resampler:
         init_as_resampler(model, seed=args.seed)
     if args.init_from:
         from safetensors.torch import load_file
 
-        model.load_state_dict(load_file(args.init_from))
+        state = load_file(args.init_from)
+        start = TinyCompress(args.scale, shared=has_shared_blocks(state))
+        start.load_state_dict(state)
+        if start.shared and not shared:
+            start = untie(start)
+        if start.shared != shared:
+            sys.exit("--init-from: per-iteration-block weights cannot start a shared-block model")
+        model = start
     model = model.to(memory_format=torch.channels_last)  # 3x faster convs on CPU here
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     # Cosine decay to 1% of the peak after a short warm-up.
@@ -189,6 +202,7 @@ def main() -> None:
     meta = {
         "model": name,
         "scale": str(args.scale),
+        "blocks": "shared" if shared else "per-iteration",
         "steps": str(step),
         "batch": f"{args.batch}x{crop}x{crop}",
         "data": f"{len(train_images)} images of {Path(args.data).name}/ (last {VALIDATION_IMAGES} held out)",
