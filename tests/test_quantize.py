@@ -14,6 +14,23 @@ def test_training_quantiser_equals_product_quantiser(planes):
     np.testing.assert_allclose(product, training, atol=1e-5)
 
 
+def test_training_quantiser_passes_the_cost_of_a_wider_range_to_its_extremes():
+    """Straight-through for every element, plus the gradient of the range through min and max."""
+    torch.manual_seed(0)
+    latent = torch.randn(1, 1, 16, 16, requires_grad=True)
+    out = fake_quantize(latent, torch.tensor([3]))
+    target = latent.detach().clone()
+    ((out - target) ** 2).sum().backward()  # the loss is the quantisation error alone
+    grad = latent.grad.flatten()
+    extremes = {int(latent.detach().flatten().argmin()), int(latent.detach().flatten().argmax())}
+    inner = [i for i in range(grad.numel()) if i not in extremes]
+
+    # inner elements see the identity gradient of their own error
+    assert torch.allclose(grad[inner], 2 * (out - target).detach().flatten()[inner], atol=1e-6)
+    # shrinking the range lowers the error: the minimum is pushed up, the maximum down
+    assert grad[int(latent.detach().flatten().argmin())] < 0 < grad[int(latent.detach().flatten().argmax())]
+
+
 def test_error_halves_with_each_plane():
     latent = np.random.default_rng(0).uniform(size=(3, 32, 32)).astype(np.float32)
     lo, hi = latent_range(latent)

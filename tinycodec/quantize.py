@@ -77,16 +77,23 @@ def fake_quantize(latent: torch.Tensor, planes: torch.Tensor) -> torch.Tensor:
 
     latent: (N, C, H, W); planes: (N,) integer tensor of kept planes per sample.
     The range is taken per sample and channel, like the product does per image.
-    The rounding is straight-through: the decoder sees exactly the values the
-    product will give it, the encoder gets the identity gradient.
+    The decoder sees exactly the values the product will give it. Gradients:
+    the rounding is straight-through (identity for every element), and the
+    quantisation error, which is proportional to the channel's range, carries
+    the gradient of that range to the elements that set it (the minimum and the
+    maximum). Without that term an encoder is free to widen its range with a few
+    outliers at no cost in the gradient while the real error grows: training
+    with one block per iteration drifted that way (validation PSNR at 4 planes
+    fell 2 dB over 14,000 steps of TC-16 while the training loss rose).
     """
     n, c = latent.shape[:2]
-    flat = latent.detach().reshape(n, c, -1)
+    flat = latent.reshape(n, c, -1)
     lo = flat.amin(dim=2)[:, :, None, None]
-    hi = torch.maximum(flat.amax(dim=2)[:, :, None, None], lo + MIN_SPAN)
+    span = torch.maximum(flat.amax(dim=2)[:, :, None, None] - lo, torch.full_like(lo, MIN_SPAN))
     shift = (BITS - planes).to(latent.dtype)[:, None, None, None]
     step = torch.pow(2.0, shift)
-    q = torch.clamp(torch.round((latent - lo) / (hi - lo) * LEVELS), 0, LEVELS)
-    centre = torch.floor(q / step) * step + (step - 1) / 2
-    recon = lo + centre / LEVELS * (hi - lo)
-    return latent + (recon - latent).detach()
+    with torch.no_grad():
+        code = (latent - lo) / span * LEVELS
+        q = torch.clamp(torch.round(code), 0, LEVELS)
+        error = torch.floor(q / step) * step + (step - 1) / 2 - code  # in 8-bit code units
+    return latent + error * span / LEVELS
