@@ -247,12 +247,12 @@ FILTERS: dict[str, FilterSpec] = {
     for spec in (
         FilterSpec("tinypssr-x2", 2, True, 1, "TinyPSSR 2x super-resolution (seed network, 1,356 parameters)"),
         FilterSpec("tinypssr-x4", 4, True, 1, "TinyPSSR 4x super-resolution"),
-        # Kodak, current codec weights (docs/results/eval_codec_filters.json): +0.08 / +0.01 / -0.004 /
-        # -0.008 dB at scales 4 / 16 / 64 / 256, so files of scale 64 and 256 skip it. (It was fine-tuned
-        # on the decodes of the codec weights before their continued training; the 0.1 UNet, trained on
-        # v1's decodes, cost 0.64 dB at scale 4 and was limited to 16/64/256.)
+        # Kodak, current (v3) codec weights (docs/results/eval_codec_filters.json): +0.08 / -0.03 / -0.01 /
+        # -0.01 dB at scales 4 / 16 / 64 / 256, so only scale-4 files run it. (It was fine-tuned on the
+        # decodes of the v2 codec weights, whose scale-16 artefacts it helped with; the 0.1 UNet, trained
+        # on v1's decodes, cost 0.64 dB at scale 4 and was limited to 16/64/256.)
         FilterSpec("unet", 1, False, 4, "UNet artefact removal for tinycodec-decoded images, same size",
-                   scales=(4, 16)),
+                   scales=(4,)),
         FilterSpec("srunet", 2, False, 4, "SRUNet 2x super-resolution + artefact removal (pairs with tcenc --downscale 2)"),
     )
 }
