@@ -223,6 +223,13 @@ def test_calibration_data_ships_with_the_package():
 # --------------------------------------------------------------------------------------------- cache
 
 
+def test_onnx_sessions_do_not_spin_after_a_run():
+    """Spinning worker threads would take the cores from the work that follows a run (graphs._session_options)."""
+    so = graphs._session_options(2)
+    assert so.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert so.intra_op_num_threads == 2
+
+
 def test_cache_location(monkeypatch, tmp_path):
     monkeypatch.setenv("TINYCODEC_CACHE", str(tmp_path / "c"))
     assert graphs.cache_dir() == tmp_path / "c"
