@@ -7,6 +7,7 @@ this was written on).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 
@@ -116,59 +117,54 @@ def test_codec_networks_export_and_match_pytorch(name):
     assert np.abs(y_onnx - y_torch).max() <= 1e-4 * max(1.0, np.abs(y_torch).max())
 
 
-@pytest.mark.parametrize("shared", [True, False], ids=["shared-blocks", "per-iteration-blocks"])
-def test_codec_weights_of_either_block_layout_load_export_and_round_trip(tmp_path, shared):
-    """A weights file says by its keys whether blocks are shared; loading, export and coding follow it."""
-    import tinycodec
-    from tinycodec.models import TinyCompress, init_as_resampler
-
-    from .conftest import photo_like, psnr
-
-    folder = tmp_path / "weights"
-    shutil.copytree(zoo.weights_dir(), folder)
+@contextlib.contextmanager
+def private_weights(folder):
+    """A copy of the package's weights folder that the zoo reads instead; caches cleared in and out."""
+    shutil.copytree(zoo.weights_dir(), folder, dirs_exist_ok=True)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(zoo, "weights_dir", lambda: folder)
         zoo.registry.cache_clear()
         backends.clear_cache()
         try:
-            model = init_as_resampler(TinyCompress(16, shared=shared), seed=1)
-            zoo.save_weights(model, folder / "tinycompress-s16.safetensors", {"model": "tinycompress-s16"})
-            for part in ("encoder", "decoder"):
-                net = network(f"tinycompress-s16.{part}")
-                assert net.build().shared == shared
-                graphs.fp32_graph(net)  # raises if the export disagrees with PyTorch
-            img = photo_like(64, 96)
-            for backend in ("torch", "onnx"):
-                out = np.asarray(tinycodec.decode(tinycodec.encode(img, scale=16, backend=backend)))
-                assert out.shape == img.shape and psnr(img, out) > 20
+            yield folder
         finally:
             zoo.registry.cache_clear()
             zoo.load_tensors.cache_clear()
             backends.clear_cache()
 
 
+@pytest.mark.parametrize("shared", [True, False], ids=["shared-blocks", "per-iteration-blocks"])
+def test_codec_weights_of_either_block_layout_load_export_and_round_trip(tmp_path, shared):
+    """A weights file says by its keys whether blocks are shared; loading, export and coding follow it."""
+    from tinycodec.models import TinyCompress, init_as_resampler
+
+    with private_weights(tmp_path / "weights") as folder:
+        model = init_as_resampler(TinyCompress(16, shared=shared), seed=1)
+        zoo.save_weights(model, folder / "tinycompress-s16.safetensors", {"model": "tinycompress-s16"})
+        for part in ("encoder", "decoder"):
+            net = network(f"tinycompress-s16.{part}")
+            assert net.build().shared == shared
+            graphs.fp32_graph(net)  # raises if the export disagrees with PyTorch
+        img = photo_like(64, 96)
+        for backend in ("torch", "onnx"):
+            out = np.asarray(tinycodec.decode(tinycodec.encode(img, scale=16, backend=backend)))
+            assert out.shape == img.shape and psnr(img, out) > 20
+
+
 # Random filter weights, registered in a private copy of the weights folder: the tests do not depend on
 # training having finished, and see networks that do something (a fresh UNet's head is zero).
 @pytest.fixture(scope="module")
 def random_filters(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("weights")
-    shutil.copytree(zoo.weights_dir(), folder, dirs_exist_ok=True)
-    mp = pytest.MonkeyPatch()
-    mp.setattr(zoo, "weights_dir", lambda: folder)
-    zoo.registry.cache_clear()
-    torch.manual_seed(0)
-    for name, spec in FILTERS.items():
-        model = spec.build()
-        with torch.no_grad():
-            for p in model.parameters():
-                p.add_(0.05 * torch.randn_like(p))
-        zoo.save_weights(model, folder / f"{name}.safetensors", {"model": name})
-    backends.clear_cache()
-    yield folder
-    mp.undo()
-    zoo.registry.cache_clear()
-    zoo.load_tensors.cache_clear()
-    backends.clear_cache()
+    with private_weights(tmp_path_factory.mktemp("weights")) as folder:
+        torch.manual_seed(0)
+        for name, spec in FILTERS.items():
+            model = spec.build()
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.add_(0.05 * torch.randn_like(p))
+            zoo.save_weights(model, folder / f"{name}.safetensors", {"model": name})
+        backends.clear_cache()
+        yield folder
 
 
 @pytest.mark.parametrize("name", sorted(FILTERS))

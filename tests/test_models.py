@@ -64,7 +64,6 @@ def test_flat_image_gives_a_flat_latent_to_the_borders(scale):
     assert latent.std(dim=(2, 3)).max() < 1e-5
 
 
-
 @pytest.mark.parametrize("scale", [16, 256])
 def test_untie_computes_the_same_function_with_one_block_per_iteration(scale):
     from tinycodec.models import has_shared_blocks, untie

@@ -24,7 +24,6 @@ def test_training_quantiser_passes_the_cost_of_a_wider_range_to_its_extremes():
     grad = latent.grad.flatten()
     extremes = {int(latent.detach().flatten().argmin()), int(latent.detach().flatten().argmax())}
     inner = [i for i in range(grad.numel()) if i not in extremes]
-
     # inner elements see the identity gradient of their own error
     assert torch.allclose(grad[inner], 2 * (out - target).detach().flatten()[inner], atol=1e-6)
     # shrinking the range lowers the error: the minimum is pushed up, the maximum down

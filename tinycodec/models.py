@@ -108,9 +108,13 @@ class IteratedBlocks(nn.Module):
         else:
             self.blocks = nn.ModuleList(make_block() for _ in range(depth))
 
+    def distinct_blocks(self) -> list[nn.Module]:
+        """Each block once: one if shared, ``depth`` otherwise."""
+        return [self.block] if self.shared else list(self.blocks)
+
     def iterations(self) -> list[nn.Module]:
         """The block of each pass, in the order they run."""
-        return [self.block] * self.depth if self.shared else list(self.blocks)
+        return self.distinct_blocks() * self.depth if self.shared else self.distinct_blocks()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.iterations():
@@ -129,14 +133,24 @@ class TinyCompress(nn.Module):
             raise ValueError(f"scale must be one of {sorted(SCALE_DEPTHS)}, not {scale}")
         self.scale = scale
         self.depth = SCALE_DEPTHS[scale]
-        self.shared = shared
         self.encoder = IteratedBlocks(EncoderBlock, self.depth, shared)
         self.decoder = IteratedBlocks(DecoderBlock, self.depth, shared)
+
+    @property
+    def shared(self) -> bool:
+        return self.encoder.shared
 
 
 def has_shared_blocks(state: dict[str, torch.Tensor]) -> bool:
     """Whether a TinyCompress state dict holds one block per part (True) or one per iteration."""
     return not any(key.startswith("encoder.blocks.") for key in state)
+
+
+def from_state_dict(scale: int, state: dict[str, torch.Tensor]) -> TinyCompress:
+    """A TinyCompress of the block layout the state dict holds, with those weights loaded (strict)."""
+    model = TinyCompress(scale, shared=has_shared_blocks(state))
+    model.load_state_dict(state)
+    return model
 
 
 @torch.no_grad()
@@ -231,11 +245,10 @@ def init_as_resampler(model: TinyCompress, noise: float = 1e-3, seed: int = 0) -
     gen = torch.Generator().manual_seed(seed)
     for p in model.parameters():
         p.copy_(torch.randn(p.shape, generator=gen) * noise)
-    for block in model.encoder.iterations() + model.decoder.iterations():
-        for prelu in (m for m in block.body if isinstance(m, nn.PReLU)):
+    for enc, dec in zip(model.encoder.distinct_blocks(), model.decoder.distinct_blocks()):
+        for prelu in (m for m in list(enc.body) + list(dec.body) if isinstance(m, nn.PReLU)):
             prelu.weight.fill_(1.0)
-    for enc, dec in zip((b.body for b in model.encoder.iterations()), (b.body for b in model.decoder.iterations())):
-        _set_resampler(enc, dec)
+        _set_resampler(enc.body, dec.body)
     return model
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from .filters import FILTERS, FilterSpec, reparameterise
-from .models import SCALE_DEPTHS, TinyCompress, has_shared_blocks
+from .models import SCALE_DEPTHS, from_state_dict
 from .zoo import WeightsEntry, current_entry, load_tensors, model_name
 
 CODEC_PARTS = ("encoder", "decoder")
@@ -74,8 +74,7 @@ class Network:
         """The fp32 PyTorch module (CPU, eval mode, contiguous format), weights loaded and checked."""
         state = {k: torch.from_numpy(v.copy()) for k, v in load_tensors(self.entry).items()}
         if self.is_codec:
-            model = TinyCompress(self.scale, shared=has_shared_blocks(state))
-            model.load_state_dict(state)
+            model = from_state_dict(self.scale, state)
             module = model.encoder if self.part == "encoder" else model.decoder
         else:
             module = self.filter_spec.build()

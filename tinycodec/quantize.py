@@ -89,7 +89,7 @@ def fake_quantize(latent: torch.Tensor, planes: torch.Tensor) -> torch.Tensor:
     n, c = latent.shape[:2]
     flat = latent.reshape(n, c, -1)
     lo = flat.amin(dim=2)[:, :, None, None]
-    span = torch.maximum(flat.amax(dim=2)[:, :, None, None] - lo, torch.full_like(lo, MIN_SPAN))
+    span = (flat.amax(dim=2)[:, :, None, None] - lo).clamp_min(MIN_SPAN)
     shift = (BITS - planes).to(latent.dtype)[:, None, None, None]
     step = torch.pow(2.0, shift)
     with torch.no_grad():

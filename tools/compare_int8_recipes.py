@@ -47,8 +47,7 @@ def main() -> None:
     if net.filter_spec.upscale == 2:
         rgb = bicubic_down(rgb, 2)
     x = simulate_rgb(rgb, 16, 8).transpose(2, 0, 1)[None].astype(np.float32) / np.float32(255.0)
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = args.threads
+    options = graphs._session_options(args.threads)  # the product's: same threads, no spinning
 
     def run(model: str | bytes) -> tuple[np.ndarray, float]:
         session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _data import CropSampler, image_paths, load_rgb  # noqa: E402
 
-from tinycodec.models import TinyCompress, count_parameters, has_shared_blocks, init_as_resampler, untie  # noqa: E402
+from tinycodec.models import TinyCompress, count_parameters, from_state_dict, init_as_resampler, untie  # noqa: E402
 from tinycodec.quantize import fake_quantize  # noqa: E402
 from tinycodec.zoo import model_name, save_weights  # noqa: E402
 
@@ -118,14 +118,10 @@ def main() -> None:
     if args.init_from:
         from safetensors.torch import load_file
 
-        state = load_file(args.init_from)
-        start = TinyCompress(args.scale, shared=has_shared_blocks(state))
-        start.load_state_dict(state)
-        if start.shared and not shared:
-            start = untie(start)
-        if start.shared != shared:
+        start = from_state_dict(args.scale, load_file(args.init_from))
+        if shared and not start.shared:
             sys.exit("--init-from: per-iteration-block weights cannot start a shared-block model")
-        model = start
+        model = untie(start) if start.shared and not shared else start
     model = model.to(memory_format=torch.channels_last)  # 3x faster convs on CPU here
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     # Cosine decay to 1% of the peak after a short warm-up.
