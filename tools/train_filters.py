@@ -17,8 +17,11 @@ under --cache (they are only valid for those weights: the cache is keyed by
 their hashes). Loss: L1 + w * (1 - SSIM), w = 0.1 for TinyPSSR (the seed found
 SSIM and MAE losses close) and 0 for UNet/SRUNet: with w = 0.1 their PSNR
 on the validation pairs *fell* below the unfiltered input in the first 750
-steps, and they are judged on PSNR. LPIPS (the seed's choice for the UNets)
-needs ImageNet backbone weights we cannot download here.
+steps, and they are judged on PSNR. ``--loss psnr`` (minus the crops' mean
+PSNR, which weighs every codec level alike) did worse than L1 in a 600-step
+SRUNet fine-tune on the v3 codec's pairs (+0.037 against +0.044 dB on the
+validation pairs). LPIPS (the seed's choice for the UNets) needs ImageNet
+backbone weights we cannot download here.
 
     python tools/train_filters.py DATA/train --filter tinypssr-x2 --steps 20000
 
@@ -115,6 +118,20 @@ class PairSampler:
         return torch.from_numpy(xs / 255.0), torch.from_numpy(ys / 255.0)
 
 
+def crop_psnr_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Minus the mean PSNR of the crops, in dB: what the filters are judged on.
+
+    Mean squared error over the batch weighs crops by their error, so the
+    blurriest decodes (scale 256) would drive the training; PSNR is logarithmic,
+    so each crop's *relative* error counts the same, whatever its level.
+    """
+    mse = torch.mean((out - y) ** 2, dim=(1, 2, 3)).clamp_min(1e-10)
+    return torch.mean(10 * torch.log10(mse))
+
+
+LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss, "psnr": crop_psnr_loss}
+
+
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return 10 * math.log10(1.0 / max(torch.mean((a - b) ** 2).item(), 1e-12))
 
@@ -170,11 +187,16 @@ def main() -> None:
     ap.add_argument("--crop", type=int, default=None,
                     help="input crop side (default: 64 / upscale for TinyPSSR's 64x64 HR patches, 96 for UNet, 64 for SRUNet)")
     ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-3)")
+    ap.add_argument("--loss", choices=sorted(LOSSES), default="l1",
+                    help="pixel loss: l1, mse, or psnr (minus the mean PSNR of the crops: crop_psnr_loss)")
     ap.add_argument("--ssim-weight", type=float, default=None, help="w in L1 + w (1 - SSIM); default 0.1 TinyPSSR, 0 UNets")
     ap.add_argument("--centre-crop", type=int, default=None,
                     help="train on centre crops of at most this side (the GPU runs used 768: what fitted the transfer)")
     ap.add_argument("--init-from", type=Path, default=None,
                     help="start from these weights (a fine-tune, e.g. on the pairs of retrained codec weights)")
+    ap.add_argument("--reinit", default="",
+                    help="comma-separated submodules (e.g. dec0,head) to reset to their from-scratch initialisation "
+                         "after --init-from: revives a stage whose ReLUs have died")
     ap.add_argument("--out", type=Path, default=Path("weights"))
     ap.add_argument("--checkpoints", type=Path, default=Path("checkpoints"))
     ap.add_argument("--cache", type=Path, default=Path(".data/filter_pairs"))
@@ -223,6 +245,13 @@ def main() -> None:
         from safetensors.torch import load_file
 
         model.load_state_dict(load_file(args.init_from))
+        if args.reinit:
+            # The from-scratch initialisation of those parts (the head's is zero: the filter restarts as its skip).
+            fresh = spec.build()
+            for name in args.reinit.split(","):
+                if not isinstance(getattr(model, name, None), torch.nn.Module):
+                    sys.exit(f"--reinit: {spec.name} has no submodule '{name}'")
+                getattr(model, name).load_state_dict(getattr(fresh, name).state_dict())
         # The starting point's gain on these pairs: what the fine-tune has to beat.
         print(json.dumps({"step": 0, "init_from": str(args.init_from), **validate(model, spec, val_pairs, torch.device("cpu"))}), flush=True)
     device = torch.device(args.device)
@@ -267,7 +296,7 @@ def main() -> None:
         if not tiny:
             x = x.contiguous(memory_format=torch.channels_last)
         out = model(x)
-        loss = F.l1_loss(out, y)
+        loss = LOSSES[args.loss](out, y)
         if ssim_weight:
             loss = loss + ssim_weight * (1 - ssim(out.clamp(0, 1), y, data_range=1.0, win_size=7))
         opt.zero_grad(set_to_none=True)
@@ -295,7 +324,7 @@ def main() -> None:
         "steps": str(step),
         "batch": f"{batch}x{crop}x{crop}",
         "params": str(n_params),
-        "loss": f"L1 + {ssim_weight} * (1 - SSIM)" if ssim_weight else "L1",
+        "loss": f"{args.loss} + {ssim_weight} * (1 - SSIM)" if ssim_weight else args.loss,
         "data": f"{len(train_images)} images of {Path(args.data).name}/ (last {VALIDATION_IMAGES} held out)",
         "command": "python tools/train_filters.py " + " ".join(sys.argv[1:]),
         "val_gain_db": f"{final['val_gain_db']:.3f}",
