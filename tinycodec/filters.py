@@ -247,12 +247,9 @@ FILTERS: dict[str, FilterSpec] = {
     for spec in (
         FilterSpec("tinypssr-x2", 2, True, 1, "TinyPSSR 2x super-resolution (seed network, 1,356 parameters)"),
         FilterSpec("tinypssr-x4", 4, True, 1, "TinyPSSR 4x super-resolution"),
-        # Kodak, current (v3) codec weights (docs/results/eval_codec_filters.json): +0.08 / -0.03 / -0.01 /
-        # -0.01 dB at scales 4 / 16 / 64 / 256, so only scale-4 files run it. (It was fine-tuned on the
-        # decodes of the v2 codec weights, whose scale-16 artefacts it helped with; the 0.1 UNet, trained
-        # on v1's decodes, cost 0.64 dB at scale 4 and was limited to 16/64/256.)
-        FilterSpec("unet", 1, False, 4, "UNet artefact removal for tinycodec-decoded images, same size",
-                   scales=(4,)),
+        # Kodak (docs/results/eval_codec_filters.json): it lifts every level of the v3 codec, so it runs on
+        # all (the v2 UNet, whose last stage had died, lowered scales 16-256 and was limited to scale 4).
+        FilterSpec("unet", 1, False, 4, "UNet artefact removal for tinycodec-decoded images, same size"),
         FilterSpec("srunet", 2, False, 4, "SRUNet 2x super-resolution + artefact removal (pairs with tcenc --downscale 2)"),
     )
 }

@@ -118,7 +118,7 @@ def eval_codec(data: Path, limit: int | None) -> dict:
                 (f"down2-s{s}+srunet", data_small, "srunet"),
             ]:
                 t0 = time.perf_counter()
-                if enhance == "unet":  # the filter itself, also where tcdec skips it (scale 4: it makes it worse)
+                if enhance == "unet":  # the filter itself, also on levels its FilterSpec.scales would make tcdec skip
                     out = np.asarray(tinycodec.enhance(tinycodec.decode(blob), "unet"))
                 else:
                     out = np.asarray(tinycodec.decode(blob, enhance=enhance))
