@@ -21,8 +21,9 @@ steps, and they are judged on PSNR. ``--loss psnr`` (minus the crops' mean
 PSNR) weighs every codec level alike where L1 lets the blurrier levels'
 larger errors lead: as UNet's last phase it took Kodak scale 4 from +0.01 to
 +0.11 dB for 0.01-0.02 dB at scales 16-256; as a 600-step SRUNet fine-tune it
-did worse than L1 (+0.037 against +0.044 dB on the validation pairs). LPIPS (the seed's choice for the UNets) needs ImageNet
-backbone weights we cannot download here.
+did worse than L1 (+0.037 against +0.044 dB on the validation pairs). LPIPS
+(the seed's choice for the UNets) needs ImageNet backbone weights we cannot
+download here.
 
     python tools/train_filters.py DATA/train --filter tinypssr-x2 --steps 20000
 
@@ -190,7 +191,7 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=None, help="peak learning rate (default 1e-3)")
     ap.add_argument("--loss", choices=sorted(LOSSES), default="l1",
                     help="pixel loss: l1, mse, or psnr (minus the mean PSNR of the crops: crop_psnr_loss)")
-    ap.add_argument("--ssim-weight", type=float, default=None, help="w in L1 + w (1 - SSIM); default 0.1 TinyPSSR, 0 UNets")
+    ap.add_argument("--ssim-weight", type=float, default=None, help="w in LOSS + w (1 - SSIM); default 0.1 TinyPSSR, 0 UNets")
     ap.add_argument("--centre-crop", type=int, default=None,
                     help="train on centre crops of at most this side (the GPU runs used 768: what fitted the transfer)")
     ap.add_argument("--init-from", type=Path, default=None,
