@@ -21,7 +21,7 @@ steps, and they are judged on PSNR. ``--loss psnr`` (minus the crops' mean
 PSNR) weighs every codec level alike where L1 lets the blurrier levels'
 larger errors lead: as UNet's last phase it took Kodak scale 4 from +0.01 to
 +0.11 dB for 0.01-0.02 dB at scales 16-256; as a 600-step SRUNet fine-tune it
-did worse than L1 (+0.037 against +0.044 dB on the validation pairs). LPIPS
+did worse than L1 (+0.037 against +0.043 dB on the validation pairs). LPIPS
 (the seed's choice for the UNets) needs ImageNet backbone weights we cannot
 download here.
 

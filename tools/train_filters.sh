@@ -1,7 +1,7 @@
 #!/bin/bash
 # Reproduces the shipped enhancement filters: the exact sequence of schedules each was trained with
 # (settings changed mid-run at the steps given by --stop-at; every command resumes the checkpoint).
-# Usage: tools/train_filters.sh TRAIN_DIR  (about 4 h on 2 CPU cores plus minutes on a GPU; the chains
+# Usage: tools/train_filters.sh TRAIN_DIR  (about 5 h on 2 CPU cores plus minutes on a GPU; the chains
 # can run in parallel). See weights/README.md for the figures each reached.
 set -euo pipefail
 D=${1:?usage: tools/train_filters.sh TRAIN_DIR}
