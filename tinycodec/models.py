@@ -114,7 +114,7 @@ class IteratedBlocks(nn.Module):
 
     def iterations(self) -> list[nn.Module]:
         """The block of each pass, in the order they run."""
-        return self.distinct_blocks() * self.depth if self.shared else self.distinct_blocks()
+        return [self.block] * self.depth if self.shared else list(self.blocks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for block in self.iterations():

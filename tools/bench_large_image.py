@@ -7,8 +7,8 @@ Each ``tcenc`` / ``tcdec`` runs as its own process under ``/usr/bin/time -v``
 with one thread (``OMP_NUM_THREADS=1``, ``-j 1``): peak memory is its
 "Maximum resident set size", time the whole command's wall clock (PNG reading
 and writing included) and, from the tools' ``-v`` line, the codec's own share.
-PSNR is computed here in bands of rows, so that this script does not need
-several copies of the image in memory itself.
+PSNR is computed here in bands of rows: the float64 difference of a whole
+10000x10000 image would take 2.4 GB (the two 8-bit images take 0.6 GB).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 #!/bin/bash
-# Trains all four scale levels: the commands behind the shipped weights (codec v2, edge-replicating
-# padding; see weights/README.md for the figures each reached). Each run is resumable: rerun after an
+# Trains all four scale levels: the commands behind the shipped weights (codec v3: edge-replicating
+# padding, TC-16/64/256 with a block per iteration; see weights/README.md for the figures each reached). Each run is resumable: rerun after an
 # interruption. About 6 h on 2 CPU cores (runs can go two at a time, one core each).
 # Usage: tools/train_all.sh [TRAIN_DIR]
 set -euo pipefail
