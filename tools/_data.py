@@ -1,11 +1,12 @@
-"""Training data for the tools: photographs held in memory, random crops with flips.
+"""What the tools share: training photographs held in memory, and writing a JSON report.
 
-Shared by tools/train_codec.py and later training scripts. Never point it at a
+Shared by the training and benchmark scripts. Never point it at a
 benchmark set (Kodak, Set5, ...): the scripts take the training folder only.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -54,3 +55,10 @@ class CropSampler:
                 patch = patch[::-1]
             out[i] = patch
         return out.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+
+
+def write_report(path: Path, report: dict) -> None:
+    """Write a benchmark's JSON report (indented, creating its folder) and say where."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {path}")

@@ -14,7 +14,6 @@ that encodes and decodes the first image (imports and weights included).
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import sys
@@ -28,8 +27,10 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import tinycodec  # noqa: E402
+from _data import write_report  # noqa: E402
 from tinycodec.rd import list_images, load_rgb, ms_ssim_rgb, psnr, psnr_y  # noqa: E402  (as `tinycodec rd`)
 from tinycodec.container import read_header  # noqa: E402
 
@@ -129,11 +130,9 @@ def main() -> None:
                   f"{row['psnr_rgb']:>6.2f} {row['psnr_y']:>6.2f} {row['ms_ssim']:>7.4f} "
                   f"{row['encode_ms']:>7.1f} {row['decode_ms']:>7.1f} {row['peak_rss_mb']:>7.0f}", flush=True)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         meta = {"data": str(args.data), "images": len(images), "torch": torch.__version__,
                 "threads": torch.get_num_threads(), "tinycodec": tinycodec.__version__, "machine": platform.machine()}
-        args.json.write_text(json.dumps({"meta": meta, "results": rows}, indent=1))
-        print(f"wrote {args.json}")
+        write_report(args.json, {"meta": meta, "results": rows})
 
 
 if __name__ == "__main__":

@@ -14,7 +14,6 @@ PSNR is computed here in bands of rows: the float64 difference of a whole
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import subprocess
@@ -24,6 +23,10 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _data import write_report  # noqa: E402
 
 Image.MAX_IMAGE_PIXELS = None  # our own synthetic image, whatever its size
 
@@ -42,13 +45,16 @@ def wall_seconds(text: str) -> float:
     return seconds
 
 
-def timed(command: list[str]) -> dict:
-    """Run one tool under /usr/bin/time -v on one thread; its figures, or exit with its error."""
+def timed(command: list[str], tmp: str) -> dict:
+    """Run one tool under /usr/bin/time -v on one thread; its figures, or exit with its error.
+
+    The command is recorded with the temporary folder ``tmp`` written as ``$TMP``.
+    """
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(["/usr/bin/time", "-v", *command], env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"{' '.join(command)} failed:\n{proc.stderr[-2000:]}")
-    out = {"command": "OMP_NUM_THREADS=1 /usr/bin/time -v " + " ".join(command)}
+    out = {"command": ("OMP_NUM_THREADS=1 /usr/bin/time -v " + " ".join(command)).replace(tmp, "$TMP")}
     for key, pattern in TIME_FIELDS.items():
         value = re.search(pattern, proc.stderr).group(1)
         out[key] = wall_seconds(value) if key == "elapsed_s" else (int(value) if key == "max_rss_kb" else float(value))
@@ -91,21 +97,19 @@ def main() -> None:
         for scale in (int(s) for s in args.scales.split(",")):
             tcz, png = Path(tmp) / f"s{scale}.tcz", Path(tmp) / f"s{scale}.png"
             enc = timed(["tcenc", str(args.image), "-s", str(scale), "--planes", str(args.planes), "-j", "1",
-                         "-o", str(tcz), "-v"])
+                         "-o", str(tcz), "-v"], tmp)
             size = tcz.stat().st_size
             bpp = 8 * size / (width * height)
             print(f"{'tcenc':8s} {scale:5d} {enc['max_rss_kb'] / 1024:9.0f} {enc['elapsed_s']:7.1f} "
                   f"{enc['codec_s']:8.1f}  {size} bytes, {bpp:.3f} bpp", flush=True)
-            dec = timed(["tcdec", str(tcz), "-j", "1", "-o", str(png), "-v"])
+            dec = timed(["tcdec", str(tcz), "-j", "1", "-o", str(png), "-v"], tmp)
             db = psnr_rgb(args.image, png)
             print(f"{'tcdec':8s} {scale:5d} {dec['max_rss_kb'] / 1024:9.0f} {dec['elapsed_s']:7.1f} "
                   f"{dec['codec_s']:8.1f}  PSNR-RGB {db:.2f} dB", flush=True)
             report["runs"].append({"scale": scale, "planes": args.planes, "tcz_bytes": size, "bpp": round(bpp, 4),
                                    "psnr_rgb_db": round(db, 4), "encode": enc, "decode": dec})
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1) + "\n")
-        print(f"wrote {args.json}")
+        write_report(args.json, report)
 
 
 if __name__ == "__main__":

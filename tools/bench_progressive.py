@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import sys
 import warnings
 from pathlib import Path
@@ -29,8 +28,10 @@ import numpy as np
 from PIL import Image, ImageFile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import tinycodec  # noqa: E402
+from _data import write_report  # noqa: E402
 from tinycodec.container import group_ends  # noqa: E402
 from tinycodec.rd import list_images, load_rgb, psnr  # noqa: E402
 
@@ -142,9 +143,8 @@ def main() -> None:
             line += f" {db(entry['jpeg_psnr']):>13} {entry['jpeg_decoded']:>4}/{n:<2}"
         print(line)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"scale": args.scale, "planes": args.planes, "images": n, "table": table,
-                                         "per_image": per_image}, indent=1) + "\n")
+        write_report(args.json, {"scale": args.scale, "planes": args.planes, "images": n, "table": table,
+                                 "per_image": per_image})
 
 
 if __name__ == "__main__":

@@ -19,15 +19,16 @@ and the file sizes (small tiles cost bytes: each starts its statistics afresh).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import tinycodec  # noqa: E402
+from _data import write_report  # noqa: E402
 from tinycodec import entropy  # noqa: E402
 from tinycodec.container import unpack  # noqa: E402
 from tinycodec.rd import list_images, load_rgb, psnr  # noqa: E402
@@ -85,10 +86,8 @@ def main() -> None:
                   f"{max_diff:>10} {differing:>8} of {n_symbols:<7} {len(untiled):>13} {len(tiled):>11}")
     print(f"PSNR loss of tiled coding: mean {np.mean(losses):.4f} dB, largest {max(losses):.4f} dB")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"window": args.window, "tile": args.tile, "rows": rows,
-                                         "mean_loss_db": float(np.mean(losses)),
-                                         "max_loss_db": float(max(losses))}, indent=1) + "\n")
+        write_report(args.json, {"window": args.window, "tile": args.tile, "rows": rows,
+                                 "mean_loss_db": float(np.mean(losses)), "max_loss_db": float(max(losses))})
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -28,43 +27,23 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from pytorch_msssim import ms_ssim, ssim
+from pytorch_msssim import ssim
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import tinycodec  # noqa: E402
-from tinycodec.rd import list_images  # noqa: E402
+from _data import load_rgb, write_report  # noqa: E402
+from tinycodec.rd import list_images, luma_bt601, ms_ssim_rgb, psnr  # noqa: E402
 
 SR_SETS = ("Set5", "Set14", "BSD68")
 CODEC_SCALES = (4, 16, 64, 256)
-
-
-def y_channel(rgb: np.ndarray) -> np.ndarray:
-    """BT.601 luma in [16, 235] (MATLAB rgb2ycbcr), float64."""
-    r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
-    return 16.0 + (65.481 * r + 128.553 * g + 24.966 * b) / 255.0
-
-
-def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
-    mse = float(np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(peak**2 / mse)
 
 
 def ssim_y(a: np.ndarray, b: np.ndarray) -> float:
     ta = torch.from_numpy(a / 255.0)[None, None].float()
     tb = torch.from_numpy(b / 255.0)[None, None].float()
     return float(ssim(ta, tb, data_range=1.0))
-
-
-def ms_ssim_rgb(a: np.ndarray, b: np.ndarray) -> float:
-    ta = torch.from_numpy(a.transpose(2, 0, 1).astype(np.float32) / 255.0)[None]
-    tb = torch.from_numpy(b.transpose(2, 0, 1).astype(np.float32) / 255.0)[None]
-    return float(ms_ssim(ta, tb, data_range=1.0))
-
-
-def load_rgb(path: Path) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
 
 
 def eval_sr(data: Path, scale: int, sets: list[str]) -> dict:
@@ -81,10 +60,10 @@ def eval_sr(data: Path, scale: int, sets: list[str]) -> dict:
             outputs = {"bicubic": np.asarray(lr.resize((w, h), Image.BICUBIC))}
             for f in filters:
                 outputs[f] = np.asarray(tinycodec.enhance(lr, f))
-            hr_y = y_channel(hr)[scale:-scale, scale:-scale]
+            hr_y = luma_bt601(hr)[scale:-scale, scale:-scale]
             row = {"image": path.name}
             for key, out in outputs.items():
-                out_y = y_channel(out)[scale:-scale, scale:-scale]
+                out_y = luma_bt601(out)[scale:-scale, scale:-scale]
                 row[key] = {"psnr_y": psnr(out_y, hr_y), "ssim_y": ssim_y(out_y, hr_y)}
             rows.append(row)
         mean = {
@@ -151,9 +130,7 @@ def main() -> None:
     if not args.skip_codec:
         report["kodak"] = eval_codec(args.data, args.limit)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1) + "\n")
-        print(f"wrote {args.json}")
+        write_report(args.json, report)
 
 
 if __name__ == "__main__":

@@ -213,6 +213,8 @@ def main() -> None:
                     help="checkpoint and stop at this step without writing weights (to change settings mid-schedule, "
                          "as tools/train_filters.sh does)")
     args = ap.parse_args()
+    if args.reinit and not args.init_from:
+        ap.error("--reinit resets parts of the --init-from weights: give --init-from too")
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
