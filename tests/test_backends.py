@@ -191,9 +191,16 @@ def test_int8_quantisation_is_per_channel_and_keeps_output_layers_in_float(rando
     dq_scales = [inits[n.input[1]] for n in graph.node if n.op_type == "DequantizeLinear"
                  and inits.get(n.input[0]) is not None and inits[n.input[0]].ndim == 4]
     assert dq_scales and all(s.ndim == 1 and s.size > 1 for s in dq_scales)
-    for name in ("/head/Conv", "/enc0/enc0.0/fused/Conv"):  # the head and the 3-channel first conv stay float
-        assert inits[conv_inputs[name][1]].dtype == np.float32
-    # SRUNet's bicubic skip (the only conv not inside a named stage) stays float as well
+    # UNet: the head stays float; its first conv reads the 12-channel unshuffled image and is int8
+    float_convs = {name for name, inputs in conv_inputs.items() if inits.get(inputs[1]) is not None}
+    assert float_convs == {"/head/Conv"}
+    # ... and that image is quantised on the 8-bit grid itself (scale 1/255, zero point 0): it passes exactly
+    producer = {o: n for n in graph.node for o in n.output}
+    dq = producer[conv_inputs["/enc0/enc0.0/fused/Conv"][0]]
+    assert dq.op_type == "DequantizeLinear"
+    assert inits[dq.input[1]] == np.float32(1 / 255) and inits[dq.input[2]] == 0
+    # SRUNet: the head, the first conv (it reads the 3-channel image) and the bicubic skip (the only conv
+    # not inside a named stage) stay float
     graph = onnx.load(str(graphs.int8_graph(network("srunet"), "ort"))).graph
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     float_convs = {n.name for n in graph.node if n.op_type == "Conv" and n.input[1] in inits}

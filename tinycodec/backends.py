@@ -63,8 +63,9 @@ AUTO_ORDER: dict[tuple[str, str], tuple[str, ...]] = {
 # steps) and TinyPSSR (one-channel convolutions too narrow for the int8 kernels); see
 # docs/results/bench_backends_cpu.json (an AVX2 CPU without VNNI, onnxruntime 1.32). ``auto`` asked for
 # int8 on the CPU runs them in fp32 (faster, and exact); an explicit backend (``--backend onnx
-# --precision int8``) runs int8 as asked. UNet and SRUNet run int8 (1.0-1.1x and 1.2-1.5x there,
-# -0.03 to -0.17 dB and +-0.01 dB; with onnxruntime 1.31 SRUNet's int8 was no faster, 0.86-1.0x).
+# --precision int8``) runs int8 as asked. UNet and SRUNet run int8 (1.8-1.85x their fp32 graphs there,
+# within 0.02 dB, since their bodies run at half the output resolution; the full-resolution v3 UNet
+# had reached only 1.15-1.23x).
 AUTO_FP32_INSTEAD_OF_INT8_ON_CPU = ("tinycompress-", "tinypssr-")
 
 # Networks ``auto`` runs in PyTorch on the CPU although ONNX Runtime comes first in AUTO_ORDER: the

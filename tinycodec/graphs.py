@@ -48,9 +48,9 @@ from .zoo import load_tensors
 
 log = logging.getLogger("tinycodec")
 
-EXPORT_VERSION = 5  # bump when the export recipe or an architecture changes: old cache entries are then ignored
+EXPORT_VERSION = 6  # bump when the export recipe or an architecture changes: old cache entries are then ignored
 OPSET = 17
-QUANT_VERSION = 3
+QUANT_VERSION = 4
 CALIBRATION_FILE = "calibration.npz"
 CHECK_TOL = 1e-4  # exported fp32 graph against PyTorch: max |diff| / max(1, max |output|)
 
@@ -215,19 +215,21 @@ QUANT_FLAVOURS = ("ort", "trt")
 def quant_settings(flavour: str, net: Network) -> dict:
     """The quantisation recipe of a flavour for a network; part of the cache key."""
     if flavour == "ort":
-        # uint8 activations x int8 weights is ONNX Runtime's fast x86 kernel (U8S8). For the UNets,
-        # reduce_range (7-bit weights) avoids VPMADDUBSW's 16-bit saturation on AVX2 CPUs without
-        # VNNI, like our development machine: measured there on kodim23 (int8 output against fp32
-        # output), UNet 31.2 -> 32.8 dB, SRUNet 30.9 -> 36.1 dB, at the same speed; Percentile
-        # calibration and symmetric int8 activations (S8S8) were worse or slower
-        # (tools/compare_int8_recipes.py). The codec networks
-        # and TinyPSSR keep 8-bit weights (what their tests were calibrated with; auto runs them in fp32).
-        unets = not net.is_codec and not net.filter_spec.per_channel
+        # uint8 activations x int8 weights is ONNX Runtime's fast x86 kernel (U8S8), with 8-bit per-channel
+        # weights and MinMax calibration: on kodim23 (int8 output against the fp32 output, the current
+        # weights) UNet 65.6 dB and SRUNet 57.8 dB, against 57.5 / 51.0 dB with 7-bit weights
+        # (reduce_range, which the filters of codec v2 had needed: 16-bit saturation of VPMADDUBSW on
+        # AVX2 CPUs without VNNI, like our development machine), at the same speed; Percentile
+        # calibration and symmetric int8 activations (S8S8) were no better or slower
+        # (tools/compare_int8_recipes.py). The image a UNet's first int8 convolution reads is pinned
+        # to [0, 1] (image_tensors).
         return {"format": "QDQ", "activations": "QUInt8", "weights": "QInt8", "per_channel": True,
-                "reduce_range": unets, "calibration": "MinMax", "activation_symmetric": False}
+                "reduce_range": False, "calibration": "MinMax", "activation_symmetric": False,
+                "image_range_exact": True}
     if flavour == "trt":  # TensorRT takes only symmetric int8 Q/DQ
         return {"format": "QDQ", "activations": "QInt8", "weights": "QInt8", "per_channel": True,
-                "reduce_range": False, "calibration": "MinMax", "activation_symmetric": True}
+                "reduce_range": False, "calibration": "MinMax", "activation_symmetric": True,
+                "image_range_exact": False}
     raise ValueError(f"unknown quantisation flavour {flavour!r}")
 
 
@@ -241,11 +243,13 @@ def fp32_nodes(net: Network, graph) -> list[str]:
     - codec networks: the last convolution and its activation (the encoder's
       latent reaches hundreds at scale 4: 8-bit steps of several units), and
       the decoder's first convolution, whose input is that latent;
-    - UNet/SRUNet: the first convolution (3 input channels: int8 14.6 ms
-      against 3.2 ms in float), SRUNet's bicubic skip (a grouped convolution,
-      73 against 17 ms, and an image whose 8-bit requantisation cost 0.2 dB),
-      and every node from the head convolution on (the residual, its
-      local-mean removal, the final addition);
+    - UNet/SRUNet: a first convolution that reads the 3-channel image
+      (SRUNet's: int8 14.6 ms against 3.2 ms in float; UNet's reads the 12
+      channels of the pixel-unshuffled image and is int8), the skip path from
+      the input (SRUNet's bicubic skip, a grouped convolution, 73 against 17
+      ms, and an image whose 8-bit requantisation cost 0.2 dB; UNet's pixel
+      unshuffle), and every node from the head convolution on (the
+      correction, its local-mean removal, the addition, the pixel shuffle);
     - TinyPSSR: the final 1x1 convolution and pixel shuffle.
     """
     node_names = [n.name for n in graph.node]
@@ -255,11 +259,33 @@ def fp32_nodes(net: Network, graph) -> list[str]:
         wanted = [n for n in node_names if n.startswith("/body/body.6/")] + [node_names[-1]]
     else:
         tail = node_names[node_names.index("/head/Conv"):] if "/head/Conv" in node_names else ["/head/Conv"]
-        wanted = ["/enc0/enc0.0/fused/Conv"] + _skip_path(graph, "/enc0/") + tail
+        first = next(n for n in graph.node if n.name == "/enc0/enc0.0/fused/Conv")
+        reads_image = first.input[0] in {i.name for i in graph.input}
+        wanted = [first.name] * reads_image + _skip_path(graph, "/enc0/") + tail
     missing = [n for n in wanted if n not in node_names]
     if missing or not wanted:
         raise GraphError(f"{net.name}: nodes {missing} not in the exported graph (exporter naming changed?)")
     return list(dict.fromkeys(wanted))
+
+
+def image_tensors(net: Network, graph, exclude: list[str]) -> list[str]:
+    """Quantised tensors that hold the input image's own values (rearranged, not computed on).
+
+    UNet's first convolution reads the pixel-unshuffled image: values k/255. Calibrated, its uint8
+    scale is only close to 1/255 (0.4% off with the shipped crops), and requantising an 8-bit image
+    onto a slightly different grid adds up to half a step of noise to every pixel (with 7-bit
+    weights, the int8 UNet's loss against the original on a 1080p image went from 0.25 to 0.08 dB
+    when pinned); pinned to the range [0, 1] (scale 1/255, zero point 0) the image passes exactly.
+    """
+    if net.is_codec or net.filter_spec.per_channel:
+        return []
+    rearranging = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "SpaceToDepth", "DepthToSpace", "Identity"}
+    image = {i.name for i in graph.input}
+    for node in graph.node:  # topologically sorted
+        if node.op_type in rearranging and node.input and node.input[0] in image:
+            image.update(node.output)
+    quantised_readers = [n for n in graph.node if n.op_type == "Conv" and n.name not in exclude]
+    return sorted({n.input[0] for n in quantised_readers if n.input[0] in image})
 
 
 def _skip_path(graph, body_prefix: str) -> list[str]:
@@ -357,14 +383,19 @@ def quantize_graph(net: Network, fp32_path: Path, flavour: str, crops: np.ndarra
         # Shape inference and graph clean-up, as the onnxruntime docs advise before quantising
         # (symbolic shape inference cannot follow the dynamic sizes: the ONNX one suffices).
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-        exclude = fp32_nodes(net, onnx.load(str(prepared)).graph)
+        graph = onnx.load(str(prepared)).graph
+        exclude = fp32_nodes(net, graph)
+        overrides = {}
+        if s.get("image_range_exact"):
+            overrides = {t: [{"rmin": np.float32(0.0), "rmax": np.float32(1.0)}] for t in image_tensors(net, graph, exclude)}
         quantize_static(
             str(prepared), str(out), _Reader(calibration_inputs(net, crops)),
             quant_format=QuantFormat.QDQ, per_channel=s["per_channel"], reduce_range=s["reduce_range"],
             activation_type=getattr(QuantType, s["activations"]), weight_type=getattr(QuantType, s["weights"]),
             calibrate_method=getattr(CalibrationMethod, s["calibration"]),
             nodes_to_exclude=exclude,
-            extra_options={"ActivationSymmetric": s["activation_symmetric"], "WeightSymmetric": True},
+            extra_options={"ActivationSymmetric": s["activation_symmetric"], "WeightSymmetric": True,
+                           "TensorQuantOverrides": overrides},
         )
         return out.read_bytes()
 

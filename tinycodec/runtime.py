@@ -47,10 +47,11 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
 def filter_halo(spec: FilterSpec) -> int:
     """Input pixels of context a tile needs on each side for a seam-free result."""
     # TinyPSSR sees 9x9 input pixels (two 5x5 convs): 4 suffice. The UNets'
-    # receptive field is about 50 input pixels plus the 31-pixel local-mean
-    # removal; 48 (a multiple of their 4-pixel pooling grid) leaves differences
-    # of a grey level or two.
-    return 4 if spec.per_channel else 48
+    # bodies see about 44 pixels of their own resolution on each side (UNet's
+    # is half the input's: 88 input pixels), plus the local-mean removal's 15
+    # output pixels; 64 (a multiple of both pooling grids, 8 and 4 input
+    # pixels) leaves differences of a grey level or two.
+    return 4 if spec.per_channel else 64
 
 
 def run_filter_rgb(entry: WeightsEntry, spec: FilterSpec, rgb: np.ndarray, tile: int = 512, *, backend: str = "auto",

@@ -2,7 +2,7 @@
 
     python tools/compare_int8_recipes.py ../shared/data/kodak/kodim23.png --network srunet
 
-The figures behind the recipe in ``tinycodec.graphs.quant_settings`` (7-bit weights for the UNets):
+The figures behind the recipe in ``tinycodec.graphs.quant_settings`` (8-bit weights, MinMax):
 each recipe quantises the network with the shipped calibration crops, then runs it on the image
 (tinycodec-decoded at scale 16; bicubic-halved first for SRUNet) and prints the PSNR of its output
 against the fp32 graph's output and the median of 5 timed runs.

@@ -199,6 +199,9 @@ def main() -> None:
     ap.add_argument("--reinit", default="",
                     help="comma-separated submodules (e.g. dec0,head) to reset to their from-scratch initialisation "
                          "after --init-from: revives a stage whose ReLUs have died")
+    ap.add_argument("--teacher", type=Path, default=None,
+                    help="unet only: weights of the v3 full-resolution UNet (tools/unet_v3.py); its output on each "
+                         "crop replaces the real target (distillation: a target without the unrecoverable part)")
     ap.add_argument("--out", type=Path, default=Path("weights"))
     ap.add_argument("--checkpoints", type=Path, default=Path("checkpoints"))
     ap.add_argument("--cache", type=Path, default=Path(".data/filter_pairs"))
@@ -215,6 +218,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.reinit and not args.init_from:
         ap.error("--reinit resets parts of the --init-from weights: give --init-from too")
+    if args.teacher and args.filter != "unet":
+        ap.error("--teacher: only the unet has a teacher (the v3 full-resolution UNet)")
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
@@ -261,6 +266,11 @@ def main() -> None:
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed crop sizes: let cuDNN pick its kernels
     model = model.to(device)
+    teacher = None
+    if args.teacher:
+        from unet_v3 import load_teacher
+
+        teacher = load_teacher(args.teacher, device)
     opt = torch.optim.Adam(model.parameters(), lr=peak_lr)
     warmup = min(500, args.steps // 10)
 
@@ -299,6 +309,9 @@ def main() -> None:
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         if not tiny:
             x = x.contiguous(memory_format=torch.channels_last)
+        if teacher is not None:
+            with torch.no_grad():
+                y = teacher(x)
         out = model(x)
         loss = LOSSES[args.loss](out, y)
         if ssim_weight:
@@ -328,7 +341,8 @@ def main() -> None:
         "steps": str(step),
         "batch": f"{batch}x{crop}x{crop}",
         "params": str(n_params),
-        "loss": f"{args.loss} + {ssim_weight} * (1 - SSIM)" if ssim_weight else args.loss,
+        "loss": (f"{args.loss} + {ssim_weight} * (1 - SSIM)" if ssim_weight else args.loss)
+        + (" against the teacher's output" if teacher is not None else ""),
         "data": f"{len(train_images)} images of {Path(args.data).name}/ (last {VALIDATION_IMAGES} held out)",
         "command": "python tools/train_filters.py " + " ".join(sys.argv[1:]),
         "val_gain_db": f"{final['val_gain_db']:.3f}",

@@ -14,10 +14,13 @@ $T --filter tinypssr-x2 --steps 8000
 $T --filter tinypssr-x4 --steps 6000
 
 # UNet / SRUNet: L1 + 0.1 (1 - SSIM) for 500 steps, then L1 on smaller crops, then a low-rate fine-tune.
+# The commented UNet lines trained the v3 UNet, whose full-resolution layout `--filter unet` no longer
+# builds (it is tools/unet_v3.py now, the teacher of the shipped UNet: see the last block; its weights
+# come from git). They are kept as the record of how that teacher was made.
 # (The shipped weights had the local-mean removal added at the fine-tune; a rerun has it from step 0.)
-$T --filter unet --steps 4000 --ssim-weight 0.1 --stop-at 500
-$T --filter unet --steps 3000 --crop 64 --stop-at 2500
-$T --filter unet --steps 3500 --lr 3e-4 --crop 64
+# $T --filter unet --steps 4000 --ssim-weight 0.1 --stop-at 500
+# $T --filter unet --steps 3000 --crop 64 --stop-at 2500
+# $T --filter unet --steps 3500 --lr 3e-4 --crop 64
 $T --filter srunet --steps 4000 --ssim-weight 0.1 --stop-at 500
 $T --filter srunet --steps 3000 --crop 48 --stop-at 2500
 $T --filter srunet --steps 3500 --lr 3e-4 --crop 48
@@ -25,13 +28,13 @@ $T --filter srunet --steps 3500 --lr 3e-4 --crop 48
 # Then on a GPU (an H100 here, about 4 minutes each), on 768x768 centre crops of the photographs
 # (what fitted the 64 MiB that travels to the GPU machine; the same 4 held out).
 G="python tools/train_filters.py $D --centre-crop 768 --device cuda --threads 8 --batch 16 --lr 3e-4 --log-every 1000"
-$G --filter unet --crop 96 --steps 21500
+# $G --filter unet --crop 96 --steps 21500
 $G --filter srunet --crop 64 --steps 18500
 
 # Codec v2 (edge-replicating padding, retrained weights): a fine-tune of the above on the new codec's
 # pairs, one CPU core each (~10 minutes; the pairs are re-made first, ~6 minutes). In a rerun from
 # scratch the steps above already see v2 pairs, and these two only continue the training.
-$T --filter unet --init-from weights/unet.safetensors --steps 1500 --lr 1e-4 --checkpoints checkpoints/v2
+# $T --filter unet --init-from weights/unet.safetensors --steps 1500 --lr 1e-4 --checkpoints checkpoints/v2
 $T --filter srunet --init-from weights/srunet.safetensors --steps 1500 --lr 1e-4 --checkpoints checkpoints/v2
 
 # Codec v3 (a block per iteration; the pairs are re-made for its weights, ~4 minutes for UNet, 1 for
@@ -40,8 +43,8 @@ $T --filter srunet --init-from weights/srunet.safetensors --steps 1500 --lr 1e-4
 # 100 steps; so dec0 and the head restart from their initialisation (--reinit), the rest is kept.
 # Each phase ~17 minutes on one core; UNet's last phase uses the PSNR loss (it balances the levels:
 # Kodak scale 4 went from +0.01 to +0.11 dB for 0.01-0.02 dB at the others).
-$T --filter unet --init-from weights/unet.safetensors --reinit dec0,head --steps 4000 --lr 3e-4 --checkpoints checkpoints/v3a
-$T --filter unet --init-from weights/unet.safetensors --steps 4000 --lr 1.5e-4 --checkpoints checkpoints/v3b
-$T --filter unet --init-from weights/unet.safetensors --steps 3000 --lr 1e-4 --loss psnr --checkpoints checkpoints/v3c
+# $T --filter unet --init-from weights/unet.safetensors --reinit dec0,head --steps 4000 --lr 3e-4 --checkpoints checkpoints/v3a
+# $T --filter unet --init-from weights/unet.safetensors --steps 4000 --lr 1.5e-4 --checkpoints checkpoints/v3b
+# $T --filter unet --init-from weights/unet.safetensors --steps 3000 --lr 1e-4 --loss psnr --checkpoints checkpoints/v3c
 $T --filter srunet --init-from weights/srunet.safetensors --reinit dec0,head --steps 4000 --lr 3e-4 --checkpoints checkpoints/v3a
 $T --filter srunet --init-from weights/srunet.safetensors --steps 4000 --lr 1.5e-4 --checkpoints checkpoints/v3b
