@@ -1,7 +1,7 @@
 #!/bin/bash
 # Reproduces the shipped enhancement filters: the exact sequence of schedules each was trained with
 # (settings changed mid-run at the steps given by --stop-at; every command resumes the checkpoint).
-# Usage: tools/train_filters.sh TRAIN_DIR  (about 5 h on 2 CPU cores plus minutes on a GPU; the chains
+# Usage: tools/train_filters.sh TRAIN_DIR  (about 6 h on 2 CPU cores plus minutes on a GPU; the chains
 # can run in parallel). See weights/README.md for the figures each reached.
 set -euo pipefail
 D=${1:?usage: tools/train_filters.sh TRAIN_DIR}
@@ -48,3 +48,14 @@ $T --filter srunet --init-from weights/srunet.safetensors --steps 1500 --lr 1e-4
 # $T --filter unet --init-from weights/unet.safetensors --steps 3000 --lr 1e-4 --loss psnr --checkpoints checkpoints/v3c
 $T --filter srunet --init-from weights/srunet.safetensors --reinit dec0,head --steps 4000 --lr 3e-4 --checkpoints checkpoints/v3a
 $T --filter srunet --init-from weights/srunet.safetensors --steps 4000 --lr 1.5e-4 --checkpoints checkpoints/v3b
+
+# Half-resolution bodies (int8 speed). SRUNet keeps the weights above (its body is unchanged; the new
+# tail computes almost the same function). UNet is re-made, distilled from the v3 UNet (the layout of
+# the commented lines above, tools/unet_v3.py; its weights from git), then trained on the real targets;
+# dec1 is reset before the fourth phase (16 of its 48 channels had died). ~4 minutes per 1,000 steps.
+git show 507b334:weights/unet.safetensors > unet-v3.safetensors
+$T --filter unet --teacher unet-v3.safetensors --loss mse --steps 4000 --lr 1e-3 --checkpoints checkpoints/v5a
+$T --filter unet --init-from weights/unet.safetensors --teacher unet-v3.safetensors --loss mse --steps 4000 --lr 5e-4 --checkpoints checkpoints/v5b
+$T --filter unet --init-from weights/unet.safetensors --loss psnr --steps 2000 --lr 1e-4 --checkpoints checkpoints/v5c
+$T --filter unet --init-from weights/unet.safetensors --reinit dec1 --teacher unet-v3.safetensors --loss mse --steps 3000 --lr 3e-4 --checkpoints checkpoints/v5d
+$T --filter unet --init-from weights/unet.safetensors --loss psnr --steps 1500 --lr 1e-4 --checkpoints checkpoints/v5e
