@@ -180,7 +180,7 @@ class UNet(nn.Module):
     Height and width must be multiples of 4 * (2 // upscale): two max-pools in
     the body; :func:`run_filter` pads.
 
-    The correction is made locally zero-mean (minus its ~31x31 box average):
+    The correction is made locally zero-mean (minus its 30x30 box average):
     the filter restores detail and removes artefacts but cannot shift local
     colour. Trained without this, both networks learnt image-dependent colour
     shifts from the 36 training photographs that cost up to 2 dB on held-out

@@ -8,7 +8,7 @@ A network is one registered weights version of one of:
   decoder the reverse, output in [0, 1].
 - the enhancement filters ``tinypssr-x2``, ``tinypssr-x4`` (one-channel images:
   (n, 1, H, W) -> (n, 1, rH, rW)), ``unet`` and ``srunet`` ((n, 3, H, W), H and W
-  multiples of 4), reparameterised (the folded single-convolution blocks).
+  multiples of 8 and 4), reparameterised (the folded single-convolution blocks).
 
 The backends only ever see float32 arrays in this layout; pre- and
 post-processing (uint8 conversion, padding, tiling, clamping) is the runtime's.
