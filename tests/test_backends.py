@@ -191,14 +191,22 @@ def test_int8_quantisation_is_per_channel_and_keeps_output_layers_in_float(rando
     dq_scales = [inits[n.input[1]] for n in graph.node if n.op_type == "DequantizeLinear"
                  and inits.get(n.input[0]) is not None and inits[n.input[0]].ndim == 4]
     assert dq_scales and all(s.ndim == 1 and s.size > 1 for s in dq_scales)
-    # UNet: the head stays float; its first conv reads the 12-channel unshuffled image and is int8
+    # UNet: the head and the pixel unshuffle (a one-hot convolution) stay float; its first conv reads the
+    # 12-channel unshuffled image and is int8
     float_convs = {name for name, inputs in conv_inputs.items() if inits.get(inputs[1]) is not None}
-    assert float_convs == {"/head/Conv"}
+    assert float_convs == {"/head/Conv", "/Conv"}
     # ... and that image is quantised on the 8-bit grid itself (scale 1/255, zero point 0): it passes exactly
     producer = {o: n for n in graph.node for o in n.output}
     dq = producer[conv_inputs["/enc0/enc0.0/fused/Conv"][0]]
     assert dq.op_type == "DequantizeLinear"
     assert inits[dq.input[1]] == np.float32(1 / 255) and inits[dq.input[2]] == 0
+    # The float skip adds the image as it came in, not that quantised copy (on the trt flavour's
+    # symmetric grid the copy would be off by a step on every odd grey level)
+    for flavour in ("ort", "trt"):
+        g = onnx.load(str(graphs.int8_graph(network("unet"), flavour))).graph
+        made_by = {o: n.op_type for n in g.node for o in n.output}
+        last_add = [n for n in g.node if n.op_type == "Add"][-1]
+        assert not any(made_by.get(i) == "DequantizeLinear" for i in last_add.input), flavour
     # SRUNet: the head, the first conv (it reads the 3-channel image) and the bicubic skip (the only conv
     # not inside a named stage) stay float
     graph = onnx.load(str(graphs.int8_graph(network("srunet"), "ort"))).graph

@@ -68,10 +68,12 @@ def test_local_mean_removal_in_phase_space_is_a_30_pixel_box_of_the_image():
 def test_tiled_filtering_matches_whole_image(name):
     spec = FILTERS[name]
     model = reparameterise(_randomised(spec.build()))
-    rgb = photo_like(70, 90, seed=3)
+    # Large enough against the UNets' 64-pixel halo that tiles see only part of the image.
+    h, w = (70, 90) if spec.per_channel else (250, 330)
+    rgb = photo_like(h, w, seed=3)
     whole = run_filter_tiled(model, spec, rgb, tile=4096)
-    tiled = run_filter_tiled(model, spec, rgb, tile=32)
-    assert whole.shape == (70 * spec.upscale, 90 * spec.upscale, 3)
+    tiled = run_filter_tiled(model, spec, rgb, tile=32 if spec.per_channel else 64)
+    assert whole.shape == (h * spec.upscale, w * spec.upscale, 3)
     # Halo = receptive field for TinyPSSR (exact); the UNets' halo leaves rounding-level differences.
     assert np.abs(whole.astype(int) - tiled).max() <= (0 if spec.per_channel else 2)
 
@@ -220,7 +222,7 @@ def test_int8_filters_run_and_stay_close():
         ref = np.asarray(tinycodec.enhance(rgb, name, backend="onnx"))
         out = np.asarray(tinycodec.enhance(rgb, f"{name}-int8", backend="onnx"))
         assert out.shape == ref.shape
-        assert psnr(out, ref) > 28, name  # tools/bench_backends.py: 58.7 (UNet), 54.3 (SRUNet) dB on kodim23
+        assert psnr(out, ref) > 28, name  # tools/bench_backends.py: 57.5 (UNet), 54.3 (SRUNet) dB on kodim23
     assert get_runner(network("unet"), "auto", "cpu", "int8").precision == "int8"  # auto: int8 pays off here
     assert get_runner(network("srunet"), "auto", "cpu", "int8").precision == "int8"  # 1.8x with onnxruntime 1.32
     assert get_runner(network("tinypssr-x2"), "auto", "cpu", "int8").precision == "fp32"  # int8 slower here

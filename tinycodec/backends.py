@@ -63,7 +63,7 @@ AUTO_ORDER: dict[tuple[str, str], tuple[str, ...]] = {
 # steps) and TinyPSSR (one-channel convolutions too narrow for the int8 kernels); see
 # docs/results/bench_backends_cpu.json (an AVX2 CPU without VNNI, onnxruntime 1.32). ``auto`` asked for
 # int8 on the CPU runs them in fp32 (faster, and exact); an explicit backend (``--backend onnx
-# --precision int8``) runs int8 as asked. UNet and SRUNet run int8 (1.80-1.83x their fp32 graphs there,
+# --precision int8``) runs int8 as asked. UNet and SRUNet run int8 (1.8-2.0x their fp32 graphs there,
 # within 0.04 dB, since their bodies run at half the output resolution; the full-resolution v3 UNet
 # had reached only 1.15-1.23x).
 AUTO_FP32_INSTEAD_OF_INT8_ON_CPU = ("tinycompress-", "tinypssr-")

@@ -48,9 +48,9 @@ from .zoo import load_tensors
 
 log = logging.getLogger("tinycodec")
 
-EXPORT_VERSION = 6  # bump when the export recipe or an architecture changes: old cache entries are then ignored
+EXPORT_VERSION = 7  # bump when the export recipe or an architecture changes: old cache entries are then ignored
 OPSET = 17
-QUANT_VERSION = 4
+QUANT_VERSION = 5
 CALIBRATION_FILE = "calibration.npz"
 CHECK_TOL = 1e-4  # exported fp32 graph against PyTorch: max |diff| / max(1, max |output|)
 
@@ -216,8 +216,9 @@ def quant_settings(flavour: str, net: Network) -> dict:
     """The quantisation recipe of a flavour for a network; part of the cache key."""
     if flavour == "ort":
         # uint8 activations x int8 weights is ONNX Runtime's fast x86 kernel (U8S8), with 8-bit per-channel
-        # weights and MinMax calibration: on kodim23 (int8 output against the fp32 output, the current
-        # weights) UNet 65.6 dB and SRUNet 57.8 dB, against 57.5 / 51.0 dB with 7-bit weights
+        # weights and MinMax calibration: PSNR of the int8 graph's float output against the fp32 graph's
+        # (kodim23 decoded at scale 16, bicubic-halved first for SRUNet; the shipped weights) UNet 63.5 dB
+        # and SRUNet 57.8 dB, against 58.0 / 51.0 dB with 7-bit weights
         # (reduce_range, which the filters of codec v2 had needed: 16-bit saturation of VPMADDUBSW on
         # AVX2 CPUs without VNNI, like our development machine), at the same speed; Percentile
         # calibration and symmetric int8 activations (S8S8) were no better or slower
@@ -231,6 +232,9 @@ def quant_settings(flavour: str, net: Network) -> dict:
                 "reduce_range": False, "calibration": "MinMax", "activation_symmetric": True,
                 "image_range_exact": False}
     raise ValueError(f"unknown quantisation flavour {flavour!r}")
+
+
+FIRST_CONV = "/enc0/enc0.0/fused/Conv"  # the UNets' first convolution, as the exporter names it
 
 
 def fp32_nodes(net: Network, graph) -> list[str]:
@@ -259,9 +263,9 @@ def fp32_nodes(net: Network, graph) -> list[str]:
         wanted = [n for n in node_names if n.startswith("/body/body.6/")] + [node_names[-1]]
     else:
         tail = node_names[node_names.index("/head/Conv"):] if "/head/Conv" in node_names else ["/head/Conv"]
-        first = next(n for n in graph.node if n.name == "/enc0/enc0.0/fused/Conv")
-        reads_image = first.input[0] in {i.name for i in graph.input}
-        wanted = [first.name] * reads_image + _skip_path(graph, "/enc0/") + tail
+        first = next((n for n in graph.node if n.name == FIRST_CONV), None)
+        reads_image = first is not None and first.input[0] in {i.name for i in graph.input}
+        wanted = [FIRST_CONV] * reads_image + _skip_path(graph, "/enc0/") + tail
     missing = [n for n in wanted if n not in node_names]
     if missing or not wanted:
         raise GraphError(f"{net.name}: nodes {missing} not in the exported graph (exporter naming changed?)")
@@ -279,13 +283,55 @@ def image_tensors(net: Network, graph, exclude: list[str]) -> list[str]:
     """
     if net.is_codec or net.filter_spec.per_channel:
         return []
-    rearranging = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "SpaceToDepth", "DepthToSpace", "Identity"}
-    image = {i.name for i in graph.input}
-    for node in graph.node:  # topologically sorted
-        if node.op_type in rearranging and node.input and node.input[0] in image:
-            image.update(node.output)
+    image = _image_path(graph)
     quantised_readers = [n for n in graph.node if n.op_type == "Conv" and n.name not in exclude]
     return sorted({n.input[0] for n in quantised_readers if n.input[0] in image})
+
+
+def _image_path(graph) -> set[str]:
+    """The graph input and the tensors that only rearrange it (reshapes, transposes, pixel unshuffle)."""
+    from onnx import numpy_helper
+
+    rearranging = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "SpaceToDepth", "DepthToSpace", "Identity"}
+    constants = {i.name: i for i in graph.initializer}
+    constants.update({n.output[0]: a.t for n in graph.node if n.op_type == "Constant" for a in n.attribute if a.name == "value"})
+
+    def selects_pixels(node) -> bool:  # a convolution with one-hot kernels (filters.unshuffle_kernels), no bias
+        if node.op_type != "Conv" or len(node.input) < 2 or node.input[1] not in constants:
+            return False
+        w = numpy_helper.to_array(constants[node.input[1]])
+        one_hot = np.isin(w, (0.0, 1.0)).all() and (w.reshape(w.shape[0], -1).sum(1) == 1).all()
+        no_bias = len(node.input) < 3 or not node.input[2] or (
+            node.input[2] in constants and not numpy_helper.to_array(constants[node.input[2]]).any())
+        return bool(one_hot and no_bias)
+
+    image = {i.name for i in graph.input}
+    for node in graph.node:  # topologically sorted
+        if node.input and node.input[0] in image and (node.op_type in rearranging or selects_pixels(node)):
+            image.update(node.output)
+    return image
+
+
+def _float_image_to_float_nodes(model, exclude: list[str]) -> None:
+    """Let the float nodes read the image itself, not the copy quantised for an int8 convolution.
+
+    Once UNet's first convolution is int8, onnxruntime quantises the unshuffled image and hands
+    every reader the dequantised copy, the float skip included. Exact on the ort flavour's 1/255
+    grid, but not on the trt flavour's symmetric one (2/255: every odd grey level would move);
+    rewired, the skip adds the image as it came in, whatever the grid.
+    """
+    image = _image_path(model.graph)
+    source = {}  # DequantizeLinear output -> the float tensor its QuantizeLinear read
+    quantised = {n.output[0]: n.input[0] for n in model.graph.node
+                 if n.op_type == "QuantizeLinear" and n.input[0] in image}
+    for node in model.graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in quantised:
+            source[node.output[0]] = quantised[node.input[0]]
+    for node in model.graph.node:
+        if node.name in exclude:
+            for i, name in enumerate(node.input):
+                if name in source:
+                    node.input[i] = source[name]
 
 
 def _skip_path(graph, body_prefix: str) -> list[str]:
@@ -387,7 +433,12 @@ def quantize_graph(net: Network, fp32_path: Path, flavour: str, crops: np.ndarra
         exclude = fp32_nodes(net, graph)
         overrides = {}
         if s.get("image_range_exact"):
-            overrides = {t: [{"rmin": np.float32(0.0), "rmax": np.float32(1.0)}] for t in image_tensors(net, graph, exclude)}
+            pinned = image_tensors(net, graph, exclude)
+            unets = not net.is_codec and not net.filter_spec.per_channel
+            if unets and FIRST_CONV not in exclude and not pinned:
+                raise GraphError(f"{net.name}: found no image tensor to pin for its int8 first convolution "
+                                 "(exporter output changed?)")
+            overrides = {t: [{"rmin": np.float32(0.0), "rmax": np.float32(1.0)}] for t in pinned}
         quantize_static(
             str(prepared), str(out), _Reader(calibration_inputs(net, crops)),
             quant_format=QuantFormat.QDQ, per_channel=s["per_channel"], reduce_range=s["reduce_range"],
@@ -397,7 +448,9 @@ def quantize_graph(net: Network, fp32_path: Path, flavour: str, crops: np.ndarra
             extra_options={"ActivationSymmetric": s["activation_symmetric"], "WeightSymmetric": True,
                            "TensorQuantOverrides": overrides},
         )
-        return out.read_bytes()
+        model = onnx.load(str(out))
+        _float_image_to_float_nodes(model, exclude)
+        return model.SerializeToString()
 
 
 def int8_graph(net: Network, flavour: str = "ort", crops: np.ndarray | None = None) -> Path:

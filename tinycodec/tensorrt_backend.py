@@ -30,7 +30,7 @@ log = logging.getLogger("tinycodec")
 
 WORKSPACE_BYTES = 1 << 30
 # Optimisation profile: the largest input side an engine accepts. Filters run in tiles of at most
-# 512 + 2 * 32 input pixels; the codec networks run on whole images.
+# 512 + 2 * 64 input pixels (runtime.filter_halo); the codec networks run on whole images.
 MAX_SIDE_FILTER = 1024
 MAX_SIDE_CODEC = 4096
 MAX_BATCH = 4

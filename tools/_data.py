@@ -1,7 +1,7 @@
-"""What the tools share: training photographs held in memory, and writing a JSON report.
+"""What the tools share: reading photographs, and writing a JSON report.
 
-Shared by the training and benchmark scripts. Never point it at a
-benchmark set (Kodak, Set5, ...): the scripts take the training folder only.
+Shared by the training and benchmark scripts. The training scripts take the
+training folder only: never point them at a benchmark set (Kodak, Set5, ...).
 """
 
 from __future__ import annotations

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tinycodec from a checkout, as the other tools
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _data import write_report  # noqa: E402

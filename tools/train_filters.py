@@ -227,6 +227,8 @@ def main() -> None:
     tiny = spec.per_channel
     batch = args.batch or (64 if tiny else 8)
     crop = args.crop or (64 // spec.upscale if tiny else (96 if spec.upscale == 1 else 64))
+    if crop % spec.multiple:
+        ap.error(f"--crop: {spec.name} needs crops that are multiples of {spec.multiple}")
     peak_lr = args.lr or 1e-3
     ssim_weight = args.ssim_weight if args.ssim_weight is not None else (0.1 if tiny else 0.0)
 

@@ -14,6 +14,9 @@ $T --filter tinypssr-x2 --steps 8000
 $T --filter tinypssr-x4 --steps 6000
 
 # UNet / SRUNet: L1 + 0.1 (1 - SSIM) for 500 steps, then L1 on smaller crops, then a low-rate fine-tune.
+# The SRUNet lines now train with the half-resolution layout's tail (one pixel shuffle, the local mean
+# over a 30x30 box on the 2-pixel grid); the shipped weights were trained with the old tail (two
+# shuffles, a 31x31 box) and kept, so a rerun will not reproduce them bit for bit.
 # The commented UNet lines trained the v3 UNet, whose full-resolution layout `--filter unet` no longer
 # builds (it is tools/unet_v3.py now, the teacher of the shipped UNet: see the last block; its weights
 # come from git). They are kept as the record of how that teacher was made.
