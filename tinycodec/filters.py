@@ -161,7 +161,28 @@ def _stage(cin: int, cout: int) -> nn.Sequential:
 BODY_FACTOR = 2  # the UNets' body runs at half the output resolution
 
 
-class UNet(nn.Module):
+class EncoderDecoder(nn.Module):
+    """The UNets' body: three levels (widths w, 2w, 4w; max-pool down, bilinear up, skip concatenations)."""
+
+    def __init__(self, in_channels: int, width: int) -> None:
+        super().__init__()
+        w = width
+        self.enc0 = _stage(in_channels, w)
+        self.enc1 = _stage(w, 2 * w)
+        self.enc2 = _stage(2 * w, 4 * w)
+        self.dec1 = _stage(6 * w, 2 * w)
+        self.dec0 = _stage(3 * w, w)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, in_channels, H, W) -> (N, w, H, W); H and W multiples of 4."""
+        e0 = self.enc0(x)
+        e1 = self.enc1(F.max_pool2d(e0, 2))
+        e2 = self.enc2(F.max_pool2d(e1, 2))
+        d1 = self.dec1(torch.cat([F.interpolate(e2, scale_factor=2.0, mode="bilinear", align_corners=False), e1], 1))
+        return self.dec0(torch.cat([F.interpolate(d1, scale_factor=2.0, mode="bilinear", align_corners=False), e0], 1))
+
+
+class UNet(EncoderDecoder):
     """Three-level encoder-decoder (widths w, 2w, 4w) with skips; ``upscale`` 1 (UNet) or 2 (SRUNet).
 
     The body runs at half the output's resolution: UNet pixel-unshuffles its
@@ -188,18 +209,12 @@ class UNet(nn.Module):
     """
 
     def __init__(self, width: int, upscale: int = 1) -> None:
-        super().__init__()
         if upscale not in (1, 2):
             raise ValueError("UNet upscale must be 1 or 2")
-        self.upscale = upscale
-        self.stem = BODY_FACTOR // upscale  # pixel-unshuffle of the input
-        w = width
-        self.enc0 = _stage(3 * self.stem * self.stem, w)
-        self.enc1 = _stage(w, 2 * w)
-        self.enc2 = _stage(2 * w, 4 * w)
-        self.dec1 = _stage(6 * w, 2 * w)
-        self.dec0 = _stage(3 * w, w)
-        self.head = nn.Conv2d(w, 3 * BODY_FACTOR * BODY_FACTOR, 3, padding=1)
+        stem = BODY_FACTOR // upscale  # pixel-unshuffle of the input
+        super().__init__(3 * stem * stem, width)
+        self.upscale, self.stem = upscale, stem
+        self.head = nn.Conv2d(width, 3 * BODY_FACTOR * BODY_FACTOR, 3, padding=1)
         if upscale > 1:  # not in the state dict: a constant
             self.register_buffer("skip_kernels", bicubic_kernels(upscale), persistent=False)
         if self.stem > 1:
@@ -209,12 +224,7 @@ class UNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         body_in = F.conv2d(x, self.unshuffle_kernels, stride=self.stem) if self.stem > 1 else x
-        e0 = self.enc0(body_in)
-        e1 = self.enc1(F.max_pool2d(e0, 2))
-        e2 = self.enc2(F.max_pool2d(e1, 2))
-        d1 = self.dec1(torch.cat([F.interpolate(e2, scale_factor=2.0, mode="bilinear", align_corners=False), e1], 1))
-        d0 = self.dec0(torch.cat([F.interpolate(d1, scale_factor=2.0, mode="bilinear", align_corners=False), e0], 1))
-        correction = remove_local_mean(self.head(d0), BODY_FACTOR)
+        correction = remove_local_mean(self.head(self.features(body_in)), BODY_FACTOR)
         skip = body_in if self.upscale == 1 else bicubic_phases(x, self.upscale, self.skip_kernels)
         return F.pixel_shuffle(skip + correction, BODY_FACTOR)
 

@@ -272,7 +272,7 @@ def fp32_nodes(net: Network, graph) -> list[str]:
     return list(dict.fromkeys(wanted))
 
 
-def image_tensors(net: Network, graph, exclude: list[str]) -> list[str]:
+def image_tensors(net: Network, graph, exclude: list[str], image: set[str] | None = None) -> list[str]:
     """Quantised tensors that hold the input image's own values (rearranged, not computed on).
 
     UNet's first convolution reads the pixel-unshuffled image: values k/255. Calibrated, its uint8
@@ -280,10 +280,11 @@ def image_tensors(net: Network, graph, exclude: list[str]) -> list[str]:
     onto a slightly different grid adds up to half a step of noise to every pixel (with 7-bit
     weights, the int8 UNet's loss against the original on a 1080p image went from 0.25 to 0.08 dB
     when pinned); pinned to the range [0, 1] (scale 1/255, zero point 0) the image passes exactly.
+    ``image``: :func:`_image_path` of the graph, if already taken.
     """
     if net.is_codec or net.filter_spec.per_channel:
         return []
-    image = _image_path(graph)
+    image = _image_path(graph) if image is None else image
     quantised_readers = [n for n in graph.node if n.op_type == "Conv" and n.name not in exclude]
     return sorted({n.input[0] for n in quantised_readers if n.input[0] in image})
 
@@ -312,15 +313,15 @@ def _image_path(graph) -> set[str]:
     return image
 
 
-def _float_image_to_float_nodes(model, exclude: list[str]) -> None:
+def _float_image_to_float_nodes(model, exclude: list[str], image: set[str]) -> None:
     """Let the float nodes read the image itself, not the copy quantised for an int8 convolution.
 
     Once UNet's first convolution is int8, onnxruntime quantises the unshuffled image and hands
     every reader the dequantised copy, the float skip included. Exact on the ort flavour's 1/255
     grid, but not on the trt flavour's symmetric one (2/255: every odd grey level would move);
-    rewired, the skip adds the image as it came in, whatever the grid.
+    rewired, the skip adds the image as it came in, whatever the grid. ``image``: :func:`_image_path`
+    of the graph before quantisation (quantising keeps the names of the tensors it leaves in float).
     """
-    image = _image_path(model.graph)
     source = {}  # DequantizeLinear output -> the float tensor its QuantizeLinear read
     quantised = {n.output[0]: n.input[0] for n in model.graph.node
                  if n.op_type == "QuantizeLinear" and n.input[0] in image}
@@ -431,11 +432,12 @@ def quantize_graph(net: Network, fp32_path: Path, flavour: str, crops: np.ndarra
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         graph = onnx.load(str(prepared)).graph
         exclude = fp32_nodes(net, graph)
+        image = _image_path(graph)
         overrides = {}
-        if s.get("image_range_exact"):
-            pinned = image_tensors(net, graph, exclude)
-            unets = not net.is_codec and not net.filter_spec.per_channel
-            if unets and FIRST_CONV not in exclude and not pinned:
+        if s["image_range_exact"]:
+            pinned = image_tensors(net, graph, exclude, image)
+            first_conv_int8 = FIRST_CONV not in exclude and any(n.name == FIRST_CONV for n in graph.node)
+            if first_conv_int8 and not pinned:
                 raise GraphError(f"{net.name}: found no image tensor to pin for its int8 first convolution "
                                  "(exporter output changed?)")
             overrides = {t: [{"rmin": np.float32(0.0), "rmax": np.float32(1.0)}] for t in pinned}
@@ -449,7 +451,7 @@ def quantize_graph(net: Network, fp32_path: Path, flavour: str, crops: np.ndarra
                            "TensorQuantOverrides": overrides},
         )
         model = onnx.load(str(out))
-        _float_image_to_float_nodes(model, exclude)
+        _float_image_to_float_nodes(model, exclude, image)
         return model.SerializeToString()
 
 

@@ -15,32 +15,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from tinycodec.filters import _stage, local_mean, reparameterise
+from tinycodec.filters import EncoderDecoder, local_mean, reparameterise
 
 
-class FullResolutionUNet(nn.Module):
+class FullResolutionUNet(EncoderDecoder):
     """tinycodec 0.x's v3 UNet: widths 16/32/64 at full, half and quarter resolution; identity skip."""
 
     def __init__(self, width: int = 16) -> None:
-        super().__init__()
-        w = width
-        self.enc0 = _stage(3, w)
-        self.enc1 = _stage(w, 2 * w)
-        self.enc2 = _stage(2 * w, 4 * w)
-        self.dec1 = _stage(6 * w, 2 * w)
-        self.dec0 = _stage(3 * w, w)
-        self.head = nn.Conv2d(w, 3, 3, padding=1)
+        super().__init__(3, width)
+        self.head = nn.Conv2d(width, 3, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        e0 = self.enc0(x)
-        e1 = self.enc1(F.max_pool2d(e0, 2))
-        e2 = self.enc2(F.max_pool2d(e1, 2))
-        d1 = self.dec1(torch.cat([F.interpolate(e2, scale_factor=2.0, mode="bilinear", align_corners=False), e1], 1))
-        d0 = self.dec0(torch.cat([F.interpolate(d1, scale_factor=2.0, mode="bilinear", align_corners=False), e0], 1))
-        residual = self.head(d0)
+        residual = self.head(self.features(x))
         return x + residual - local_mean(residual)
 
 
