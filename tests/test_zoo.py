@@ -149,3 +149,38 @@ def test_damaged_registry_is_one_clear_error(weights_copy, text, message):
     zoo.registry.cache_clear()
     with pytest.raises(TinyCodecError, match=message):
         tinycodec.encode(np.zeros((8, 8, 3), np.uint8), scale=16)
+
+
+def test_promoting_a_trained_file_replaces_the_registered_weights(weights_copy, tmp_path):
+    """tools/promote_weights.py: the new tensors become current, the old files fail by name."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    old_file = tinycodec.encode(np.full((8, 8, 3), 90, np.uint8), scale=16)
+    trained = tmp_path / "run" / "tinycompress-s16.safetensors"
+    trained.parent.mkdir()
+    tensors = load_file(str(weights_copy / "tinycompress-s16.safetensors"))
+    key = sorted(tensors)[0]
+    tensors[key] = tensors[key] * np.float32(1.01)  # stands in for further training
+    save_file(tensors, str(trained), metadata={"model": "tinycompress-s16", "steps": "16000", "sha256": "stale"})
+    tool = Path(__file__).resolve().parent.parent / "tools" / "promote_weights.py"
+    subprocess.run([sys.executable, str(tool), str(trained), "--to", str(weights_copy),
+                    "--set", "earlier=52,000 steps"], check=True, capture_output=True)
+
+    zoo.registry.cache_clear()
+    zoo.load_tensors.cache_clear()
+    from tinycodec import backends
+
+    backends.clear_cache()
+    entry = zoo.current_entry("tinycompress-s16")
+    assert entry.sha256 == zoo.weights_hash(tensors)
+    with safe_open(str(weights_copy / "tinycompress-s16.safetensors"), "np") as f:
+        meta = f.metadata()
+    assert meta["steps"] == "16000" and meta["earlier"] == "52,000 steps" and meta["sha256"] == entry.sha256
+    with pytest.raises(TinyCodecError, match="tinycompress-s16"):
+        tinycodec.decode(old_file)
+    assert tinycodec.decode(tinycodec.encode(np.full((8, 8, 3), 90, np.uint8), scale=16)).size == (8, 8)

@@ -137,9 +137,14 @@ def save_weights(module, path: Path, metadata: dict[str, str]) -> Path:
     Used by the training tools. A frozen model gets a new version appended; an
     unfrozen one has its entry replaced (pre-1.0 behaviour).
     """
+    tensors = {k: v.detach().cpu().contiguous().numpy() for k, v in module.state_dict().items()}
+    return save_tensors(tensors, path, metadata)
+
+
+def save_tensors(tensors: dict[str, np.ndarray], path: Path, metadata: dict[str, str]) -> Path:
+    """:func:`save_weights` for tensors already in numpy form (``tools/promote_weights.py``)."""
     from safetensors.numpy import save_file
 
-    tensors = {k: v.detach().cpu().contiguous().numpy() for k, v in module.state_dict().items()}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     digest = weights_hash(tensors)
