@@ -31,6 +31,7 @@ every inference backend produces the same bitstream.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
@@ -56,6 +57,7 @@ HALVE_AT = 1024.0  # counts are halved past this total (adaptivity)
 FIRST_CHUNK = 16
 CARRY_COUNT = 16.0  # prior weight a plane inherits from the plane above
 MAX_CHUNK = 4096
+_SMALL_CHUNK = 1024  # below this, probabilities and counts are gathered per symbol (speed only)
 
 _MODEL = constriction.stream.model.Categorical(perfect=False)
 
@@ -78,6 +80,34 @@ def _neighbour_prediction(nb: Callable[[int, int], np.ndarray]) -> np.ndarray:
     return 2 * (nb(-1, 0) + nb(1, 0) + nb(0, -1) + nb(0, 1)) + nb(-1, -1) + nb(-1, 1) + nb(1, -1) + nb(1, 1)
 
 
+# Every quantity a context is binned from is a bounded integer (``mid2`` lies in
+# 1..511), so the bins are read from tables made once per plane by the formulas
+# they replace: one gather per element instead of a dozen comparisons.
+_MAX_DIFF = 12 * 512  # |12 x own - prediction| < 12 x 512
+_MAX_ACTIVITY = 2 * 512  # |N - S| + |W - E| < 2 x 512
+
+
+@functools.lru_cache(maxsize=None)
+def _bin_tables(plane: int) -> tuple[np.ndarray, np.ndarray]:
+    """(prediction bin x _N_ACT_BINS, indexed by diff + _MAX_DIFF; activity bin, indexed by activity)."""
+    half = 1 << (plane + 1)  # half the known interval, in the units of mid2
+    diff = np.arange(-_MAX_DIFF, _MAX_DIFF + 1)
+    # |diff| / (12 * half) in eighths; the bit splits the interval at the element's own midpoint.
+    pred_bin = _magnitude_bin((np.abs(diff) * 8) // (12 * half)) * 2 + (diff >= 0)
+    activity = np.arange(_MAX_ACTIVITY + 1)
+    act_bin = np.minimum(_magnitude_bin(activity // half), _N_ACT_BINS - 1)
+    return (pred_bin * _N_ACT_BINS).astype(np.intp), act_bin.astype(np.intp)  # intp: no casts when indexing
+
+
+@functools.lru_cache(maxsize=None)
+def _hint_table(plane: int) -> np.ndarray:
+    """channel_hint's bin (1..5) of a residual, indexed by residual + _MAX_DIFF."""
+    resid = np.arange(-_MAX_DIFF, _MAX_DIFF + 1)
+    near = 12 * (1 << plane)  # half of the now-known interval, x12
+    quarter = near // 4
+    return (1 + (resid >= -near).astype(np.int32) + (resid >= -quarter) + (resid > quarter) + (resid > near)).astype(np.intp)
+
+
 class _PlaneCoderState:
     """What encoder and decoder both know while walking the planes of one tile.
 
@@ -88,7 +118,10 @@ class _PlaneCoderState:
 
     def __init__(self, shape: tuple[int, int, int]) -> None:
         self.shape = shape
-        self.mid2 = np.full(shape, 256, dtype=np.int32)
+        # mid2 lives inside an edge-replicated frame (np.pad's "edge" mode), kept
+        # current by refine, so that neighbour views need no copy of the grid.
+        self.padded = np.full((shape[0], shape[1] + 2, shape[2] + 2), 256, dtype=np.int32)
+        self.mid2 = self.padded[:, 1:-1, 1:-1]
         self.n_total = np.zeros(_CTX_PER_PLANE, dtype=np.float64)
         self.n_ones = np.zeros(_CTX_PER_PLANE, dtype=np.float64)
 
@@ -109,13 +142,11 @@ class _PlaneCoderState:
         opposite way; the counts learn which). Called once the channel's
         plane is complete.
         """
-        grid = self.mid2[channel]
-        padded = np.pad(grid, 1, mode="edge")
-        h, w = grid.shape
-        resid = 12 * grid - _neighbour_prediction(lambda oy, ox: padded[1 + oy : 1 + oy + h, 1 + ox : 1 + ox + w])
-        near = 12 * (1 << plane)  # half of the now-known interval, x12
-        quarter = near // 4
-        hint = (1 + (resid >= -near).astype(np.int32) + (resid >= -quarter) + (resid > quarter) + (resid > near))
+        padded = self.padded[channel]
+        h, w = self.shape[1:]
+        resid = 12 * self.mid2[channel] - _neighbour_prediction(
+            lambda oy, ox: padded[1 + oy : 1 + oy + h, 1 + ox : 1 + ox + w])
+        hint = _hint_table(plane)[resid + _MAX_DIFF]
         return hint + 5 * (channel % 2)  # channel 0 gives hints 1..5, channel 1 gives 6..10
 
     def contexts(self, plane: int, pass_index: int, channel: int,
@@ -125,37 +156,44 @@ class _PlaneCoderState:
         where = (channel, slice(dy, None, 2), slice(dx, None, 2))
         own = self.mid2[where]
         ph, pw = own.shape
-        padded = np.pad(self.mid2[channel], 1, mode="edge")
+        padded = self.padded[channel]
 
         def nb(oy: int, ox: int) -> np.ndarray:
             y0, x0 = 1 + dy + oy, 1 + dx + ox
             return padded[y0 : y0 + 2 * ph - 1 : 2, x0 : x0 + 2 * pw - 1 : 2]
 
-        n, s, wv, e = nb(-1, 0), nb(1, 0), nb(0, -1), nb(0, 1)
-        half = 1 << (plane + 1)  # half the known interval, in the units of mid2
+        pred_table, act_table = _bin_tables(plane)
         diff = _neighbour_prediction(nb) - 12 * own
-        # |diff| / (12 * half) in eighths; the bit splits the interval at ``own``.
-        mag = _magnitude_bin((np.abs(diff) * 8) // (12 * half))
-        pred_bin = mag * 2 + (diff >= 0)
-        act_bin = np.minimum(_magnitude_bin((np.abs(n - s) + np.abs(wv - e)) // half), _N_ACT_BINS - 1)
-        ctx = (_PASS_CLASS[pass_index] * (_N_PRED_BINS * _N_ACT_BINS) + pred_bin * _N_ACT_BINS + act_bin)
+        activity = np.abs(nb(-1, 0) - nb(1, 0)) + np.abs(nb(0, -1) - nb(0, 1))
+        ctx = pred_table[diff + _MAX_DIFF] + act_table[activity]
+        ctx += _PASS_CLASS[pass_index] * (_N_PRED_BINS * _N_ACT_BINS)
         if hint is not None:
             ctx += hint[where[1:]] * (_N_PASS_CLASSES * _N_PRED_BINS * _N_ACT_BINS)
         return where, ctx.ravel()
 
     def probabilities(self, ctx: np.ndarray) -> np.ndarray:
         """(n, 2) table of P(0), P(1) for each context in ``ctx``."""
-        table = np.empty((_CTX_PER_PLANE, 2), dtype=np.float64)
-        table[:, 1] = (self.n_ones + PRIOR_COUNT) / (self.n_total + 2 * PRIOR_COUNT)
-        table[:, 0] = 1.0 - table[:, 1]
-        return np.take(table, ctx, axis=0)
+        # The same float64 operations per element either way (so the same bits);
+        # which is faster depends on the chunk's size against the context count.
+        if ctx.size < _SMALL_CHUNK:
+            probs = np.empty((ctx.size, 2), dtype=np.float64)
+            probs[:, 1] = (self.n_ones[ctx] + PRIOR_COUNT) / (self.n_total[ctx] + 2 * PRIOR_COUNT)
+        else:
+            probs = np.empty((_CTX_PER_PLANE, 2), dtype=np.float64)
+            probs[:, 1] = (self.n_ones + PRIOR_COUNT) / (self.n_total + 2 * PRIOR_COUNT)
+        np.subtract(1.0, probs[:, 1], out=probs[:, 0])
+        return probs if ctx.size < _SMALL_CHUNK else np.take(probs, ctx, axis=0)
 
     def learn(self, ctx: np.ndarray, bits: np.ndarray) -> None:
-        counts = np.bincount(ctx * 2 + bits, minlength=2 * _CTX_PER_PLANE).reshape(-1, 2)
-        self.n_total += counts[:, 0] + counts[:, 1]
-        self.n_ones += counts[:, 1]
-        big = self.n_total > HALVE_AT
-        if big.any():
+        if ctx.size < _SMALL_CHUNK:
+            self.n_total += np.bincount(ctx, minlength=_CTX_PER_PLANE)
+            self.n_ones += np.bincount(ctx, weights=bits, minlength=_CTX_PER_PLANE)
+        else:
+            counts = np.bincount(ctx * 2 + bits, minlength=2 * _CTX_PER_PLANE).reshape(-1, 2)
+            self.n_total += counts[:, 0] + counts[:, 1]
+            self.n_ones += counts[:, 1]
+        if self.n_total.max() > HALVE_AT:
+            big = self.n_total > HALVE_AT
             self.n_total[big] *= 0.5
             self.n_ones[big] *= 0.5
 
@@ -163,6 +201,11 @@ class _PlaneCoderState:
         quarter = 1 << plane  # the interval halves: the midpoint moves by a quarter of it
         view = self.mid2[where]
         view += (bits.reshape(view.shape) * (2 * quarter) - quarter).astype(np.int32)
+        frame = self.padded[where[0]]  # replicate the new edge values into the frame
+        frame[0, 1:-1] = frame[1, 1:-1]
+        frame[-1, 1:-1] = frame[-2, 1:-1]
+        frame[:, 0] = frame[:, 1]
+        frame[:, -1] = frame[:, -2]
 
 
 def _walk_plane(state: _PlaneCoderState, plane: int,
@@ -179,7 +222,8 @@ def _walk_plane(state: _PlaneCoderState, plane: int,
                 bits[chunk] = code(state.probabilities(c), where, chunk)
                 state.learn(c, bits[chunk])
             state.refine(where, plane, bits)
-        hint = state.channel_hint(plane, channel)
+        if channel + 1 < state.shape[0]:
+            hint = state.channel_hint(plane, channel)
 
 
 def encode_tile(symbols: np.ndarray, planes: int) -> list[bytes]:
