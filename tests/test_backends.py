@@ -8,6 +8,7 @@ this was written on).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import shutil
 
@@ -223,6 +224,24 @@ def test_trt_flavour_is_symmetric_int8(random_filters):
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     zero_points = [inits[n.input[2]] for n in graph.node if n.op_type == "QuantizeLinear" and len(n.input) > 2]
     assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
+
+
+def test_int8_cache_key_follows_the_codec_weights_unet_is_calibrated_on(monkeypatch):
+    """UNet/SRUNet are calibrated on tinycodec decodes: new codec weights must not reuse their int8 graph."""
+    crops = np.zeros((2, 16, 16, 3), np.uint8)
+    before = {name: graphs.int8_key(network(name), "ort", crops)
+              for name in ("unet", "srunet", "tinypssr-x2", "tinycompress-s16.decoder")}
+    real = zoo.current_entry
+
+    def retrained(model):
+        entry = real(model)
+        return dataclasses.replace(entry, sha256="0" * 64) if model == "tinycompress-s64" else entry
+
+    monkeypatch.setattr(zoo, "current_entry", retrained)
+    after = {name: graphs.int8_key(network(name), "ort", crops) for name in before}
+    assert after["unet"] != before["unet"] and after["srunet"] != before["srunet"]
+    assert after["tinypssr-x2"] == before["tinypssr-x2"]  # calibrated on photographs only
+    assert after["tinycompress-s16.decoder"] == before["tinycompress-s16.decoder"]
 
 
 def test_calibration_data_ships_with_the_package():

@@ -455,6 +455,30 @@ def quantize_graph(net: Network, fp32_path: Path, flavour: str, crops: np.ndarra
         return model.SerializeToString()
 
 
+def calibration_codecs(net: Network) -> dict[str, str]:
+    """Codec models (name -> weights hash) whose decodes make ``net``'s calibration inputs.
+
+    UNet and SRUNet are calibrated on tinycodec round trips at every scale, so
+    their int8 graph depends on the codec's weights as well as their own.
+    """
+    from .filters import FILTERS
+    from .models import SCALE_DEPTHS
+    from .zoo import current_entry, model_name
+
+    if net.part != "filter" or FILTERS[net.name].per_channel:
+        return {}
+    return {model_name(s): current_entry(model_name(s)).sha256 for s in sorted(SCALE_DEPTHS)}
+
+
+def int8_key(net: Network, flavour: str, crops: np.ndarray) -> str:
+    """Cache key of an int8 graph: everything that decides its bytes."""
+    return key_of({"net": net.name, "weights": net.entry.sha256, "precision": "int8", "flavour": flavour,
+                   "quant": quant_settings(flavour, net), "quant_version": QUANT_VERSION, "export": EXPORT_VERSION,
+                   "opset": OPSET, "calibration": calibration_digest(crops),
+                   "calibration_codecs": calibration_codecs(net),
+                   **_versions()})
+
+
 def int8_graph(net: Network, flavour: str = "ort", crops: np.ndarray | None = None) -> Path:
     """Cached path of the network's int8 QDQ graph, quantised now if needed.
 
@@ -463,10 +487,7 @@ def int8_graph(net: Network, flavour: str = "ort", crops: np.ndarray | None = No
     require_onnx()
     crops = calibration_crops() if crops is None else crops
     fp32 = fp32_graph(net)
-    key = key_of({"net": net.name, "weights": net.entry.sha256, "precision": "int8", "flavour": flavour,
-                  "quant": quant_settings(flavour, net), "quant_version": QUANT_VERSION, "export": EXPORT_VERSION,
-                  "opset": OPSET, "calibration": calibration_digest(crops), **_versions()})
-    path = cached("onnx", net.name, key, f".int8-{flavour}.onnx")
+    path = cached("onnx", net.name, int8_key(net, flavour, crops), f".int8-{flavour}.onnx")
     if cache_valid(path):
         return path
     start = time.perf_counter()

@@ -150,6 +150,7 @@ def save_tensors(tensors: dict[str, np.ndarray], path: Path, metadata: dict[str,
     digest = weights_hash(tensors)
     tmp = path.with_suffix(".tmp")
     save_file(tensors, str(tmp), metadata={**metadata, "sha256": digest})
+    tmp.chmod(0o644)  # safetensors writes owner-only files; installed weights must be readable by all
     tmp.replace(path)
 
     reg_path = path.parent / REGISTRY_FILE
