@@ -173,16 +173,14 @@ class _PlaneCoderState:
 
     def probabilities(self, ctx: np.ndarray) -> np.ndarray:
         """(n, 2) table of P(0), P(1) for each context in ``ctx``."""
-        # The same float64 operations per element either way (so the same bits);
-        # which is faster depends on the chunk's size against the context count.
-        if ctx.size < _SMALL_CHUNK:
-            probs = np.empty((ctx.size, 2), dtype=np.float64)
-            probs[:, 1] = (self.n_ones[ctx] + PRIOR_COUNT) / (self.n_total[ctx] + 2 * PRIOR_COUNT)
-        else:
-            probs = np.empty((_CTX_PER_PLANE, 2), dtype=np.float64)
-            probs[:, 1] = (self.n_ones + PRIOR_COUNT) / (self.n_total + 2 * PRIOR_COUNT)
+        # The same float64 operations per element either way (so the same bits): a small
+        # chunk gathers its contexts' counts, a large one gathers from the table of all contexts.
+        small = ctx.size < _SMALL_CHUNK
+        ones, total = (self.n_ones[ctx], self.n_total[ctx]) if small else (self.n_ones, self.n_total)
+        probs = np.empty((ones.size, 2), dtype=np.float64)
+        probs[:, 1] = (ones + PRIOR_COUNT) / (total + 2 * PRIOR_COUNT)
         np.subtract(1.0, probs[:, 1], out=probs[:, 0])
-        return probs if ctx.size < _SMALL_CHUNK else np.take(probs, ctx, axis=0)
+        return probs if small else np.take(probs, ctx, axis=0)
 
     def learn(self, ctx: np.ndarray, bits: np.ndarray) -> None:
         if ctx.size < _SMALL_CHUNK:

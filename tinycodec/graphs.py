@@ -282,7 +282,7 @@ def image_tensors(net: Network, graph, exclude: list[str], image: set[str] | Non
     when pinned); pinned to the range [0, 1] (scale 1/255, zero point 0) the image passes exactly.
     ``image``: :func:`_image_path` of the graph, if already taken.
     """
-    if net.is_codec or net.filter_spec.per_channel:
+    if not net.is_unet:
         return []
     image = _image_path(graph) if image is None else image
     quantised_readers = [n for n in graph.node if n.op_type == "Conv" and n.name not in exclude]
@@ -373,7 +373,6 @@ def calibration_inputs(net: Network, crops: np.ndarray) -> list[np.ndarray]:
     """
     from . import quantize, runtime  # runtime imports this module's users: import late
     from .codec import simulate_rgb
-    from .filters import FILTERS
     from .image import bicubic_down
     from .models import SCALE_DEPTHS
     from .zoo import current_entry, model_name
@@ -393,14 +392,14 @@ def calibration_inputs(net: Network, crops: np.ndarray) -> list[np.ndarray]:
             symbols = quantize.quantize(latent, lo, hi, planes)
             out.append(quantize.dequantize(symbols, np.asarray(lo, np.float32), np.asarray(hi, np.float32),
                                            planes)[None].astype(np.float32))
-        elif FILTERS[net.name].per_channel:
-            small = bicubic_down(crop, FILTERS[net.name].upscale)
-            out.append(planar(small).transpose(1, 0, 2, 3).copy())  # three one-channel images
-        else:
+        elif net.is_unet:
             scale = scales[(i // 2) % len(scales)]
             current_entry(model_name(scale))  # the codec weights must be registered
-            source = bicubic_down(crop, 2) if FILTERS[net.name].upscale == 2 else crop
+            source = bicubic_down(crop, 2) if net.filter_spec.upscale == 2 else crop
             out.append(planar(simulate_rgb(source, scale, planes, backend="torch")))
+        else:  # TinyPSSR
+            small = bicubic_down(crop, net.filter_spec.upscale)
+            out.append(planar(small).transpose(1, 0, 2, 3).copy())  # three one-channel images
     return out
 
 
@@ -461,11 +460,10 @@ def calibration_codecs(net: Network) -> dict[str, str]:
     UNet and SRUNet are calibrated on tinycodec round trips at every scale, so
     their int8 graph depends on the codec's weights as well as their own.
     """
-    from .filters import FILTERS
     from .models import SCALE_DEPTHS
     from .zoo import current_entry, model_name
 
-    if net.part != "filter" or FILTERS[net.name].per_channel:
+    if not net.is_unet:
         return {}
     return {model_name(s): current_entry(model_name(s)).sha256 for s in sorted(SCALE_DEPTHS)}
 

@@ -52,6 +52,11 @@ class Network:
         return FILTERS[self.name]
 
     @property
+    def is_unet(self) -> bool:
+        """UNet or SRUNet: a filter on whole RGB images, made to run on tinycodec's decodes."""
+        return not self.is_codec and not self.filter_spec.per_channel
+
+    @property
     def in_channels(self) -> int:
         return 1 if not self.is_codec and self.filter_spec.per_channel else 3
 
