@@ -130,6 +130,25 @@ def test_tiles_are_independent_and_lossless_in_layout(photo):
     assert np.array_equal(np.asarray(one), np.asarray(many))
 
 
+def test_files_of_every_entropy_coder_decode(monkeypatch):
+    """Files written by coder 1 (before coder 2 existed) still decode, to the same image; an unknown coder is refused."""
+    import dataclasses
+
+    from tinycodec import container, entropy
+
+    rgba = np.dstack([photo_like(40, 56, seed=21), np.random.default_rng(2).integers(0, 256, (40, 56), np.uint8)])
+    current = encode(rgba, scale=16, planes=6)
+    monkeypatch.setattr(entropy, "CODER_ID", 1)
+    old = encode(rgba, scale=16, planes=6)
+    assert container.unpack(old).header.coder_id == 1 and container.unpack(current).header.coder_id == 2
+    assert old != current
+    assert np.array_equal(np.asarray(decode(old)), np.asarray(decode(current)))
+    unpacked = container.unpack(current)
+    future = container.pack(dataclasses.replace(unpacked.header, coder_id=3), unpacked.groups)
+    with pytest.raises(TinyCodecError, match="entropy coder 3, unknown to this tinycodec"):
+        decode(future)
+
+
 def test_encoder_pixel_cap(monkeypatch):
     from tinycodec import codec
 

@@ -1,31 +1,39 @@
 import numpy as np
 import pytest
 
-from tinycodec.entropy import decode_tile, encode_tile
+from tinycodec import TinyCodecError
+from tinycodec.entropy import CODER_ID, CODERS, _raw_length, decode_tile, encode_tile
 
 from .conftest import photo_like
 
-# sha256 of coder 1's output for smooth_symbols(24, 20, seed=11) at 8 planes, frozen with format version 1.
-GOLDEN_SHA256 = "66a02310630683d3e51f1eddd03b0b4695faba3684edd0fc0f2f65a3f5441e9e"
+# sha256 of each coder's output for smooth_symbols(24, 20, seed=11) at 8 planes: coder 1 frozen with
+# format version 1, coder 2 when it was added (its last two planes are raw, the rest use the back-off prior).
+GOLDEN_SHA256 = {
+    1: "66a02310630683d3e51f1eddd03b0b4695faba3684edd0fc0f2f65a3f5441e9e",
+    2: "6e92086f5757b8e2da6e1b8105107c771d30b0ac4bf20220f525b563a0af602f",
+}
 
 
 def smooth_symbols(h, w, seed=0):
     return np.ascontiguousarray(photo_like(h, w, seed).transpose(2, 0, 1))
 
 
+@pytest.mark.parametrize("coder", sorted(CODERS))
 @pytest.mark.parametrize("shape", [(3, 1, 1), (3, 1, 9), (3, 7, 1), (3, 5, 8), (1, 17, 13), (3, 40, 33)])
 @pytest.mark.parametrize("planes", [1, 3, 8])
-def test_round_trip_any_shape(shape, planes):
+def test_round_trip_any_shape(shape, planes, coder):
     symbols = np.random.default_rng(sum(shape) + planes).integers(0, 2**planes, shape, dtype=np.uint8)
-    assert np.array_equal(decode_tile(encode_tile(symbols, planes), planes, shape), symbols)
+    segments = encode_tile(symbols, planes, coder)
+    assert np.array_equal(decode_tile(segments, planes, shape, None, coder), symbols)
 
 
-def test_one_segment_per_plane_and_prefix_decodes_upper_planes():
+@pytest.mark.parametrize("coder", sorted(CODERS))
+def test_one_segment_per_plane_and_prefix_decodes_upper_planes(coder):
     symbols = smooth_symbols(48, 64) >> 2  # 6 planes
-    segments = encode_tile(symbols, 6)
+    segments = encode_tile(symbols, 6, coder)
     assert len(segments) == 6
     for m in range(1, 7):
-        assert np.array_equal(decode_tile(segments[:m], 6, symbols.shape), symbols >> (6 - m))
+        assert np.array_equal(decode_tile(segments[:m], 6, symbols.shape, None, coder), symbols >> (6 - m))
 
 
 def test_structured_data_compresses_well_below_raw():
@@ -36,8 +44,44 @@ def test_structured_data_compresses_well_below_raw():
 
 def test_noise_costs_about_raw():
     symbols = np.random.default_rng(3).integers(0, 256, (3, 64, 64), dtype=np.uint8)
-    bits = 8 * sum(len(s) for s in encode_tile(symbols, 8))
-    assert 7.9 < bits / symbols.size < 8.4  # the price of learning 1,980 contexts per plane
+    bits = 8 * sum(len(s) for s in encode_tile(symbols, 8, 1))
+    assert 7.9 < bits / symbols.size < 8.4  # coder 1: the price of learning 1,980 contexts per plane
+    segments = encode_tile(symbols, 8, 2)
+    assert [len(s) for s in segments] == [_raw_length(symbols.shape)] * 8  # coder 2 stores them raw
+    assert np.array_equal(decode_tile(segments, 8, symbols.shape, None, 2), symbols)
+
+
+def test_coder_2_is_never_longer_than_raw_and_falls_back_only_where_coding_does_not_pay():
+    # smooth upper planes, noisy low ones: a latent at a coarse scale level
+    rng = np.random.default_rng(8)
+    symbols = ((smooth_symbols(40, 48, seed=2) & 0xF0) | rng.integers(0, 16, (3, 40, 48))).astype(np.uint8)
+    raw = _raw_length(symbols.shape)
+    coded = encode_tile(symbols, 8, 1)
+    segments = encode_tile(symbols, 8, 2)
+    assert all(len(s) <= raw for s in segments)
+    assert [len(s) == raw for s in segments[:3]] == [False] * 3 and len(segments[-1]) == raw
+    assert len(coded[-1]) > raw  # what the fallback saves
+    assert sum(map(len, segments)) < sum(map(len, coded))
+    for m in range(1, 9):
+        assert np.array_equal(decode_tile(segments[:m], 8, symbols.shape, None, 2), symbols >> (8 - m))
+
+
+def test_raw_plane_with_nonzero_padding_or_too_long_is_rejected():
+    symbols = np.random.default_rng(4).integers(0, 2, (1, 3, 7), dtype=np.uint8)  # 21 bits: 11 of padding
+    (segment,) = encode_tile(symbols, 1, 2)
+    assert len(segment) == _raw_length(symbols.shape) == 4
+    assert np.array_equal(decode_tile([segment], 1, symbols.shape, None, 2), symbols)
+    with pytest.raises(TinyCodecError, match="padding"):
+        decode_tile([segment[:3] + b"\x01"], 1, symbols.shape, None, 2)
+    with pytest.raises(TinyCodecError, match="longer"):
+        decode_tile([segment + bytes(4)], 1, symbols.shape, None, 2)
+
+
+def test_unknown_coder_is_refused():
+    with pytest.raises(ValueError, match="coder 3"):
+        encode_tile(np.zeros((1, 2, 2), np.uint8), 1, 3)
+    with pytest.raises(ValueError, match="coder 0"):
+        decode_tile([bytes(4)], 1, (1, 2, 2), None, 0)
 
 
 def test_deterministic():
@@ -45,17 +89,19 @@ def test_deterministic():
     assert encode_tile(symbols, 8) == encode_tile(symbols.copy(), 8)
 
 
-def test_bitstream_is_stable():
-    """Coder 1's bytes for a fixed input never change: old files must stay decodable.
+@pytest.mark.parametrize("coder", sorted(CODERS))
+def test_bitstream_is_stable(coder):
+    """Every coder's bytes for a fixed input never change: old files must stay decodable.
 
     If this fails after a dependency upgrade (constriction's probability
     quantisation), that upgrade breaks the format and must not be taken.
     """
     import hashlib
 
+    assert set(GOLDEN_SHA256) == set(CODERS) and CODER_ID in CODERS  # a new coder needs its golden hash
     symbols = smooth_symbols(24, 20, seed=11)
-    digest = hashlib.sha256(b"".join(encode_tile(symbols, 8))).hexdigest()
-    assert digest == GOLDEN_SHA256
+    digest = hashlib.sha256(b"".join(encode_tile(symbols, 8, coder))).hexdigest()
+    assert digest == GOLDEN_SHA256[coder]
 
 
 def test_constant_tile_is_nearly_free():

@@ -42,13 +42,14 @@ def test_short_seeded_campaign_finds_nothing(fuzz, tmp_path):
 @pytest.mark.parametrize("path", sorted(REGRESSIONS.iterdir()), ids=lambda p: p.name)
 def test_fuzz_reproducers_raise_only_the_documented_error(path):
     """Every input a campaign ever flagged, replayed through the layer it crashed."""
-    if path.suffix == ".json":  # an entropy-layer input: segments, planes, shape
+    if path.suffix == ".json":  # an entropy-layer input: segments, planes, shape (and coder, since coder 2)
         case = json.loads(path.read_text())
         segments = [bytes.fromhex(s) for s in case["segments"]]
-        try:
-            entropy.decode_tile(segments, case["planes"], tuple(case["shape"]))
-        except TinyCodecError:
-            pass
+        for coder in [case["coder"]] if "coder" in case else sorted(entropy.CODERS):
+            try:
+                entropy.decode_tile(segments, case["planes"], tuple(case["shape"]), None, coder)
+            except TinyCodecError:
+                pass
     else:
         for partial in (False, True):
             try:

@@ -162,11 +162,11 @@ def encode_planar(planar: Planar, scale: int = DEFAULT_SCALE, planes: int = DEFA
         model=entry.model, weights_id=entry.short_id, extensions=extensions,
     )
     # Quantising tile by tile gives the same symbols as quantising the whole latent (elementwise).
-    jobs = [(np.ascontiguousarray(quantize.quantize(latent[:, rows, cols], lo, hi, planes)), planes)
+    jobs = [(np.ascontiguousarray(quantize.quantize(latent[:, rows, cols], lo, hi, planes)), planes, header.coder_id)
             for rows, cols in _tile_slices(header)]
     del latent
     if planar.alpha is not None:
-        jobs += [(np.ascontiguousarray(planar.alpha[None, rows, cols]), ALPHA_PLANES)
+        jobs += [(np.ascontiguousarray(planar.alpha[None, rows, cols]), ALPHA_PLANES, header.coder_id)
                  for rows, cols in _tile_slices(header, 1 << depth)]
     tiles_segments = parallel.map_in_order(entropy.encode_tile, jobs, workers)
     n_tiles = len(tiles_segments) // (2 if planar.alpha is not None else 1)
@@ -208,8 +208,10 @@ def _open(data: bytes, partial: bool, limits: Limits) -> tuple[container.Decoded
         raise TypeError(f"expected bytes, not {type(data).__name__}")
     unpacked = container.unpack(bytes(data), partial=partial, limits=limits)
     header = unpacked.header
-    if header.coder_id != entropy.CODER_ID:
-        raise TinyCodecError(f"file uses entropy coder {header.coder_id}, this tinycodec has {entropy.CODER_ID}")
+    if header.coder_id not in entropy.CODERS:
+        known = ", ".join(map(str, entropy.CODERS))
+        raise TinyCodecError(f"file uses entropy coder {header.coder_id}, unknown to this tinycodec "
+                             f"(it reads {known}): upgrade")
     for ext_type, _ in header.extensions:
         if ext_type & container.EXT_CRITICAL:
             raise TinyCodecError(f"file needs header extension {ext_type}, unknown to this tinycodec: upgrade")
@@ -294,7 +296,8 @@ def _decode_unpacked(unpacked: container.Decoded, entry: WeightsEntry, deadline:
     if max(colour_planes) == 0:
         raise TinyCodecError("truncated .tcz file: not even the first bit-plane arrived")
     lh, lw = header.latent_size
-    jobs = [(_segments_of_tile(unpacked, 0, t, m), header.planes, (3, *_extent(rows, cols, lh, lw)), deadline.check)
+    jobs = [(_segments_of_tile(unpacked, 0, t, m), header.planes, (3, *_extent(rows, cols, lh, lw)), deadline.check,
+             header.coder_id)
             for t, ((rows, cols), m) in enumerate(zip(tiles, colour_planes))]
     alpha_tiles, alpha_planes, alpha_jobs = _alpha_jobs(unpacked, deadline)
     # Colour and alpha tiles in one go: with workers > 1 that is one process pool, not two.
@@ -347,7 +350,7 @@ def _alpha_jobs(unpacked: container.Decoded, deadline: Deadline) -> tuple[list, 
     tiles = _tile_slices(header, 1 << header.depth)
     planes = _planes_per_tile(unpacked, header.planes, ALPHA_PLANES, len(tiles))
     jobs = [(_segments_of_tile(unpacked, header.planes, t, m), ALPHA_PLANES,
-             (1, *_extent(rows, cols, header.height, header.width)), deadline.check)
+             (1, *_extent(rows, cols, header.height, header.width)), deadline.check, header.coder_id)
             for t, ((rows, cols), m) in enumerate(zip(tiles, planes)) if m]
     return tiles, planes, jobs
 

@@ -28,10 +28,11 @@ PILLOW_MAX_IMAGE_PIXELS = 89_478_485
 # where Pillow refuses, so that a 100-megapixel photograph (which Pillow opens) can be coded.
 DEFAULT_MAX_PIXELS = 2 * PILLOW_MAX_IMAGE_PIXELS
 
-# The context model's probabilities come from counts n <= 4096 with a prior of 0.4, so no
-# binary decision can cost more than -log2(0.4 / 4096.8) = 13.3 bits: an encoder never
-# writes more than 13.3x the raw bits, whatever the image. 16 leaves room for the range
-# coder's quantised probabilities; real files are 0.1x to 1.05x.
+# Coder 1's probabilities come from counts n <= 4096 with a prior of 0.4, so no binary
+# decision can cost more than -log2(0.4 / 4096.8) = 13.3 bits: an encoder never writes more
+# than 13.3x the raw bits, whatever the image. 16 leaves room for the range coder's quantised
+# probabilities; real files are 0.1x to 1.05x (coder 2, which stores a plane raw where coding
+# would not shrink it, never more than 1x).
 DEFAULT_MAX_PAYLOAD_RATIO = 16.0
 SEGMENT_SLACK_BYTES = 16  # per segment: the range coder's final words and rounding to 32-bit words
 

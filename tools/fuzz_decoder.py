@@ -653,12 +653,13 @@ class Fuzzer:
         else:
             target = "entropy"
             segments, planes, shape = self.make_tile()
+            coder = rng.choice(sorted(entropy.CODERS))  # every coder a file may name
 
             def call():
-                entropy.decode_tile(segments, planes, shape)
+                entropy.decode_tile(segments, planes, shape, None, coder)
 
             reproducer = json.dumps({"segments": [s.hex() for s in segments], "planes": planes,
-                                     "shape": list(shape)}).encode()
+                                     "shape": list(shape), "coder": coder}).encode()
         self.execute(target, call, reproducer)
 
     def execute(self, target: str, call: Callable[[], None], reproducer: bytes) -> str:
