@@ -10,7 +10,7 @@ from .conftest import photo_like
 # format version 1, coder 2 when it was added (its last two planes are raw, the rest use the back-off prior).
 GOLDEN_SHA256 = {
     1: "66a02310630683d3e51f1eddd03b0b4695faba3684edd0fc0f2f65a3f5441e9e",
-    2: "6e92086f5757b8e2da6e1b8105107c771d30b0ac4bf20220f525b563a0af602f",
+    2: "e27ae55405362ce0c1365c6bdc0e27b9db22e472949072596a1cd4e258a76185",
 }
 
 

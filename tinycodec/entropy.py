@@ -35,7 +35,7 @@ learn too slowly:
 
 * a back-off prior: a context's estimate starts from the estimate of its
   coarse context (prediction and activity bins only, 60 per plane; counted
-  after each pass) with the weight of ``BACKOFF_WEIGHT`` observations,
+  after each pass) with the weight of up to ``BACKOFF_WEIGHT`` observations,
   instead of from 1/2;
 * raw planes: a plane whose coded segment would not be shorter than the
   plane's bits packed as they are is stored packed (the segment's length
@@ -89,8 +89,8 @@ class Coder:
 
 
 # Coder 2's design and BACKOFF_WEIGHT were chosen on the latents of six training images (never
-# Kodak): against coder 1 its segments are 0.4 / 1.4 / 3.2 / 6.1% shorter at scales 4 / 16 / 64 /
-# 256 with 8 planes, 0.6 / 2.1 / 4.5 / 8.1% with 5, for about the same time.
+# Kodak): against coder 1 its segments are 0.5 / 1.6 / 3.6 / 6.7% shorter at scales 4 / 16 / 64 /
+# 256 with 8 planes, 0.8 / 2.5 / 5.3 / 9.2% with 5, for about the same time.
 CODERS = {1: Coder(1, backoff=False, raw_planes=False), 2: Coder(2, backoff=True, raw_planes=True)}
 CODER_ID = 2  # what the encoder writes
 
@@ -161,10 +161,11 @@ class _PlaneCoderState:
         self.total = np.zeros(_CTX_PER_PLANE)  # observations per context
         self.ones = np.zeros(_CTX_PER_PLANE)
         # Coder 2's coarse contexts: counted once per pass, so that a chunk's probabilities cost
-        # one gather more than coder 1's (prior_table: BACKOFF_WEIGHT x the coarse estimate, per context).
+        # two gathers more than coder 1's (prior_ones / prior_total: the pseudo-counts a context's
+        # own counts are added to, per context, made from its coarse context's at the start of a pass).
         self.coarse_total = np.zeros(_N_COARSE)
         self.coarse_ones = np.zeros(_N_COARSE)
-        self.prior_table = None
+        self.prior_ones = self.prior_total = None
 
     def save_counts(self) -> tuple[np.ndarray, ...]:
         return tuple(c.copy() for c in (self.total, self.ones, self.coarse_total, self.coarse_ones))
@@ -221,15 +222,19 @@ class _PlaneCoderState:
 
     def start_pass(self) -> None:
         if self.coder.backoff:
+            # The coarse estimate weighs as much as the evidence behind it, at most BACKOFF_WEIGHT
+            # observations: with none yet (a tile's first pass) this is coder 1's prior.
             coarse_p1 = (self.coarse_ones + PRIOR_COUNT) / (self.coarse_total + 2 * PRIOR_COUNT)
-            self.prior_table = BACKOFF_WEIGHT * coarse_p1[_COARSE_OF]
+            weight = np.minimum(BACKOFF_WEIGHT, self.coarse_total)
+            self.prior_ones = (weight * coarse_p1 + PRIOR_COUNT)[_COARSE_OF]
+            self.prior_total = (weight + 2 * PRIOR_COUNT)[_COARSE_OF]
 
     def end_pass(self, ctx: np.ndarray, bits: np.ndarray) -> None:
         if self.coder.backoff:
             coarse = _COARSE_OF[ctx]
             self.coarse_total += np.bincount(coarse, minlength=_N_COARSE)
             self.coarse_ones += np.bincount(coarse, weights=bits, minlength=_N_COARSE)
-            while self.coarse_total.max() > HALVE_AT:  # a pass adds up to 24,576 observations
+            while self.coarse_total.max() > HALVE_AT:  # a pass can add many times HALVE_AT
                 big = self.coarse_total > HALVE_AT
                 self.coarse_total[big] *= 0.5
                 self.coarse_ones[big] *= 0.5
@@ -240,13 +245,13 @@ class _PlaneCoderState:
         # chunk gathers its contexts' counts, a large one gathers from the table of all contexts.
         small = ctx.size < _SMALL_CHUNK
         ones, total = (self.ones[ctx], self.total[ctx]) if small else (self.ones, self.total)
-        if self.coder.backoff:  # p1 = (n1 + w * coarse p1) / (n + w)
-            prior = self.prior_table[ctx] if small else self.prior_table
-            weight = BACKOFF_WEIGHT
+        if self.coder.backoff:  # p1 = (n1 + w q + a) / (n + w + 2a), q: the coarse context's p1
+            prior_ones, prior_total = ((self.prior_ones[ctx], self.prior_total[ctx]) if small
+                                       else (self.prior_ones, self.prior_total))
         else:  # p1 = (n1 + a) / (n + 2a)
-            prior, weight = PRIOR_COUNT, 2 * PRIOR_COUNT
+            prior_ones, prior_total = PRIOR_COUNT, 2 * PRIOR_COUNT
         probs = np.empty((ones.size, 2), dtype=np.float64)
-        probs[:, 1] = (ones + prior) / (total + weight)
+        probs[:, 1] = (ones + prior_ones) / (total + prior_total)
         np.subtract(1.0, probs[:, 1], out=probs[:, 0])
         return probs if small else np.take(probs, ctx, axis=0)
 
@@ -362,8 +367,9 @@ def decode_tile(segments: Sequence[bytes], planes: int, shape: tuple[int, int, i
     Returns uint8 values of the decoded planes only: ``symbols >> (planes - len(segments))``.
     ``checkpoint`` is called before every chunk of decisions (a time limit raises from it).
     Raises TinyCodecError for data that no encoder wrote (a segment that is not a whole
-    number of 32-bit words, or that the range decoder finds invalid); ValueError for
-    arguments that do not fit together.
+    number of 32-bit words, that the range decoder finds invalid, or, with coder 2, that is
+    longer than its plane stored raw or a raw plane with non-zero padding); ValueError for
+    arguments that do not fit together (and for an unknown coder id).
     """
     if not 1 <= planes <= BITS or not 0 <= len(segments) <= planes:
         raise ValueError(f"{len(segments)} segments for {planes} planes")
