@@ -1,0 +1,56 @@
+"""File sizes with each entropy coder, same weights and latents: what a coder change buys.
+
+    python tools/compare_coders.py ../shared/data/kodak --json docs/results/coders_kodak.json
+
+Encodes every image at every scale level with 8 and 5 planes once per coder (the encoder writes
+``entropy.CODER_ID``; this tool sets it) and prints mean bpp per coder. The coders are lossless and
+see the same symbols, so the decoded images are identical; only the bytes differ.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import tinycodec  # noqa: E402
+from _data import load_rgb  # noqa: E402
+from tinycodec import entropy  # noqa: E402
+from tinycodec.rd import list_images  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("data", type=Path, help="folder of images (Kodak)")
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--planes", default="8,5")
+    args = ap.parse_args()
+    images = [load_rgb(p) for p in list_images(args.data)]
+    pixels = sum(im.shape[0] * im.shape[1] for im in images)
+    written_by_default = entropy.CODER_ID
+    results = []
+    try:
+        for scale in (4, 16, 64, 256):
+            for planes in map(int, args.planes.split(",")):
+                row = {"scale": scale, "planes": planes}
+                for coder in sorted(entropy.CODERS):
+                    entropy.CODER_ID = coder
+                    size = sum(len(tinycodec.encode(im, scale=scale, planes=planes)) for im in images)
+                    row[f"bpp_coder{coder}"] = 8 * size / pixels
+                row["change_vs_coder1"] = row[f"bpp_coder{written_by_default}"] / row["bpp_coder1"] - 1
+                results.append(row)
+                line = "  ".join(f"coder {c} {row[f'bpp_coder{c}']:.4f}" for c in sorted(entropy.CODERS))
+                print(f"scale {scale:3d} planes {planes}: {line} bpp ({100 * row['change_vs_coder1']:+.2f}%)", flush=True)
+    finally:
+        entropy.CODER_ID = written_by_default
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"command": " ".join(["python", *sys.argv]), "images": len(images), "default_coder": written_by_default}
+        args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
