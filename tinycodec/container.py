@@ -30,7 +30,7 @@ ALPHA_PLANES = 8
 EXT_DOWNSCALE = 0x10  # non-critical: a decoder that skips it shows the coded (smaller) image
 DOWNSCALE_FACTORS = (2, 4)
 MAX_LATENT = 1e30  # |lo|, |hi| bound: keeps hi - lo finite in float32
-SEGMENT_WORD = 4  # coder 1 writes 32-bit words: every segment length is a multiple of 4
+SEGMENT_WORD = 4  # both coders write 32-bit words: every segment length is a multiple of 4
 
 _FIXED = struct.Struct("<8sBBHIIBBBBH3f3f")  # up to and including hi[3]
 _U32 = struct.Struct("<I")
@@ -201,7 +201,7 @@ def pack(header: Header, groups: list[list[bytes]]) -> bytes:
         payload += joined
     body += _U32.pack(len(payload))
     most = DEFAULT_LIMITS.max_payload_bytes(header.raw_bits, header.n_groups * rows * cols)
-    if len(payload) > most:  # cannot happen with coder 1 (see limits.py); never write what readers refuse
+    if len(payload) > most:  # cannot happen with coders 1 and 2 (see limits.py); never write what readers refuse
         raise TinyCodecError(f"payload of {len(payload)} bytes exceeds the format's limit of {most} bytes")
     header_len = len(body) + 4
     if header_len > MAX_HEADER:
