@@ -143,6 +143,13 @@ def _hint_table(plane: int) -> np.ndarray:
     return (1 + (resid >= -near).astype(np.int32) + (resid >= -quarter) + (resid > quarter) + (resid > near)).astype(np.intp)
 
 
+def _halve_large(total: np.ndarray, ones: np.ndarray) -> None:
+    """Halve the counts of the contexts seen more than HALVE_AT times (in place): adaptivity."""
+    big = total > HALVE_AT
+    total[big] *= 0.5
+    ones[big] *= 0.5
+
+
 class _PlaneCoderState:
     """What encoder and decoder both know while walking the planes of one tile.
 
@@ -235,9 +242,7 @@ class _PlaneCoderState:
             self.coarse_total += np.bincount(coarse, minlength=_N_COARSE)
             self.coarse_ones += np.bincount(coarse, weights=bits, minlength=_N_COARSE)
             while self.coarse_total.max() > HALVE_AT:  # a pass can add many times HALVE_AT
-                big = self.coarse_total > HALVE_AT
-                self.coarse_total[big] *= 0.5
-                self.coarse_ones[big] *= 0.5
+                _halve_large(self.coarse_total, self.coarse_ones)
 
     def probabilities(self, ctx: np.ndarray) -> np.ndarray:
         """(n, 2) table of P(0), P(1) for each context in ``ctx``."""
@@ -263,10 +268,8 @@ class _PlaneCoderState:
             counts = np.bincount(ctx * 2 + bits, minlength=2 * _CTX_PER_PLANE).reshape(-1, 2)
             self.total += counts[:, 0] + counts[:, 1]
             self.ones += counts[:, 1]
-        if self.total.max() > HALVE_AT:
-            big = self.total > HALVE_AT
-            self.total[big] *= 0.5
-            self.ones[big] *= 0.5
+        if self.total.max() > HALVE_AT:  # once per chunk: a chunk adds at most MAX_CHUNK
+            _halve_large(self.total, self.ones)
 
     def refine(self, where: tuple[int, slice, slice], plane: int, bits: np.ndarray) -> None:
         quarter = 1 << plane  # the interval halves: the midpoint moves by a quarter of it

@@ -10,16 +10,13 @@ see the same symbols, so the decoded images are identical; only the bytes differ
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tinycodec  # noqa: E402
-from _data import load_rgb  # noqa: E402
+from _data import image_paths, load_rgb, write_report  # noqa: E402
 from tinycodec import entropy  # noqa: E402
-from tinycodec.rd import list_images  # noqa: E402
 
 
 def main() -> None:
@@ -28,7 +25,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--planes", default="8,5")
     args = ap.parse_args()
-    images = [load_rgb(p) for p in list_images(args.data)]
+    images = [load_rgb(p) for p in image_paths(args.data)]
     pixels = sum(im.shape[0] * im.shape[1] for im in images)
     written_by_default = entropy.CODER_ID
     results = []
@@ -47,9 +44,8 @@ def main() -> None:
     finally:
         entropy.CODER_ID = written_by_default
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         meta = {"command": " ".join(["python", *sys.argv]), "images": len(images), "default_coder": written_by_default}
-        args.json.write_text(json.dumps({"meta": meta, "results": results}, indent=1) + "\n")
+        write_report(args.json, {"meta": meta, "results": results})
 
 
 if __name__ == "__main__":
