@@ -7,10 +7,12 @@ from tinycodec.entropy import CODER_ID, CODERS, _raw_length, decode_tile, encode
 from .conftest import photo_like
 
 # sha256 of each coder's output for smooth_symbols(24, 20, seed=11) at 8 planes: coder 1 frozen with
-# format version 1, coder 2 when it was added (its last two planes are raw, the rest use the back-off prior).
+# format version 1, coder 2 when it was added (its last two planes are raw, the rest use the back-off prior),
+# coder 3 when it was added (three polyphase levels; 884 bytes against coder 2's 932).
 GOLDEN_SHA256 = {
     1: "66a02310630683d3e51f1eddd03b0b4695faba3684edd0fc0f2f65a3f5441e9e",
     2: "e27ae55405362ce0c1365c6bdc0e27b9db22e472949072596a1cd4e258a76185",
+    3: "c7ec002e52fa62e0c24589481dc799be986b0806b261cb5507bf49a18e2cec4b",
 }
 
 
@@ -78,8 +80,8 @@ def test_raw_plane_with_nonzero_padding_or_too_long_is_rejected():
 
 
 def test_unknown_coder_is_refused():
-    with pytest.raises(ValueError, match="coder 3"):
-        encode_tile(np.zeros((1, 2, 2), np.uint8), 1, 3)
+    with pytest.raises(ValueError, match="coder 4"):
+        encode_tile(np.zeros((1, 2, 2), np.uint8), 1, 4)
     with pytest.raises(ValueError, match="coder 0"):
         decode_tile([bytes(4)], 1, (1, 2, 2), None, 0)
 

@@ -30,7 +30,7 @@ ALPHA_PLANES = 8
 EXT_DOWNSCALE = 0x10  # non-critical: a decoder that skips it shows the coded (smaller) image
 DOWNSCALE_FACTORS = (2, 4)
 MAX_LATENT = 1e30  # |lo|, |hi| bound: keeps hi - lo finite in float32
-SEGMENT_WORD = 4  # both coders write 32-bit words: every segment length is a multiple of 4
+SEGMENT_WORD = 4  # every coder writes 32-bit words: every segment length is a multiple of 4
 
 _FIXED = struct.Struct("<8sBBHIIBBBBH3f3f")  # up to and including hi[3]
 _U32 = struct.Struct("<I")

@@ -5,8 +5,9 @@ is coded plane by plane, most significant first; each plane is one independent
 range-coded segment (constriction's ``RangeEncoder``), so a prefix of the
 segments decodes to the upper planes (progressive decoding).
 
-Inside a plane, channel by channel, the elements are visited in four
-polyphase passes: positions (even, even), (odd, odd), (even, odd), (odd, even). Each bit is coded with a
+Inside a plane, channel by channel, the elements are visited in polyphase
+passes: in coders 1 and 2 four, positions (even, even), (odd, odd), (even, odd),
+(odd, even); coder 3 splits the first of them again, twice (``_passes``). Each bit is coded with a
 probability taken from adaptive counts of its context, and the context of a
 bit is computed from what the decoder already knows:
 
@@ -28,8 +29,8 @@ they grow large so the model follows changing image content. Everything that dec
 integer arithmetic plus exactly rounded float64 operations, so every machine and
 every inference backend produces the same bitstream.
 
-Two coders share this walk; the file header names the one that wrote it
-(``CODERS``). Coder 2, which the encoder writes, differs from coder 1 in two
+Every coder shares this walk; the file header names the one that wrote it
+(``CODERS``). Coder 2 differs from coder 1 in two
 ways, both for small tiles and low rates, where 1,980 contexts per plane
 learn too slowly:
 
@@ -42,6 +43,10 @@ learn too slowly:
   says which), and leaves the statistics as they were. The low planes of a
   scale-64/256 latent are nearly random, and an adaptive coder that learnt
   skewed statistics on the planes above spends more than one bit per bit on them.
+
+Coder 3, which the encoder writes, is coder 2 with three polyphase levels: the
+first pass, a quarter of the plane coded with no neighbour known on its own
+plane, becomes 1/64 of it, the rest coded from neighbours 4, 2 and 1 away.
 """
 
 from __future__ import annotations
@@ -57,16 +62,40 @@ import constriction
 from .errors import TinyCodecError
 
 BITS = 8
-_PASS_OFFSETS = ((0, 0), (1, 1), (0, 1), (1, 0))
-_PASS_CLASS = (0, 1, 2, 2)
-_N_PASS_CLASSES = 3
 _N_PRED_BINS = 12  # 6 magnitudes x 2 signs
 _N_ACT_BINS = 5
 _N_HINTS = 11  # channel 0: none; channels 1, 2: 5 bins of the previous channel's residual
-_CTX_PER_PLANE = _N_HINTS * _N_PASS_CLASSES * _N_PRED_BINS * _N_ACT_BINS
-
 _N_COARSE = _N_PRED_BINS * _N_ACT_BINS  # coder 2's back-off context: context index % 60
-_COARSE_OF = np.arange(_CTX_PER_PLANE, dtype=np.intp) % _N_COARSE
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """One polyphase pass: positions (dy + stride * i, dx + stride * j), neighbours ``step`` away."""
+
+    dy: int
+    dx: int
+    stride: int
+    step: int
+    pass_class: int  # part of the context: passes with different neighbour knowledge learn apart
+
+
+def _passes(levels: int) -> tuple[_Pass, ...]:
+    """The passes of one channel's plane, for ``levels`` polyphase levels.
+
+    One level (coders 1 and 2): (even, even), (odd, odd), (even, odd), (odd, even),
+    neighbours 1 away; classes 0 / 1 / 2 / 2. With more levels the first pass is split
+    again, coarsest first: at level l (stride 2^(l+1), neighbours 2^l away) the
+    positions (0, 0) of the coarsest level only, then the diagonal and the last two
+    phases of every level, with classes 2l + 1 and 2l + 2. Why: the first pass has no
+    neighbour on its own plane yet and cost twice the bits per bit of the others on the
+    upper planes; split, only 1/4^levels of the plane is coded that blind.
+    """
+    out = [_Pass(0, 0, 2 ** levels, 2 ** (levels - 1), 0)]
+    for level in range(levels - 1, -1, -1):
+        stride, step = 2 ** (level + 1), 2 ** level
+        out += [_Pass(step, step, stride, step, 2 * level + 1),
+                _Pass(0, step, stride, step, 2 * level + 2), _Pass(step, 0, stride, step, 2 * level + 2)]
+    return tuple(out)
 
 # Entropy-coder parameters shared by both coders. A file names its coder in the header, and
 # every coder ever written stays decodable: never change a value here, add a coder instead.
@@ -86,13 +115,31 @@ class Coder:
     coder_id: int
     backoff: bool  # a context's estimate starts from its coarse context's, not from 1/2
     raw_planes: bool  # a plane that coding would not shrink is stored packed
+    levels: int = 1  # polyphase levels of a plane's walk (_passes)
+
+    @property
+    def passes(self) -> tuple[_Pass, ...]:
+        return _passes(self.levels)
+
+    @property
+    def pad(self) -> int:
+        """Width of the edge-replicated frame around the grid: the farthest neighbour."""
+        return 2 ** (self.levels - 1)
+
+    @property
+    def contexts_per_plane(self) -> int:
+        return _N_HINTS * (1 + 2 * self.levels) * _N_COARSE
 
 
 # Coder 2's design and BACKOFF_WEIGHT were chosen on the latents of six training images (never
 # Kodak): against coder 1 its segments are 0.5 / 1.6 / 3.6 / 6.7% shorter at scales 4 / 16 / 64 /
 # 256 with 8 planes, 0.8 / 2.5 / 5.3 / 9.2% with 5, for about the same time.
-CODERS = {1: Coder(1, backoff=False, raw_planes=False), 2: Coder(2, backoff=True, raw_planes=True)}
-CODER_ID = 2  # what the encoder writes
+# Coder 3 walks each plane in three polyphase levels instead of one (_passes); chosen on ideal code
+# lengths of the same six training images' latents: 4.6 / 4.2 / 3.0 / 1.8% below coder 2 at scales 4 /
+# 16 / 64 / 256 with two levels, 5.6 / 4.9 / 3.6 / 2.3% with three.
+CODERS = {1: Coder(1, backoff=False, raw_planes=False), 2: Coder(2, backoff=True, raw_planes=True),
+          3: Coder(3, backoff=True, raw_planes=True, levels=3)}
+CODER_ID = 3  # what the encoder writes
 
 _MODEL = constriction.stream.model.Categorical(perfect=False)
 
@@ -163,10 +210,13 @@ class _PlaneCoderState:
         self.coder = coder
         # mid2 lives inside an edge-replicated frame (np.pad's "edge" mode), kept
         # current by refine, so that neighbour views need no copy of the grid.
-        self.padded = np.full((shape[0], shape[1] + 2, shape[2] + 2), 256, dtype=np.int32)
-        self.mid2 = self.padded[:, 1:-1, 1:-1]
-        self.total = np.zeros(_CTX_PER_PLANE)  # observations per context
-        self.ones = np.zeros(_CTX_PER_PLANE)
+        p = self.pad = coder.pad
+        self.n_contexts = coder.contexts_per_plane
+        self.coarse_of = np.arange(self.n_contexts, dtype=np.intp) % _N_COARSE  # back-off: context % 60
+        self.padded = np.full((shape[0], shape[1] + 2 * p, shape[2] + 2 * p), 256, dtype=np.int32)
+        self.mid2 = self.padded[:, p:-p, p:-p]
+        self.total = np.zeros(self.n_contexts)  # observations per context
+        self.ones = np.zeros(self.n_contexts)
         # Coder 2's coarse contexts: counted once per pass, so that a chunk's probabilities cost
         # two gathers more than coder 1's (prior_ones / prior_total: the pseudo-counts a context's
         # own counts are added to, per context, made from its coarse context's at the start of a pass).
@@ -198,33 +248,33 @@ class _PlaneCoderState:
         opposite way; the counts learn which). Called once the channel's
         plane is complete.
         """
-        padded = self.padded[channel]
+        padded, p = self.padded[channel], self.pad
         h, w = self.shape[1:]
         resid = 12 * self.mid2[channel] - _neighbour_prediction(
-            lambda oy, ox: padded[1 + oy : 1 + oy + h, 1 + ox : 1 + ox + w])
+            lambda oy, ox: padded[p + oy : p + oy + h, p + ox : p + ox + w])
         hint = _hint_table(plane)[resid + _MAX_DIFF]
         return hint + 5 * (channel % 2)  # channel 0 gives hints 1..5, channel 1 gives 6..10
 
-    def contexts(self, plane: int, pass_index: int, channel: int,
+    def contexts(self, plane: int, walk: _Pass, channel: int,
                  hint: np.ndarray | None) -> tuple[tuple[int, slice, slice], np.ndarray]:
         """Positions of one pass of one channel and the context index of each of its bits."""
-        dy, dx = _PASS_OFFSETS[pass_index]
-        where = (channel, slice(dy, None, 2), slice(dx, None, 2))
+        dy, dx, stride, step = walk.dy, walk.dx, walk.stride, walk.step
+        where = (channel, slice(dy, None, stride), slice(dx, None, stride))
         own = self.mid2[where]
         ph, pw = own.shape
         padded = self.padded[channel]
 
-        def nb(oy: int, ox: int) -> np.ndarray:
-            y0, x0 = 1 + dy + oy, 1 + dx + ox
-            return padded[y0 : y0 + 2 * ph - 1 : 2, x0 : x0 + 2 * pw - 1 : 2]
+        def nb(oy: int, ox: int) -> np.ndarray:  # the neighbours ``step`` away in direction (oy, ox)
+            y0, x0 = self.pad + dy + oy * step, self.pad + dx + ox * step
+            return padded[y0 : y0 + stride * (ph - 1) + 1 : stride, x0 : x0 + stride * (pw - 1) + 1 : stride]
 
         pred_table, act_table = _bin_tables(plane)
         diff = _neighbour_prediction(nb) - 12 * own
         activity = np.abs(nb(-1, 0) - nb(1, 0)) + np.abs(nb(0, -1) - nb(0, 1))
         ctx = pred_table[diff + _MAX_DIFF] + act_table[activity]
-        ctx += _PASS_CLASS[pass_index] * (_N_PRED_BINS * _N_ACT_BINS)
+        ctx += walk.pass_class * _N_COARSE
         if hint is not None:
-            ctx += hint[where[1:]] * (_N_PASS_CLASSES * _N_PRED_BINS * _N_ACT_BINS)
+            ctx += hint[where[1:]] * (self.n_contexts // _N_HINTS)
         return where, ctx.ravel()
 
     def start_pass(self) -> None:
@@ -233,12 +283,12 @@ class _PlaneCoderState:
             # observations: with none yet (a tile's first pass) this is coder 1's prior.
             coarse_p1 = (self.coarse_ones + PRIOR_COUNT) / (self.coarse_total + 2 * PRIOR_COUNT)
             weight = np.minimum(BACKOFF_WEIGHT, self.coarse_total)
-            self.prior_ones = (weight * coarse_p1 + PRIOR_COUNT)[_COARSE_OF]
-            self.prior_total = (weight + 2 * PRIOR_COUNT)[_COARSE_OF]
+            self.prior_ones = (weight * coarse_p1 + PRIOR_COUNT)[self.coarse_of]
+            self.prior_total = (weight + 2 * PRIOR_COUNT)[self.coarse_of]
 
     def end_pass(self, ctx: np.ndarray, bits: np.ndarray) -> None:
         if self.coder.backoff:
-            coarse = _COARSE_OF[ctx]
+            coarse = self.coarse_of[ctx]
             self.coarse_total += np.bincount(coarse, minlength=_N_COARSE)
             self.coarse_ones += np.bincount(coarse, weights=bits, minlength=_N_COARSE)
             while self.coarse_total.max() > HALVE_AT:  # a pass can add many times HALVE_AT
@@ -262,10 +312,10 @@ class _PlaneCoderState:
 
     def learn(self, ctx: np.ndarray, bits: np.ndarray) -> None:
         if ctx.size < _SMALL_CHUNK:
-            self.total += np.bincount(ctx, minlength=_CTX_PER_PLANE)
-            self.ones += np.bincount(ctx, weights=bits, minlength=_CTX_PER_PLANE)
+            self.total += np.bincount(ctx, minlength=self.n_contexts)
+            self.ones += np.bincount(ctx, weights=bits, minlength=self.n_contexts)
         else:
-            counts = np.bincount(ctx * 2 + bits, minlength=2 * _CTX_PER_PLANE).reshape(-1, 2)
+            counts = np.bincount(ctx * 2 + bits, minlength=2 * self.n_contexts).reshape(-1, 2)
             self.total += counts[:, 0] + counts[:, 1]
             self.ones += counts[:, 1]
         if self.total.max() > HALVE_AT:  # once per chunk: a chunk adds at most MAX_CHUNK
@@ -275,11 +325,11 @@ class _PlaneCoderState:
         quarter = 1 << plane  # the interval halves: the midpoint moves by a quarter of it
         view = self.mid2[where]
         view += (bits.reshape(view.shape) * (2 * quarter) - quarter).astype(np.int32)
-        frame = self.padded[where[0]]  # replicate the new edge values into the frame
-        frame[0, 1:-1] = frame[1, 1:-1]
-        frame[-1, 1:-1] = frame[-2, 1:-1]
-        frame[:, 0] = frame[:, 1]
-        frame[:, -1] = frame[:, -2]
+        frame, p = self.padded[where[0]], self.pad  # replicate the new edge values into the frame
+        frame[:p, p:-p] = frame[p, p:-p]
+        frame[-p:, p:-p] = frame[-p - 1, p:-p]
+        frame[:, :p] = frame[:, p : p + 1]
+        frame[:, -p:] = frame[:, -p - 1 : -p]
 
 
 def _raw_length(shape: tuple[int, int, int]) -> int:
@@ -312,8 +362,8 @@ def _walk_plane(state: _PlaneCoderState, plane: int,
     state.start_plane()
     hint = None
     for channel in range(state.shape[0]):
-        for pass_index in range(4):
-            where, ctx = state.contexts(plane, pass_index, channel, hint)
+        for walk in state.coder.passes:
+            where, ctx = state.contexts(plane, walk, channel, hint)
             state.start_pass()
             bits = np.empty(ctx.size, dtype=np.int32)
             for chunk in _chunks(ctx.size):
@@ -347,7 +397,7 @@ def encode_tile(symbols: np.ndarray, planes: int, coder_id: int = CODER_ID) -> l
         pass_bits: dict[tuple, np.ndarray] = {}
 
         def code(probs, where, chunk):
-            key = (where[0], where[1].start, where[2].start)
+            key = (where[0], where[1].start, where[2].start, where[1].step)
             if key not in pass_bits:
                 pass_bits[key] = plane_bits[where].ravel()
             bits = pass_bits[key][chunk]

@@ -31,7 +31,7 @@ DEFAULT_MAX_PIXELS = 2 * PILLOW_MAX_IMAGE_PIXELS
 # Coder 1's probabilities come from counts n <= 4096 with a prior of 0.4, so no binary
 # decision can cost more than -log2(0.4 / 4096.8) = 13.3 bits: an encoder never writes more
 # than 13.3x the raw bits, whatever the image. 16 leaves room for the range coder's quantised
-# probabilities; real files are 0.1x to 1.05x (coder 2, which stores a plane raw where coding
+# probabilities; real files are 0.1x to 1.05x (coders 2 and 3, which store a plane raw where coding
 # would not shrink it, never more than 1x plus the rounding of each segment to 32-bit words).
 DEFAULT_MAX_PAYLOAD_RATIO = 16.0
 SEGMENT_SLACK_BYTES = 16  # per segment: the range coder's final words and rounding to 32-bit words
