@@ -8,11 +8,12 @@ from .conftest import photo_like
 
 # sha256 of each coder's output for smooth_symbols(24, 20, seed=11) at 8 planes: coder 1 frozen with
 # format version 1, coder 2 when it was added (its last two planes are raw, the rest use the back-off prior),
-# coder 3 when it was added (three polyphase levels; 884 bytes against coder 2's 932).
+# coder 3 when it was added (three polyphase levels, chunk sizes carried across a channel's passes;
+# 884 bytes against coder 2's 932).
 GOLDEN_SHA256 = {
     1: "66a02310630683d3e51f1eddd03b0b4695faba3684edd0fc0f2f65a3f5441e9e",
     2: "e27ae55405362ce0c1365c6bdc0e27b9db22e472949072596a1cd4e258a76185",
-    3: "c7ec002e52fa62e0c24589481dc799be986b0806b261cb5507bf49a18e2cec4b",
+    3: "074fc6b714054b7ac0f738c5aba948fc2797ef9e90acb47aff250762a80516b7",
 }
 
 
@@ -109,3 +110,14 @@ def test_bitstream_is_stable(coder):
 def test_constant_tile_is_nearly_free():
     symbols = np.full((3, 64, 64), 77, dtype=np.uint8)
     assert 8 * sum(len(s) for s in encode_tile(symbols, 8)) < 0.4 * symbols.size
+
+
+def test_chunk_plan():
+    from tinycodec.entropy import _chunks
+
+    chunks, reached = _chunks(384, 16)  # 16, 32, 64, 128, then 144 of 256: the next pass starts at 256
+    assert [c.stop - c.start for c in chunks] == [16, 32, 64, 128, 144] and reached == 256
+    chunks, reached = _chunks(240, 16)  # ends on a full chunk: the next would be twice as long
+    assert [c.stop - c.start for c in chunks] == [16, 32, 64, 128] and reached == 256
+    assert _chunks(0, 64) == ([], 64)
+    assert _chunks(10000, 4096)[0][-1] == slice(8192, 10000)  # never longer than MAX_CHUNK
