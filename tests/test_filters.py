@@ -120,9 +120,9 @@ def test_tinypssr_beats_bicubic_on_a_photo_like_image():
 
 
 def test_unet_improves_a_decoded_image():
-    # Scale 64, where its gain is largest (Kodak: +0.12 dB). At scales 4 and 16 its Kodak gain is
-    # +0.05 / +0.07 dB with the v5 codec (UNet was trained on v3 decodes), and on these synthetic
-    # images it ranges from -0.17 to +0.08 dB there: that is eval_sr.py's to report, not a test's.
+    # Scale 64, where its gain is largest (Kodak: +0.14 dB). At scales 4 and 16 its Kodak gain is
+    # only +0.05 / +0.06 dB (v6 codec), and on these synthetic images it ranged from -0.17 to +0.08 dB
+    # there (v5 codec): that is eval_sr.py's to report, not a test's.
     img = photo_like(96, 128, seed=6)
     data = tinycodec.encode(img, scale=64)
     plain = np.asarray(tinycodec.decode(data))

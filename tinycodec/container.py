@@ -201,7 +201,7 @@ def pack(header: Header, groups: list[list[bytes]]) -> bytes:
         payload += joined
     body += _U32.pack(len(payload))
     most = DEFAULT_LIMITS.max_payload_bytes(header.raw_bits, header.n_groups * rows * cols)
-    if len(payload) > most:  # cannot happen with coders 1 and 2 (see limits.py); never write what readers refuse
+    if len(payload) > most:  # cannot happen with any coder (see limits.py); never write what readers refuse
         raise TinyCodecError(f"payload of {len(payload)} bytes exceeds the format's limit of {most} bytes")
     header_len = len(body) + 4
     if header_len > MAX_HEADER:

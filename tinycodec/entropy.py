@@ -47,8 +47,8 @@ learn too slowly:
 Coder 3, which the encoder writes, is coder 2 with three polyphase levels: the
 first pass, a quarter of the plane coded with no neighbour known on its own
 plane, becomes 1/64 of it, the rest coded from neighbours 4, 2 and 1 away. Its
-chunk sizes carry over from pass to pass within a channel's plane, so that ten
-passes make about as many chunks (Python-level steps) as coder 2's four.
+chunk sizes carry over from pass to pass within a channel's plane, so that its ten
+passes make fewer chunks (Python-level steps) than coder 2's four: 0.5-0.65x as many.
 """
 
 from __future__ import annotations
@@ -81,6 +81,7 @@ class _Pass:
     pass_class: int  # part of the context: passes with different neighbour knowledge learn apart
 
 
+@functools.lru_cache(maxsize=None)
 def _passes(levels: int) -> tuple[_Pass, ...]:
     """The passes of one channel's plane, for ``levels`` polyphase levels.
 
@@ -99,7 +100,15 @@ def _passes(levels: int) -> tuple[_Pass, ...]:
                 _Pass(0, step, stride, step, 2 * level + 2), _Pass(step, 0, stride, step, 2 * level + 2)]
     return tuple(out)
 
-# Entropy-coder parameters shared by both coders. A file names its coder in the header, and
+
+@functools.lru_cache(maxsize=None)
+def _coarse_of(n_contexts: int) -> np.ndarray:
+    """Each context's coarse (back-off) context: its index mod 60, its pred_bin and act_bin only."""
+    coarse = np.arange(n_contexts, dtype=np.intp) % _N_COARSE
+    coarse.flags.writeable = False  # shared by every tile coded with this many contexts
+    return coarse
+
+# Entropy-coder parameters shared by every coder. A file names its coder in the header, and
 # every coder ever written stays decodable: never change a value here, add a coder instead.
 PRIOR_COUNT = 0.4  # Krichevsky-Trofimov-like estimator: p1 = (n1 + a) / (n + 2a)
 HALVE_AT = 1024.0  # counts are halved past this total (adaptivity)
@@ -141,7 +150,7 @@ class Coder:
 # lengths of the same six training images' latents: 4.6 / 4.2 / 3.0 / 1.8% below coder 2 at scales 4 /
 # 16 / 64 / 256 with two levels, 5.6 / 4.9 / 3.6 / 2.3% with three. Restarting the chunks at 16 in each
 # of its 10 passes made decoding 1.4-2x slower than coder 2; carried over, 2.5-3.6x fewer chunks for
-# 0.5-0.8% more bits (same latents), and about coder 2's speed (Kodak latents, coder alone: 1.06-1.08x).
+# 0.4-0.9% more bits (same latents), and about coder 2's speed (Kodak latents, coder alone: 1.06-1.08x).
 CODERS = {1: Coder(1, backoff=False, raw_planes=False), 2: Coder(2, backoff=True, raw_planes=True),
           3: Coder(3, backoff=True, raw_planes=True, levels=3, carry_chunks=True)}
 CODER_ID = 3  # what the encoder writes
@@ -225,7 +234,7 @@ class _PlaneCoderState:
         # current by refine, so that neighbour views need no copy of the grid.
         p = self.pad = coder.pad
         self.n_contexts = coder.contexts_per_plane
-        self.coarse_of = np.arange(self.n_contexts, dtype=np.intp) % _N_COARSE  # back-off: context % 60
+        self.coarse_of = _coarse_of(self.n_contexts)
         self.padded = np.full((shape[0], shape[1] + 2 * p, shape[2] + 2 * p), 256, dtype=np.int32)
         self.mid2 = self.padded[:, p:-p, p:-p]
         self.total = np.zeros(self.n_contexts)  # observations per context
