@@ -128,6 +128,9 @@ def test_quick_cli_run_writes_every_output(folder, tmp_path):
     table = (out / "bd_table.md").read_text()
     assert "PCHIP" in table and "tiny-set (1 images)" in table
     assert "## Against JPEG" in table and "## tinycodec against each codec" in table
+    assert "## tinycodec refined against each codec" in table  # both tinycodec curves get their frontier rows
+    refined = json.loads((out / "rd_tinycodec-refined.json").read_text())
+    assert "latent refinement" in refined["description"]
 
 
 def test_cli_errors_are_one_line(folder, tmp_path):

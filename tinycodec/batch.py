@@ -56,6 +56,7 @@ class EncodeSettings:
     keep_metadata: bool = True
     force: bool = False
     downscale: int = 1
+    refine: int = 0  # latent refinement steps (tinycodec.refine)
     run: dict[str, str] = field(default_factory=dict)  # backend, device, precision
 
 
@@ -208,7 +209,7 @@ def encode_job(job: Job, settings: EncodeSettings) -> Outcome:
             _check_target(job, settings.force)
             source = read_source(job.src, keep_metadata=settings.keep_metadata)
             data = encode_planar(source.planar, settings.scale, settings.planes, metadata=source.metadata,
-                                 downscale=settings.downscale, **settings.run)
+                                 downscale=settings.downscale, refine=settings.refine, **settings.run)
             write_atomic(job.dst, data)
             pixels = source.width * source.height
             return Outcome(job, None, job.src.stat().st_size, len(data), pixels, len(data), _notes(caught))

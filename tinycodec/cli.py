@@ -37,6 +37,7 @@ from .files import format_for_suffix, read_image, read_source, read_tcz, save_im
 from .image import HighBitDepthWarning
 from .limits import DEFAULT_LIMITS
 from .metadata import MetadataWarning
+from .refine import DEFAULT_STEPS as DEFAULT_REFINE_STEPS, MAX_STEPS as MAX_REFINE_STEPS
 
 ENHANCE_HELP = f"{NONE}, {', '.join(FILTERS)} (add -int8 or -fp16 to run a filter in that precision)"
 
@@ -239,17 +240,21 @@ _JOBS_HELP = "Parallel workers: files in parallel with several inputs, tiles of 
 @click.option("-f", "--force", is_flag=True, help="Overwrite existing output files.")
 @click.option("--downscale", type=click.Choice(["1", *map(str, DOWNSCALE_FACTORS)]), default="1", show_default=True,
               help="Code the image at 1/N of its width and height; tcdec --enhance srunet restores the size.")
+@click.option("--refine", type=click.IntRange(0, MAX_REFINE_STEPS), default=0, show_default=True, metavar="STEPS",
+              help=f"Search, by gradient descent through the decoder, for a latent that decodes closer to the "
+                   f"image at fewer bits ({DEFAULT_REFINE_STEPS} is the tuned effort: seconds per megapixel "
+                   f"instead of milliseconds). Files decode as any other.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (no progress bar, no summary).")
 @click.version_option(__version__, "-V", "--version", prog_name="tcenc")
 @_backend_options("tcenc")
 @_user_errors("tcenc")
 def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, jobs: int, strip: bool,
-          force: bool, downscale: str, quiet: bool, run: dict) -> None:
+          force: bool, downscale: str, refine: int, quiet: bool, run: dict) -> None:
     """Encode IMAGES (any format Pillow reads; folders: the images in them; '-' for stdin) to .tcz files."""
     if _is_batch(images):
         sources = batch.expand_inputs(images, batch.image_suffixes())
         settings = batch.EncodeSettings(int(scale), planes, keep_metadata=not strip, force=force,
-                                        downscale=int(downscale), run=run)
+                                        downscale=int(downscale), refine=refine, run=run)
         jobs_list = batch.plan_jobs(sources, output, batch.TCZ_SUFFIX)
         _run_batch("tcenc", jobs_list, functools.partial(batch.encode_job, settings=settings), jobs, quiet)
         return
@@ -260,12 +265,13 @@ def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, 
     with _notes("tcenc", quiet):
         start = time.perf_counter()
         data = encode_planar(source.planar, int(scale), planes, metadata=source.metadata, workers=jobs,
-                             downscale=int(downscale), **run)
+                             downscale=int(downscale), refine=refine, **run)
         elapsed = time.perf_counter() - start
     _write_output(output, data)
     if not quiet:
         bpp = 8 * len(data) / (source.width * source.height)
         shrunk = f", downscale {downscale}" if downscale != "1" else ""
+        shrunk += f", refined ({refine} steps)" if refine else ""
         click.echo(f"{image} -> {output}: {source.width}x{source.height} {source.mode}, scale {scale}, "
                    f"{planes} planes{shrunk}, {len(data)} bytes, {bpp:.4f} bpp, {elapsed * 1000:.0f} ms", err=True)
 
