@@ -111,3 +111,10 @@ def test_cli_refine(tmp_path, textured):
     assert _decoded((tmp_path / "r.tcz").read_bytes()).shape == textured.shape
     r = CliRunner().invoke(tcenc, [str(src), "--refine", "-3", "-o", str(tmp_path / "x.tcz")])
     assert r.exit_code != 0 and not (tmp_path / "x.tcz").exists()
+
+
+def test_pillow_save_takes_refine(tmp_path, textured):
+    path = tmp_path / "p.tcz"
+    Image.fromarray(textured).save(path, scale=4, refine=5)
+    assert path.read_bytes() == tinycodec.encode(Image.fromarray(textured), scale=4, refine=5)
+    assert path.read_bytes() != tinycodec.encode(textured, scale=4)

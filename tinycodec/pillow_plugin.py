@@ -110,6 +110,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
         data = codec.encode_planar(
             to_planar(im), int(options.get("scale", codec.DEFAULT_SCALE)),
             int(options.get("planes", codec.DEFAULT_PLANES)), metadata=Metadata(icc or None, orientation),
+            refine=int(options.get("refine", 0)),
         )
     except TinyCodecError as exc:
         raise OSError(str(exc)) from None
