@@ -33,16 +33,19 @@ def _decoded(data):
     return np.asarray(tinycodec.decode(data))
 
 
+def _decoded_latent(entry, scale, latent, lo, hi, shape, planes=8):
+    """What a file carrying this latent decodes to (quantised with the product's quantiser), cropped."""
+    symbols = quantize.quantize(latent, lo, hi, planes)
+    out = tinycodec.runtime.run_decoder(entry, scale, quantize.dequantize(symbols, lo, hi, planes), backend="torch")
+    return out[: shape[0], : shape[1]]
+
+
 @pytest.mark.parametrize("scale", [4, 16])
 def test_refining_for_distortion_alone_lifts_psnr(textured, scale):
     entry, latent, lo, hi = _latent(textured, scale)
     refined = refine.refine_latent(entry, scale, textured, latent, lo, hi, 8, 20, rate_weight=0.0)
-    before = psnr(textured, tinycodec.runtime.run_decoder(
-        entry, scale, quantize.dequantize(quantize.quantize(latent, lo, hi, 8), lo, hi, 8), backend="torch")
-        [: textured.shape[0], : textured.shape[1]])
-    after = psnr(textured, tinycodec.runtime.run_decoder(
-        entry, scale, quantize.dequantize(quantize.quantize(refined, lo, hi, 8), lo, hi, 8), backend="torch")
-        [: textured.shape[0], : textured.shape[1]])
+    before = psnr(textured, _decoded_latent(entry, scale, latent, lo, hi, textured.shape))
+    after = psnr(textured, _decoded_latent(entry, scale, refined, lo, hi, textured.shape))
     assert after > before + 0.2, (before, after)
 
 
@@ -77,9 +80,7 @@ def test_windows_cover_the_latent_and_still_help(textured):
     windowed = refine.refine_latent(entry, 4, textured, latent, lo, hi, 8, 10, rate_weight=0.0, window=16)
 
     def error(lat):
-        out = tinycodec.runtime.run_decoder(entry, 4, quantize.dequantize(
-            quantize.quantize(lat, lo, hi, 8), lo, hi, 8), backend="torch")
-        return (out.astype(np.float64) - textured) ** 2
+        return (_decoded_latent(entry, 4, lat, lo, hi, textured.shape).astype(np.float64) - textured) ** 2
 
     base, win = error(latent), error(windowed)
     assert 10 * np.log10(base.mean() / win.mean()) > 0.5 * 10 * np.log10(base.mean() / error(whole).mean())

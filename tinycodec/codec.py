@@ -17,7 +17,7 @@ from .image import Planar, to_pil, to_planar
 from .limits import DEFAULT_LIMITS, Deadline, Limits
 from .metadata import Metadata
 from .models import SCALE_DEPTHS
-from .refine import MAX_STEPS as MAX_REFINE_STEPS, refine_latent
+from .refine import check_steps as check_refine_steps, refine_latent
 from .zoo import WeightsEntry, current_entry, entry_for_file, model_name
 
 DEFAULT_SCALE = 16
@@ -142,8 +142,7 @@ def encode_planar(planar: Planar, scale: int = DEFAULT_SCALE, planes: int = DEFA
     _check_workers(workers, window)
     if downscale != 1 and downscale not in DOWNSCALE_FACTORS:
         raise ValueError(f"downscale must be 1 or one of {DOWNSCALE_FACTORS}, not {downscale}")
-    if not 0 <= refine <= MAX_REFINE_STEPS:
-        raise ValueError(f"refine must be 0..{MAX_REFINE_STEPS} steps, not {refine}")
+    check_refine_steps(refine)  # before any network runs
     backends.check_request(backend, device, precision)
     height, width = planar.rgb.shape[:2]
     if width * height > MAX_IMAGE_PIXELS:

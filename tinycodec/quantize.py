@@ -94,6 +94,12 @@ def fake_quantize(latent: torch.Tensor, planes: torch.Tensor) -> torch.Tensor:
     step = torch.pow(2.0, shift)
     with torch.no_grad():
         code = (latent - lo) / span * LEVELS
-        q = torch.clamp(torch.round(code), 0, LEVELS)
-        error = torch.floor(q / step) * step + (step - 1) / 2 - code  # in 8-bit code units
+        error = bin_centre_codes(code, step) - code  # in 8-bit code units
     return latent + error * span / LEVELS
+
+
+def bin_centre_codes(code: torch.Tensor, step: torch.Tensor | float) -> torch.Tensor:
+    """Torch twin of quantize + dequantize in 8-bit code units: each (real-valued) code rounded, clipped
+    to 0..255 and replaced by the centre of its bin; ``step`` = 2 ** (8 - planes), broadcastable."""
+    q = torch.clamp(torch.round(code), 0, LEVELS)
+    return torch.floor(q / step) * step + (step - 1) / 2

@@ -210,11 +210,14 @@ class TinyCodec(Codec):
         return (f"tinycodec {__version__} (weights {ids}), whole .tcz file; Pareto frontier of scale x planes "
                 f"(a point is kept if no cheaper point has higher mean PSNR-RGB or higher mean MS-SSIM)")
 
+    def refine_steps(self) -> int:
+        return 0
+
     def encode(self, rgb: np.ndarray, setting: Setting) -> bytes:
         from .codec import encode
 
         scale, planes = setting
-        return encode(rgb, scale=scale, planes=planes)
+        return encode(rgb, scale=scale, planes=planes, refine=self.refine_steps())
 
     def decode(self, data: bytes) -> np.ndarray:
         from .codec import decode
@@ -239,18 +242,16 @@ class RefinedTinyCodec(TinyCodec):
         return tuple((s, p) for s in sorted(SCALES, reverse=True) for p in (4, 6, 8))
 
     def description(self) -> str:
-        from .refine import DEFAULT_STEPS, RATE_WEIGHT
+        from .refine import RATE_WEIGHT
 
         weights = ", ".join(f"s{s} {w:g}" for s, w in sorted(RATE_WEIGHT.items()))
-        return (f"{super().description()}; latent refinement, {DEFAULT_STEPS} steps, rate weights {weights} "
+        return (f"{super().description()}; latent refinement, {self.refine_steps()} steps, rate weights {weights} "
                 f"(same decoder and format)")
 
-    def encode(self, rgb: np.ndarray, setting: Setting) -> bytes:
-        from .codec import encode
+    def refine_steps(self) -> int:
         from .refine import DEFAULT_STEPS
 
-        scale, planes = setting
-        return encode(rgb, scale=scale, planes=planes, refine=DEFAULT_STEPS)
+        return DEFAULT_STEPS
 
 
 CODECS: dict[str, Codec] = {c.key: c for c in (JpegCodec(), WebpCodec(), AvifCodec(), JxlCodec(), TinyCodec(),
@@ -669,12 +670,12 @@ def bd_table(results: dict[str, CodecResult], dataset: str, images: int, method:
         lines += [f"| {results[k].codec.name} | " + " | ".join(row(results[ANCHOR], results[k])) + " |"
                   for k in others]
         lines.append("")
-    for tc in [k for k, res in results.items() if isinstance(res.codec, TinyCodec)]:
-        if len(results) > 1:
-            lines += [f"## {results[tc].codec.name} against each codec (anchor)", "", header.format("anchor")]
-            lines += [f"| {results[k].codec.name} | " + " | ".join(row(results[k], results[tc])) + " |"
-                      for k in results if k != tc]
-            lines.append("")
+    tinycodecs = [k for k, res in results.items() if isinstance(res.codec, TinyCodec)] if len(results) > 1 else []
+    for tc in tinycodecs:
+        lines += [f"## {results[tc].codec.name} against each codec (anchor)", "", header.format("anchor")]
+        lines += [f"| {results[k].codec.name} | " + " | ".join(row(results[k], results[tc])) + " |"
+                  for k in results if k != tc]
+        lines.append("")
     if len(lines) == 4:
         lines.append("Nothing to compare: run JPEG with another codec, or tinycodec with another codec.")
     return "\n".join(lines) + "\n"
