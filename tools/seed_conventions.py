@@ -88,7 +88,7 @@ def main() -> None:
         print(f"  {rate:.4f} bpp: seed {quality:.2f} dB; Pillow RGB {_fmt(top_rgb)}, Y {_fmt(top_y)}")
     ranked = sorted((v["y_misfit_db"], k) for k, v in images.items() if v["y_misfit_db"] is not None)
     report["closest_on_y"] = [k for _, k in ranked[: args.closest]]
-    print(f"closest to the seed's JPEG points on Y (RMS dB): "
+    print("closest to the seed's JPEG points on Y (RMS dB): "
           + ", ".join(f"{k} {m:.2f}" for m, k in ranked[: args.closest]))
 
     if args.rd_csv:
