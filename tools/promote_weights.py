@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from safetensors import safe_open  # noqa: E402
 from safetensors.numpy import load_file  # noqa: E402
 
-from tinycodec.zoo import save_tensors, weights_dir  # noqa: E402
+from tinycodec.zoo import save_tensors  # noqa: E402
 
 
 def main() -> None:
@@ -34,7 +34,9 @@ def main() -> None:
     parser.add_argument("file", type=Path, help="a .safetensors file written by tools/train_codec.py or train_filters.py")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="metadata to add or replace (repeatable)")
-    parser.add_argument("--to", type=Path, default=weights_dir(), help="weights folder (default: the package's)")
+    # This checkout's weights/, not the imported package's: with an editable install of another checkout,
+    # `tinycodec.weights` resolves there, and promoting from a second clone overwrote the first's weights.
+    parser.add_argument("--to", type=Path, default=ROOT / "weights", help="weights folder (default: this checkout's)")
     args = parser.parse_args()
 
     with safe_open(str(args.file), "np") as f:
