@@ -1,9 +1,7 @@
 """The fuzzing harness (tools/fuzz_decoder.py) as part of the suite: a short seeded run,
 every reproducer the campaigns found, and a bit-flip sweep over a whole file."""
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -11,21 +9,14 @@ import pytest
 
 from tinycodec import TinyCodecError, container, decode, decode_with_info, entropy
 
-ROOT = Path(__file__).resolve().parent.parent
+from .conftest import load_tool
+
 REGRESSIONS = Path(__file__).resolve().parent / "fuzz_regressions"
-
-
-def _load_fuzzer():
-    spec = importlib.util.spec_from_file_location("fuzz_decoder", ROOT / "tools" / "fuzz_decoder.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fuzz_decoder"] = module  # dataclasses look their module up by name
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
 def fuzz():
-    return _load_fuzzer()
+    return load_tool("fuzz_decoder")
 
 
 def test_short_seeded_campaign_finds_nothing(fuzz, tmp_path):

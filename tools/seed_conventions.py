@@ -32,11 +32,13 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from tinycodec import rd  # noqa: E402
 from tinycodec.rd import list_images, load_rgb, psnr, psnr_y  # noqa: E402
 
-# (bpp, PSNR dB) of the seed's JPEG comparisons, and its TinyCompress example image (8 planes).
-SEED_JPEG = ((5.1224, 51.8739), (1.0562, 39.8930), (0.3145, 32.6283), (0.1643, 25.7558))
-SEED_EXAMPLE = {"s4p8": (5.2862, 39.6596), "s16p8": (1.2758, 31.9334), "s64p8": (0.3350, 28.5576)}
+# (bpp, PSNR dB) of the seed's JPEG comparisons, and of its TinyCompress example image per rd setting (8 planes).
+SEED_JPEG = tuple((bpp, db) for bpp, db, _ in rd.SEED_JPEG.values())
+SEED_EXAMPLE = {setting: rd.SEED_TINYCOMPRESS[name][:2] for setting, name in
+                (("s4p8", "TC-4"), ("s16p8", "TC-16"), ("s64p8", "TC-64"))}
 QUALITIES = (1, 2, 3, 4, *range(5, 100, 3), 100)
 
 
