@@ -220,7 +220,7 @@ def quant_settings(flavour: str, net: Network) -> dict:
         # (kodim23 decoded at scale 16, bicubic-halved first for SRUNet; the shipped weights) UNet 63.5 dB
         # and SRUNet 57.8 dB, against 58.0 / 51.0 dB with 7-bit weights
         # (reduce_range, which the filters of codec v2 had needed: 16-bit saturation of VPMADDUBSW on
-        # AVX2 CPUs without VNNI, like our development machine), at the same speed; Percentile
+        # AVX2 CPUs without VNNI, like the machine most of our figures come from), at the same speed; Percentile
         # calibration and symmetric int8 activations (S8S8) were no better or slower
         # (tools/compare_int8_recipes.py). The image a UNet's first int8 convolution reads is pinned
         # to [0, 1] (image_tensors).

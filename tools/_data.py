@@ -7,6 +7,7 @@ training folder only: never point them at a benchmark set (Kodak, Set5, ...).
 from __future__ import annotations
 
 import json
+import platform
 from pathlib import Path
 
 import numpy as np
@@ -55,6 +56,41 @@ class CropSampler:
                 patch = patch[::-1]
             out[i] = patch
         return out.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+
+
+# Instruction sets that decide how fast ONNX Runtime's int8 kernels are against float: without VNNI
+# (AVX2 only) a U8S8 dot product takes three instructions and saturates at 16 bits; with AVX-512 VNNI
+# or AVX-VNNI it is one. The same int8 graphs (UNet, SRUNet) measured 1.73-1.93x their fp32 graphs on an AVX2 CPU
+# and 2.19-2.47x on an AVX-512 VNNI one (README, "int8 against fp32").
+INT8_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def cpu_info(cpuinfo: str | None = None) -> dict:
+    """The CPU's model name and which of :data:`INT8_FLAGS` it has (Linux: /proc/cpuinfo).
+
+    Benchmarks record it: int8 speedups depend on it more than on anything else.
+    """
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            cpuinfo = ""
+    model, flags = "", set()
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and not model:
+            model = value.strip()
+        elif key in ("flags", "Features") and not flags:
+            flags = set(value.split())
+    return {"model": model or platform.processor() or platform.machine(),
+            "int8_flags": [f for f in INT8_FLAGS if f in flags]}
+
+
+def describe_cpu(info: dict | None = None) -> str:
+    """One line: ``AMD EPYC (avx2, avx512f, avx512_vnni)``."""
+    info = cpu_info() if info is None else info
+    return f"{info['model']} ({', '.join(info['int8_flags']) or 'none of ' + ', '.join(INT8_FLAGS)})"
 
 
 def write_report(path: Path, report: dict) -> None:

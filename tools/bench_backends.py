@@ -48,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+from _data import cpu_info, describe_cpu  # noqa: E402
 
 from tinycodec import backends, quantize, zoo  # noqa: E402
 from tinycodec.codec import simulate_rgb  # noqa: E402
@@ -308,7 +309,7 @@ def main() -> None:
 
     result = {
         "command": "python tools/bench_backends.py " + " ".join(sys.argv[1:]),
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+        "machine": {"cpu": platform.processor() or platform.machine(), **cpu_info(), "cores": os.cpu_count(),
                     "threads": args.threads, "load_average_before": load_before,
                     "load_average_after": os.getloadavg(), "python": platform.python_version()},
         "versions": {"torch": torch.__version__, **_ort_versions()},
@@ -334,7 +335,8 @@ def main() -> None:
     args.json.write_text(json.dumps(result, indent=1) + "\n")
     md = args.json.with_suffix(".md")
     runs = result.get("runs_merged", [{k: result[k] for k in ("command", "machine", "wall_s")}])
-    header = "\n".join(f"- `{r['command']}`: {r['wall_s']} s, {r['machine']['threads']} threads, load average "
+    header = "\n".join(f"- `{r['command']}`: {r['wall_s']} s, {r['machine']['threads']} threads, "
+                       + (f"{describe_cpu(r['machine'])}, " if "int8_flags" in r["machine"] else "") + "load average "
                        f"{[round(v, 1) for v in r['machine']['load_average_before']]} before" for r in runs)
     md.write_text(f"# {args.json.name}\n\n{header}\n\n{markdown(rows)}\n")
     print(markdown(rows))

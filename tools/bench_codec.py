@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import tinycodec  # noqa: E402
-from _data import write_report  # noqa: E402
+from _data import cpu_info, describe_cpu, write_report  # noqa: E402
 from tinycodec.rd import list_images, load_rgb, ms_ssim_rgb, psnr, psnr_y  # noqa: E402  (as `tinycodec rd`)
 from tinycodec.container import read_header  # noqa: E402
 
@@ -90,7 +90,7 @@ def main() -> None:
     tinycodec.decode(tinycodec.encode(images[0], scale=args.scales[0]))  # warm-up: weights, allocator
 
     print(f"{len(images)} images from {args.data}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{platform.processor() or platform.machine()}")
+          f"{describe_cpu()}")
     header = (f"{'scale':>5} {'planes':>6} {'bpp':>7} {'saving':>7} {'PSNR':>6} {'PSNR-Y':>6} {'MS-SSIM':>7} "
               f"{'enc ms':>7} {'dec ms':>7} {'peak MB':>7}")
     print(header)
@@ -131,7 +131,7 @@ def main() -> None:
                   f"{row['encode_ms']:>7.1f} {row['decode_ms']:>7.1f} {row['peak_rss_mb']:>7.0f}", flush=True)
     if args.json:
         meta = {"data": str(args.data), "images": len(images), "torch": torch.__version__,
-                "threads": torch.get_num_threads(), "tinycodec": tinycodec.__version__, "machine": platform.machine()}
+                "threads": torch.get_num_threads(), "tinycodec": tinycodec.__version__, "machine": platform.machine(), "cpu": cpu_info()}
         write_report(args.json, {"meta": meta, "results": rows})
 
 
