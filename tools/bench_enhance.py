@@ -17,7 +17,6 @@ on the same backend (this machine's speed drifts within minutes). Writes JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
