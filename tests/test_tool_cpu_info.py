@@ -1,6 +1,6 @@
 """tools/_data.cpu_info: the CPU description every benchmark JSON records (int8 speed depends on it)."""
 
-from tests.conftest import load_tool
+from .conftest import load_tool
 
 AVX512_VNNI = """processor\t: 0
 vendor_id\t: AuthenticAMD

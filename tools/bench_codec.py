@@ -88,9 +88,10 @@ def main() -> None:
         print_bicubic_baseline(images, args.scales)
         return
     tinycodec.decode(tinycodec.encode(images[0], scale=args.scales[0]))  # warm-up: weights, allocator
+    cpu = cpu_info()
 
     print(f"{len(images)} images from {args.data}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{describe_cpu()}")
+          f"{describe_cpu(cpu)}")
     header = (f"{'scale':>5} {'planes':>6} {'bpp':>7} {'saving':>7} {'PSNR':>6} {'PSNR-Y':>6} {'MS-SSIM':>7} "
               f"{'enc ms':>7} {'dec ms':>7} {'peak MB':>7}")
     print(header)
@@ -131,7 +132,7 @@ def main() -> None:
                   f"{row['encode_ms']:>7.1f} {row['decode_ms']:>7.1f} {row['peak_rss_mb']:>7.0f}", flush=True)
     if args.json:
         meta = {"data": str(args.data), "images": len(images), "torch": torch.__version__,
-                "threads": torch.get_num_threads(), "tinycodec": tinycodec.__version__, "machine": platform.machine(), "cpu": cpu_info()}
+                "threads": torch.get_num_threads(), "tinycodec": tinycodec.__version__, "machine": platform.machine(), "cpu": cpu}
         write_report(args.json, {"meta": meta, "results": rows})
 
 

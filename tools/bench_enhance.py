@@ -35,6 +35,7 @@ from bench_backends import load_images, paired_speedup, time_interleaved  # noqa
 
 import tinycodec  # noqa: E402
 from tinycodec.enhance import DEFAULT_TILE, parse_filter  # noqa: E402
+from tinycodec.image import bicubic_down  # noqa: E402
 
 
 class EnhanceCall:
@@ -68,8 +69,8 @@ def main() -> None:
     started = time.time()
     images = {k: v for k, v in load_images(args.kodak, args.hd).items() if k in args.images.split(",")}
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
-    rows = []
-    print(f"{describe_cpu()}, {args.threads} threads, backend {args.backend}, tile {args.tile}")
+    rows, cpu = [], cpu_info()
+    print(f"{describe_cpu(cpu)}, {args.threads} threads, backend {args.backend}, tile {args.tile}")
     for base in [f.strip() for f in args.filters.split(",") if f.strip()]:
         try:
             choice = parse_filter(base)
@@ -80,8 +81,7 @@ def main() -> None:
         spec = choice.spec
         for image_name, (rgb, source) in images.items():
             r = spec.upscale
-            src = rgb if r == 1 else np.asarray(Image.fromarray(rgb).resize(
-                (rgb.shape[1] // r, rgb.shape[0] // r), Image.BICUBIC))
+            src = rgb if r == 1 else bicubic_down(rgb, r)
             calls = {p: EnhanceCall(base if p == "fp32" else f"{base}-{p}", args.backend, args.tile) for p in precisions}
             timings, times = time_interleaved(calls, src, args.runs, args.warmup, args.max_seconds, args.min_runs)
             for p, timing in timings.items():
@@ -95,7 +95,7 @@ def main() -> None:
                       f"{timing['runs']} runs), speedup vs fp32 {row['speedup_vs_fp32']}", flush=True)
     write_report(args.json, {
         "command": "python tools/bench_enhance.py " + " ".join(sys.argv[1:]),
-        "machine": {**cpu_info(), "cores": os.cpu_count(), "threads": args.threads},
+        "machine": {**cpu, "cores": os.cpu_count(), "threads": args.threads},
         "versions": {"tinycodec": tinycodec.__version__, "torch": torch.__version__},
         "wall_s": round(time.time() - started, 1), "results": rows})
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import json
 import sys
 from pathlib import Path
 
@@ -31,7 +30,9 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _data import write_report  # noqa: E402
 from tinycodec import rd  # noqa: E402
 from tinycodec.rd import list_images, load_rgb, psnr, psnr_y  # noqa: E402
 
@@ -110,8 +111,7 @@ def main() -> None:
             print(f"{name:12}" + "".join(f"  {'%.3f / %.2f / %.2f' % cells[s]:>24}" if s in cells else f"  {'':>24}"
                                          for s in SEED_EXAMPLE))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1))
+        write_report(args.json, report)
 
 
 def _fmt(value: float | None) -> str:
