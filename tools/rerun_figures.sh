@@ -12,7 +12,8 @@
 # steps (delete the .done file to redo one).
 #
 # Not here, because they do not depend on the codec's weights: tools/eval_sr.py --skip-codec (TinyPSSR,
-# Set5/Set14/BSD68), tools/seed_conventions.py's JPEG sweep, tools/fuzz_decoder.py. Not here because
+# Set5/Set14/BSD68), the TinyPSSR rows of tools/bench_backends.py, tools/fuzz_decoder.py. (The "seed"
+# step reruns tools/seed_conventions.py whole, its JPEG sweep included, for its tinycodec rows.) Not here because
 # they are training, not measurement: the UNet/SRUNet fine-tunes on the new codec's decodes
 # (tools/train_filters.sh) that a large change of the codec may call for; check the "filters" step's
 # gains first. The int8 graphs of UNet and SRUNet are recalibrated by themselves: their cache key holds
@@ -52,7 +53,8 @@ for step in $STEPS; do
                     "--jobs 2\` (enc ms: median, one PyTorch thread per worker, 2 workers)"
                 python tools/summarize_refine.py runs/rd_refined/rd_per_image.csv
             } > docs/results/refine_kodak.txt ;;
-        seed) run seed python tools/seed_conventions.py "$K" --rd-csv docs/results/rd_per_image.csv ;;
+        seed) run seed python tools/seed_conventions.py "$K" --rd-csv docs/results/rd_per_image.csv \
+            --json docs/results/seed_conventions.json ;;
         filters) run filters python tools/eval_sr.py "$D" --scale 2 --skip-sr --threads 2 \
             --json docs/results/eval_codec_filters.json ;;
         tiling) run tiling python tools/bench_tiling.py "$K" --limit 1 --scales 4,16,64,256 \
@@ -62,9 +64,13 @@ for step in $STEPS; do
             run large python tools/bench_large_image.py /tmp/big.png --scales 16,4 --json docs/results/large_image.json ;;
         progressive) run progressive python tools/bench_progressive.py "$K" --scale 16 \
             --json docs/results/progressive_kodak.json ;;
-        backends) run backends python tools/bench_backends.py --kodak "$K/kodim23.png" --threads 2 --max-seconds 6 \
-            --networks tinycompress-s4.encoder,tinycompress-s4.decoder,tinycompress-s16.encoder,tinycompress-s16.decoder,tinycompress-s64.encoder,tinycompress-s64.decoder,tinycompress-s256.encoder,tinycompress-s256.decoder,unet,srunet \
-            --json "docs/results/bench_backends_cpu$(grep -q avx512_vnni /proc/cpuinfo && echo _avx512vnni).json" --update ;;
+        backends)  # the README's two commands: codec networks capped at 6 s, UNet/SRUNet 100 rounds each
+            J="docs/results/bench_backends_cpu$(grep -q avx512_vnni /proc/cpuinfo && echo _avx512vnni).json"
+            run backends python tools/bench_backends.py --kodak "$K/kodim23.png" --threads 2 --max-seconds 6 \
+                --networks tinycompress-s4.encoder,tinycompress-s4.decoder,tinycompress-s16.encoder,tinycompress-s16.decoder,tinycompress-s64.encoder,tinycompress-s64.decoder,tinycompress-s256.encoder,tinycompress-s256.decoder \
+                --json "$J" --update
+            run backends-filters python tools/bench_backends.py --kodak "$K/kodim23.png" --threads 2 --min-runs 100 \
+                --max-seconds 400 --networks unet,srunet --json "$J" --update ;;
         batch)
             rm -rf /tmp/kodak_tcz
             run batch tcenc "$K" -o /tmp/kodak_tcz/ -j 2 ;;
