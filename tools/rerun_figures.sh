@@ -25,6 +25,9 @@ shift || true
 STEPS=${*:-codec coders rd seed refined filters tiling large progressive backends batch}
 K=$D/kodak
 mkdir -p runs/figures
+# The rd step compares with JPEG XL through imagecodecs (the [compare] extra); without it that step
+# failed an hour into a run. Check first.
+python -c "import imagecodecs" 2>/dev/null || { echo "error: the rd steps need imagecodecs: pip install 'tinycodec[compare]'" >&2; exit 2; }
 
 run() {  # run STEP COMMAND...: once, logged
     local step=$1
