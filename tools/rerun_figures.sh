@@ -25,9 +25,12 @@ shift || true
 STEPS=${*:-codec coders rd seed refined filters tiling large progressive backends batch}
 K=$D/kodak
 mkdir -p runs/figures
-# The rd step compares with JPEG XL through imagecodecs (the [compare] extra); without it that step
-# failed an hour into a run. Check first.
-python -c "import imagecodecs" 2>/dev/null || { echo "error: the rd steps need imagecodecs: pip install 'tinycodec[compare]'" >&2; exit 2; }
+# The rd step compares with JPEG XL through imagecodecs (the [compare] extra): check before the steps
+# ahead of it have spent their minutes.
+case " $STEPS " in *" rd "*)
+    [ -e runs/figures/rd.done ] || python -c "import imagecodecs" 2>/dev/null \
+        || { echo "error: the rd step needs imagecodecs: pip install 'tinycodec[compare]'" >&2; exit 2; } ;;
+esac
 
 run() {  # run STEP COMMAND...: once, logged
     local step=$1
@@ -37,7 +40,8 @@ run() {  # run STEP COMMAND...: once, logged
         return
     fi
     echo "$step: $*"
-    "$@" > "runs/figures/$step.log" 2>&1
+    # A failed step stops the run (set -e) and says so here, not only in its own log.
+    "$@" > "runs/figures/$step.log" 2>&1 || { echo "$step failed: see runs/figures/$step.log" >&2; exit 1; }
     touch "runs/figures/$step.done"
 }
 
