@@ -66,8 +66,8 @@ AUTO_ORDER: dict[tuple[str, str], tuple[str, ...]] = {
 # --precision int8``) runs int8 as asked. UNet and SRUNet run int8 (1.8-2.0x their fp32 graphs there,
 # within 0.04 dB, since their bodies run at half the output resolution; the full-resolution v3 UNet
 # had reached only 1.15-1.23x). On an AVX-512 VNNI CPU (docs/results/bench_backends_cpu_avx512vnni.json)
-# UNet and SRUNet gain more (2.3-2.4x) and the networks listed here are still slower in int8 (0.70-0.98x,
-# one row 1.07x) and worse.
+# UNet and SRUNet gain more (2.2-2.6x) and the networks listed here are still slower in int8 (codec
+# networks 0.76-0.98x and one row at 1.07x, TinyPSSR 0.70-0.80x) and worse.
 AUTO_FP32_INSTEAD_OF_INT8_ON_CPU = ("tinycompress-", "tinypssr-")
 
 # Networks ``auto`` runs in PyTorch on the CPU although ONNX Runtime comes first in AUTO_ORDER: the

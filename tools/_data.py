@@ -61,7 +61,8 @@ class CropSampler:
 # Instruction sets that decide how fast ONNX Runtime's int8 kernels are against float: without VNNI
 # (AVX2 only) a U8S8 dot product takes three instructions and saturates at 16 bits; with AVX-512 VNNI
 # or AVX-VNNI it is one. The same int8 graphs (UNet, SRUNet) measured 1.73-1.93x their fp32 graphs on an AVX2 CPU
-# and 2.33-2.44x on an AVX-512 VNNI one (README, "int8 against fp32").
+# and 2.33-2.44x on an AVX-512 VNNI one (README, "int8 against fp32"; 2.24-2.63x there once recalibrated
+# on the v7 codec's decodes).
 INT8_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
 
 
