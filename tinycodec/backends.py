@@ -97,7 +97,10 @@ class Runner(Protocol):
 # ------------------------------------------------------------------------------------------ availability
 
 
+@lru_cache(maxsize=None)
 def _has_module(name: str) -> bool:
+    # Cached: every network run asks (through get_runner), and a find_spec walk of sys.path
+    # cost about 0.5 ms a call, 1 ms of a 40 ms scale-256 decode of a Kodak image.
     try:
         return importlib.util.find_spec(name) is not None
     except (ImportError, ValueError):
