@@ -9,6 +9,11 @@ values, CompressAI's convention) and on Y (BT.601, as the seed reported it),
 MS-SSIM, median encode/decode milliseconds per image (in-process, after one
 warm-up image) and, per scale, the peak resident memory of a fresh process
 that encodes and decodes the first image (imports and weights included).
+
+After the table, per scale: the median milliseconds of the encoder and decoder
+networks alone (the same windows the codec runs, float latent in, uint8 out),
+so that the rest of a row's time, quantising, entropy coding and the container,
+can be read off; the seed's CPU figures are network times.
 """
 
 from __future__ import annotations
@@ -32,7 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tinycodec  # noqa: E402
 from _data import cpu_info, describe_cpu, write_report  # noqa: E402
 from tinycodec.rd import list_images, load_rgb, ms_ssim_rgb, psnr, psnr_y  # noqa: E402  (as `tinycodec rd`)
+from tinycodec import tiling  # noqa: E402
 from tinycodec.container import read_header  # noqa: E402
+from tinycodec.models import SCALE_DEPTHS  # noqa: E402
+from tinycodec.zoo import current_entry, model_name  # noqa: E402
 
 
 # A fresh interpreter per scale: in one process the resident set only grows (the allocators keep
@@ -53,6 +61,23 @@ def peak_memory_mb(path: Path, scale: int) -> float:
     out = subprocess.run([sys.executable, "-c", PEAK_CHILD, str(path), str(scale), str(ROOT)],
                          capture_output=True, text=True, check=True)
     return float(out.stdout.split()[-1])
+
+
+def network_ms(images: list[np.ndarray], scale: int) -> tuple[float, float]:
+    """Median ms per image of the encoder and of the decoder network alone, as the codec runs them."""
+    entry, depth = current_entry(model_name(scale)), SCALE_DEPTHS[scale]
+    encode_ms, decode_ms = [], []
+    for rgb in images:
+        t0 = time.perf_counter()
+        latent = tiling.encode_latent(entry, scale, depth, rgb)
+        t1 = time.perf_counter()
+        for _ in tiling.decode_windows(entry, scale, depth, lambda r, c: latent[:, r[0] : r[1], c[0] : c[1]],
+                                       latent.shape[1:]):
+            pass
+        t2 = time.perf_counter()
+        encode_ms.append((t1 - t0) * 1000)
+        decode_ms.append((t2 - t1) * 1000)
+    return statistics.median(encode_ms), statistics.median(decode_ms)
 
 
 def print_bicubic_baseline(images: list[np.ndarray], scales: list[int]) -> None:
@@ -95,7 +120,7 @@ def main() -> None:
     header = (f"{'scale':>5} {'planes':>6} {'bpp':>7} {'saving':>7} {'PSNR':>6} {'PSNR-Y':>6} {'MS-SSIM':>7} "
               f"{'enc ms':>7} {'dec ms':>7} {'peak MB':>7}")
     print(header)
-    rows = []
+    rows, networks = [], []
     for scale in args.scales:
         peak_mb = peak_memory_mb(paths[0], scale)
         for planes in args.planes:
@@ -130,10 +155,15 @@ def main() -> None:
             print(f"{scale:>5} {planes:>6} {row['bpp']:>7.4f} {100 * row['coder_saving']:>6.1f}% "
                   f"{row['psnr_rgb']:>6.2f} {row['psnr_y']:>6.2f} {row['ms_ssim']:>7.4f} "
                   f"{row['encode_ms']:>7.1f} {row['decode_ms']:>7.1f} {row['peak_rss_mb']:>7.0f}", flush=True)
+        net_encode_ms, net_decode_ms = network_ms(images, scale)  # after the rows: this scale's networks are warm
+        networks.append({"scale": scale, "encode_ms": net_encode_ms, "decode_ms": net_decode_ms})
+    print("networks alone, median ms per image (the rest of a row's time: quantising, entropy coding, container):")
+    for net in networks:
+        print(f"{net['scale']:>5}   encoder {net['encode_ms']:>6.1f}   decoder {net['decode_ms']:>6.1f}")
     if args.json:
         meta = {"data": str(args.data), "images": len(images), "torch": torch.__version__,
                 "threads": torch.get_num_threads(), "tinycodec": tinycodec.__version__, "machine": platform.machine(), "cpu": cpu}
-        write_report(args.json, {"meta": meta, "results": rows})
+        write_report(args.json, {"meta": meta, "results": rows, "networks": networks})
 
 
 if __name__ == "__main__":
