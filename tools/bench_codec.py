@@ -13,7 +13,8 @@ that encodes and decodes the first image (imports and weights included).
 After the table, per scale: the median milliseconds of the encoder and decoder
 networks alone (the same windows the codec runs, float latent in, uint8 out),
 so that the rest of a row's time, quantising, entropy coding and the container,
-can be read off; the seed's CPU figures are network times.
+can be read off. The seed's CPU table times "encoding and decoding only", which reads as
+these network times.
 """
 
 from __future__ import annotations
