@@ -38,8 +38,8 @@ def test_wrong_magic():
 
 def test_newer_version_is_refused_clearly(tcz):
     data = bytearray(tcz)
-    data[8] = 2
-    with pytest.raises(TinyCodecError, match="version 2.*upgrade"):
+    data[8] = 3  # version 2 is the pyramid family (tests/test_pyramid.py)
+    with pytest.raises(TinyCodecError, match="version 3.*upgrade"):
         decode(bytes(data))
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from PIL import Image
 
 from . import parallel
-from .codec import DEFAULT_PLANES, DEFAULT_SCALE, decode_with_info, encode_planar
+from .codec import DEFAULT_PLANES, DEFAULT_SCALE, decode_with_info, encode_planar, encode_pyramid
 from .errors import TinyCodecError, describe_os_error
 from .files import read_source, read_tcz, save_image, write_atomic
 from .limits import DEFAULT_LIMITS, Limits
@@ -58,6 +58,8 @@ class EncodeSettings:
     downscale: int = 1
     refine: int = 0  # latent refinement steps (tinycodec.refine)
     run: dict[str, str] = field(default_factory=dict)  # backend, device, precision
+    quality: int | None = None  # set: the pyramid family at this quality (scale, planes, downscale unused)
+    effort: str = "fast"
 
 
 @dataclass(frozen=True)
@@ -208,8 +210,12 @@ def encode_job(job: Job, settings: EncodeSettings) -> Outcome:
         try:
             _check_target(job, settings.force)
             source = read_source(job.src, keep_metadata=settings.keep_metadata)
-            data = encode_planar(source.planar, settings.scale, settings.planes, metadata=source.metadata,
-                                 downscale=settings.downscale, refine=settings.refine, **settings.run)
+            if settings.quality is not None:
+                data = encode_pyramid(source.planar, settings.quality, settings.effort, settings.refine,
+                                      source.metadata)
+            else:
+                data = encode_planar(source.planar, settings.scale, settings.planes, metadata=source.metadata,
+                                     downscale=settings.downscale, refine=settings.refine, **settings.run)
             write_atomic(job.dst, data)
             pixels = source.width * source.height
             return Outcome(job, None, job.src.stat().st_size, len(data), pixels, len(data), _notes(caught))
@@ -229,7 +235,7 @@ def decode_job(job: Job, settings: DecodeSettings) -> Outcome:
             save_image(image, job.dst, keep_metadata=settings.keep_metadata)
             notes = _notes(caught)
             if not info.complete:
-                notes += (f"partial: {info.planes_decoded} of {info.planes} planes",)
+                notes += (f"partial: {info.decoded_part}",)
             return Outcome(job, None, len(data), job.dst.stat().st_size, info.width * info.height, len(data), notes)
         except (TinyCodecError, OSError, MemoryError) as exc:
             return _failure(job, exc)

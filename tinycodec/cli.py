@@ -28,7 +28,7 @@ import numpy as np
 from . import __version__, batch
 from .backends import BACKENDS, DEVICES, PRECISIONS
 from .codec import (DEFAULT_PLANES, DEFAULT_SCALE, SCALES, FilterSkippedWarning, PartialAlphaWarning,
-                    decode_with_info, encode, encode_planar)
+                    decode_with_info, encode, encode_planar, encode_pyramid)
 from .container import DOWNSCALE_FACTORS
 from .enhance import NONE, enhance, parse_filter
 from .filters import FILTERS
@@ -38,6 +38,8 @@ from .image import HighBitDepthWarning
 from .limits import DEFAULT_LIMITS
 from .metadata import MetadataWarning
 from .refine import DEFAULT_STEPS as DEFAULT_REFINE_STEPS, MAX_STEPS as MAX_REFINE_STEPS
+
+DEFAULT_PYRAMID_REFINE = 100  # tinycodec.pyramid.codec.DEFAULT_REFINE_STEPS, without importing the family here
 
 ENHANCE_HELP = f"{NONE}, {', '.join(FILTERS)} (add -int8 or -fp16 to run a filter in that precision)"
 
@@ -244,17 +246,32 @@ _JOBS_HELP = "Parallel workers: files in parallel with several inputs, tiles of 
               help=f"Search, by gradient descent through the decoder, for a latent that decodes closer to the "
                    f"image at fewer bits ({DEFAULT_REFINE_STEPS} is the tuned effort: seconds per megapixel "
                    f"instead of milliseconds). Files decode as any other.")
+@click.option("-Q", "--quality", type=click.IntRange(0, 100), default=None, metavar="0..100",
+              help="Code with the pyramid family (rate-distortion optimised) at this quality; higher is larger "
+                   "and better. -s/--planes/--downscale then do not apply.")
+@click.option("--effort", type=click.Choice(["fast", "refine"]), default="fast", show_default=True,
+              help="Pyramid family: fast (one network pass) or refine (gradient steps on the latents: --refine "
+                   "STEPS, default 100; seconds per image). Every effort writes the same format.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (no progress bar, no summary).")
 @click.version_option(__version__, "-V", "--version", prog_name="tcenc")
 @_backend_options("tcenc")
 @_user_errors("tcenc")
 def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, jobs: int, strip: bool,
-          force: bool, downscale: str, refine: int, quiet: bool, run: dict) -> None:
+          force: bool, downscale: str, refine: int, quality: int | None, effort: str, quiet: bool, run: dict) -> None:
     """Encode IMAGES (any format Pillow reads; folders: the images in them; '-' for stdin) to .tcz files."""
+    ctx = click.get_current_context()
+    if quality is not None:
+        given = [f"--{name}" for name in ("scale", "planes", "downscale")
+                 if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
+        if given:
+            raise TinyCodecError(f"{', '.join(given)} set TinyCompress options; -Q/--quality selects the pyramid family")
+    elif effort != "fast":
+        raise TinyCodecError("--effort applies to the pyramid family: give -Q/--quality too")
     if _is_batch(images):
         sources = batch.expand_inputs(images, batch.image_suffixes())
         settings = batch.EncodeSettings(int(scale), planes, keep_metadata=not strip, force=force,
-                                        downscale=int(downscale), refine=refine, run=run)
+                                        downscale=int(downscale), refine=refine, run=run, quality=quality,
+                                        effort=effort)
         jobs_list = batch.plan_jobs(sources, output, batch.TCZ_SUFFIX)
         _run_batch("tcenc", jobs_list, functools.partial(batch.encode_job, settings=settings), jobs, quiet)
         return
@@ -264,16 +281,24 @@ def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, 
     _check_output(output, force, image)
     with _notes("tcenc", quiet):
         start = time.perf_counter()
-        data = encode_planar(source.planar, int(scale), planes, metadata=source.metadata, workers=jobs,
-                             downscale=int(downscale), refine=refine, **run)
+        if quality is not None:
+            data = encode_pyramid(source.planar, quality, effort, refine, source.metadata)
+        else:
+            data = encode_planar(source.planar, int(scale), planes, metadata=source.metadata, workers=jobs,
+                                 downscale=int(downscale), refine=refine, **run)
         elapsed = time.perf_counter() - start
     _write_output(output, data)
     if not quiet:
         bpp = 8 * len(data) / (source.width * source.height)
-        shrunk = f", downscale {downscale}" if downscale != "1" else ""
-        shrunk += f", refined ({refine} steps)" if refine else ""
-        click.echo(f"{image} -> {output}: {source.width}x{source.height} {source.mode}, scale {scale}, "
-                   f"{planes} planes{shrunk}, {len(data)} bytes, {bpp:.4f} bpp, {elapsed * 1000:.0f} ms", err=True)
+        if quality is not None:
+            how = f"pyramid, quality {quality}, effort {effort}"
+            how += f" ({refine or DEFAULT_PYRAMID_REFINE} steps)" if effort == "refine" else ""
+        else:
+            how = f"scale {scale}, {planes} planes"
+            how += f", downscale {downscale}" if downscale != "1" else ""
+            how += f", refined ({refine} steps)" if refine else ""
+        click.echo(f"{image} -> {output}: {source.width}x{source.height} {source.mode}, {how}, "
+                   f"{len(data)} bytes, {bpp:.4f} bpp, {elapsed * 1000:.0f} ms", err=True)
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -287,7 +312,8 @@ def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, 
 @click.option("--enhance", type=str, default=NONE, show_default=True,
               help=f"Learned filter after decoding: {ENHANCE_HELP}. srunet and tinypssr-x2/x4 enlarge the image "
                    "(or restore the size of a --downscale file).")
-@click.option("--partial", is_flag=True, help="Decode a truncated file from the bit-plane segments that arrived whole.")
+@click.option("--partial", is_flag=True, help="Decode a truncated file from what arrived whole: its bit-plane "
+              "segments (TinyCompress) or its coarse-to-fine latent grids (pyramid family).")
 @click.option("--max-pixels", type=click.IntRange(min=0), default=DEFAULT_LIMITS.max_pixels, show_default=True,
               help="Refuse images with more pixels than this (0: no limit).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True, help=_JOBS_HELP)
@@ -328,13 +354,18 @@ def tcdec(files: tuple[str, ...], output: str | None, fmt: str, enhance: str, pa
     else:
         save_image(image, output, keep_metadata=not strip)
     if not quiet:
-        planes = f"{info.planes} planes"
-        if partial:
-            planes = f"{info.planes_decoded} of {info.planes} planes"
-            if info.tiles_refined:
-                planes += f" (plane {info.planes_decoded + 1} in {info.tiles_refined} of {info.tiles} tiles)"
+        if info.family == "pyramid":
+            what = f"pyramid, quality {info.quality}"
+            what += f", {info.decoded_part}" if partial else ""
+        else:
+            planes = f"{info.planes} planes"
+            if partial:
+                planes = info.decoded_part
+                if info.tiles_refined:
+                    planes += f" (plane {info.planes_decoded + 1} in {info.tiles_refined} of {info.tiles} tiles)"
+            what = f"scale {info.scale}, {planes}"
         extra = f", {info.enhance}" if info.enhance != NONE else ""
-        click.echo(f"{file} -> {output}: {info.width}x{info.height} {info.mode}, scale {info.scale}, {planes}{extra}, "
+        click.echo(f"{file} -> {output}: {info.width}x{info.height} {info.mode}, {what}{extra}, "
                    f"{elapsed * 1000:.0f} ms", err=True)
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from . import backends, container, entropy, parallel, quantize, runtime, tiling
+from . import backends, container, entropy, families, parallel, quantize, runtime, tiling
 from .container import ALPHA_PLANES, DOWNSCALE_FACTORS, Header
 from .enhance import NONE, enhance_planes, fit_to_size, parse_filter
 from .errors import TinyCodecError
@@ -58,6 +58,17 @@ class DecodeInfo:
     metadata: Metadata = field(default_factory=Metadata)
     downscale: int = 1  # the image was coded at 1/downscale of its size (tcenc --downscale)
     enhance: str = NONE  # the filter applied after decoding
+    family: str = families.TINYCOMPRESS  # codec family of the file (tinycodec.families)
+    quality: int | None = None  # pyramid family: the quality index the file was coded at
+    grids: int = 0  # pyramid family: latent grids in the file, and how many were decoded (fewer: partial)
+    grids_decoded: int = 0
+
+    @property
+    def decoded_part(self) -> str:
+        """What of the file was decoded, in words (for partial decodes)."""
+        if self.family == families.PYRAMID:
+            return f"{self.grids_decoded} of {self.grids} latent grids"
+        return f"{self.planes_decoded} of {self.planes} planes"
 
 
 def _tile_slices(header: Header, tile_scale: int = 1) -> list[tuple[slice, slice]]:
@@ -86,10 +97,15 @@ def _downscale(planar: Planar, factor: int) -> Planar:
 
 
 def encode(image: Image.Image | np.ndarray, scale: int = DEFAULT_SCALE, planes: int = DEFAULT_PLANES,
-           *, tile: int = DEFAULT_TILE, keep_metadata: bool = True, workers: int = 1,
-           window: int | None = None, downscale: int = 1, refine: int = 0, backend: str = "auto",
+           *, quality: int | None = None, effort: str = "fast", tile: int = DEFAULT_TILE, keep_metadata: bool = True,
+           workers: int = 1, window: int | None = None, downscale: int = 1, refine: int = 0, backend: str = "auto",
            device: str = "cpu", precision: str = "fp32") -> bytes:
     """Encode an image to ``.tcz`` bytes.
+
+    quality: 0..100 selects the pyramid family (:mod:`tinycodec.pyramid`, rate-distortion optimised;
+        higher is larger and better), ``scale`` and ``planes`` then do not apply. ``effort`` is ``fast``
+        (one network pass) or ``refine`` (plus ``refine`` gradient steps on the latents, default
+        :data:`tinycodec.pyramid.codec.DEFAULT_REFINE_STEPS`). None: TinyCompress, as below.
 
     image: a PIL image (any mode Pillow reads; grey stays grey, alpha is kept
         losslessly, 16-bit input is reduced to 8 bits with a warning) or a
@@ -120,6 +136,8 @@ def encode(image: Image.Image | np.ndarray, scale: int = DEFAULT_SCALE, planes: 
     available here), ValueError for bad arguments.
     """
     metadata = Metadata.from_image(image) if keep_metadata and isinstance(image, Image.Image) else Metadata()
+    if quality is not None:
+        return encode_pyramid(to_planar(image), quality, effort, refine, metadata)
     return encode_planar(to_planar(image), scale, planes, metadata=metadata, tile=tile, workers=workers,
                          window=window, downscale=downscale, refine=refine, backend=backend, device=device,
                          precision=precision)
@@ -188,6 +206,22 @@ def encode_planar(planar: Planar, scale: int = DEFAULT_SCALE, planes: int = DEFA
     return container.pack(header, groups)
 
 
+def encode_pyramid(planar: Planar, quality: int, effort: str = "fast", refine: int = 0,
+                   metadata: Metadata = Metadata()) -> bytes:
+    """The pyramid family's encoder (see :func:`encode`); ``refine`` 0 with effort refine: the default steps."""
+    from . import pyramid
+    from .pyramid.codec import DEFAULT_REFINE_STEPS
+
+    height, width = planar.rgb.shape[:2]
+    if width * height > MAX_IMAGE_PIXELS:
+        raise TinyCodecError(f"image of {width}x{height} pixels exceeds the limit of {MAX_IMAGE_PIXELS} pixels")
+    try:
+        return pyramid.encode_planar(planar, quality, effort, refine or DEFAULT_REFINE_STEPS,
+                                     extensions=metadata.to_extensions())
+    except (MemoryError, RuntimeError) as exc:
+        raise TinyCodecError(f"cannot encode a {width}x{height} image here: {exc}") from None
+
+
 def simulate_rgb(rgb: np.ndarray, scale: int, planes: int = DEFAULT_PLANES, *, backend: str = "auto",
                  device: str = "cpu", precision: str = "fp32") -> np.ndarray:
     """The RGB image ``decode(encode(rgb, scale, planes))`` returns, without running the entropy coder.
@@ -237,7 +271,18 @@ def verify(data: bytes, *, max_pixels: int | None = None, limits: Limits = DEFAU
 
     Raises TinyCodecError for the first problem found.
     """
-    _open(data, False, _effective_limits(limits, max_pixels))
+    limits = _effective_limits(limits, max_pixels)
+    if _family(data) == families.PYRAMID:
+        from . import pyramid
+        pyramid.verify(bytes(data), limits)
+        return
+    _open(data, False, limits)
+
+
+def _family(data: bytes) -> str:
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"expected bytes, not {type(data).__name__}")
+    return families.identify(bytes(data[:12]))
 
 
 def _planes_per_tile(unpacked: container.Decoded, first_group: int, n_groups: int, n_tiles: int) -> list[int]:
@@ -269,6 +314,8 @@ def decode_with_info(data: bytes, *, partial: bool = False, max_pixels: int | No
     if choice is not None:
         backends.check_request(backend, device, choice.precision)
     limits = _effective_limits(limits, max_pixels)
+    if _family(data) == families.PYRAMID:
+        return _decode_pyramid(bytes(data), partial, limits, choice, backend, device)
     unpacked, entry = _open(data, partial, limits)
     header = unpacked.header
     if choice is not None and choice.spec.scales is not None and header.scale not in choice.spec.scales:
@@ -295,6 +342,33 @@ def decode_with_info(data: bytes, *, partial: bool = False, max_pixels: int | No
         raise TinyCodecError(f"not enough memory to decode a {header.width}x{header.height} image here") from None
     info = dataclasses.replace(info, width=image.width, height=image.height, mode=image.mode,
                                downscale=downscale[0] if downscale else 1, enhance=choice.name if choice else NONE)
+    return image, info
+
+
+def _decode_pyramid(data: bytes, partial: bool, limits: Limits, choice, backend: str,
+                    device: str) -> tuple[Image.Image, DecodeInfo]:
+    from . import pyramid
+    from .pyramid.container import read_header
+
+    header = read_header(data, limits=limits)[0]
+    if choice is not None and choice.spec.scales is not None:
+        warnings.warn(f"{choice.name} skipped: it is trained on TinyCompress artefacts, not the pyramid family's",
+                      FilterSkippedWarning, stacklevel=3)
+        choice = None
+    if choice is not None:
+        limits.check_pixels(header.width * choice.spec.upscale, header.height * choice.spec.upscale)
+    try:
+        image, pinfo = pyramid.decode_with_info(data, partial=partial, limits=limits)
+        metadata = Metadata.from_extensions(header.extensions)
+        if choice is not None:
+            planar = to_planar(image)
+            image = enhance_planes(planar.rgb, planar.alpha, planar.grey, choice, backend=backend, device=device)
+        metadata.attach(image)
+    except MemoryError:
+        raise TinyCodecError(f"not enough memory to decode a {header.width}x{header.height} image here") from None
+    info = DecodeInfo(image.width, image.height, 0, 0, 0, pinfo.model, image.mode, complete=pinfo.complete,
+                      metadata=metadata, enhance=choice.name if choice else NONE, family=families.PYRAMID,
+                      quality=pinfo.quality, grids=pinfo.grids, grids_decoded=pinfo.grids_decoded)
     return image, info
 
 

@@ -11,7 +11,7 @@ from typing import BinaryIO
 
 from PIL import Image, UnidentifiedImageError
 
-from . import container
+from . import container, families
 from .codec import DEFAULT_PLANES, DEFAULT_SCALE, decode, encode_planar
 from .errors import TinyCodecError
 from .image import Planar, to_planar
@@ -71,9 +71,8 @@ def _read_tcz_stream(stream: BinaryIO, limits: Limits) -> bytes:
     head = _read_up_to(stream, 12)
     header_len = container.header_length(head)
     # at least the fixed fields, so that a too-small header length is reported as such, not as truncation
-    head += _read_up_to(stream, max(header_len, container.MIN_HEADER) - len(head))
-    _, table, _ = container.read_header(head, limits=limits)
-    payload = _read_up_to(stream, sum(sum(lengths) for _, lengths in table))
+    head += _read_up_to(stream, max(header_len, families.min_header(head)) - len(head))
+    payload = _read_up_to(stream, families.payload_length(head, limits))
     return head + payload + _read_up_to(stream, 1)
 
 

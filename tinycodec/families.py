@@ -1,0 +1,56 @@
+"""The codec families a ``.tcz`` file can hold, and which one a file is (format version and family bytes).
+
+- ``tinycompress`` (format version 1): the iterative TinyCompress networks and bit-plane coders (``-s/--planes``).
+- ``pyramid`` (format version 2, family 1): hierarchical latents under a learned context model
+  (:mod:`tinycodec.pyramid`, ``-Q/--quality``).
+
+Both share the magic, the extension records and the checksum conventions (format_spec.md).
+"""
+
+from __future__ import annotations
+
+from .errors import TinyCodecError
+from .limits import DEFAULT_LIMITS, Limits
+
+TINYCOMPRESS = "tinycompress"
+PYRAMID = "pyramid"
+FAMILIES = (TINYCOMPRESS, PYRAMID)
+
+
+def identify(head: bytes) -> str:
+    """The family of a file from its first 12 bytes (magic checked); refuses versions this tinycodec lacks."""
+    from . import container
+    from .pyramid import container as pyramid_container
+
+    container.header_length(head)  # magic, and enough bytes
+    version = head[8]
+    if version == container.FORMAT_VERSION:
+        return TINYCOMPRESS
+    if version == pyramid_container.VERSION:
+        if head[9] == pyramid_container.FAMILY:
+            return PYRAMID
+        raise TinyCodecError(f"file is a .tcz of codec family {head[9]}, unknown to this tinycodec: upgrade")
+    if version == 0:
+        raise TinyCodecError("corrupt .tcz header: format version 0")
+    raise TinyCodecError(f"file is .tcz format version {version}; this tinycodec reads up to "
+                         f"{pyramid_container.VERSION}: upgrade")
+
+
+def min_header(head: bytes) -> int:
+    """Bytes to read before the header length can be judged (the family's fixed fields)."""
+    from . import container
+    from .pyramid import container as pyramid_container
+
+    return pyramid_container.MIN_HEADER if identify(head) == PYRAMID else container.MIN_HEADER
+
+
+def payload_length(head: bytes, limits: Limits = DEFAULT_LIMITS) -> int:
+    """Verify a whole header (either family, limits included) and return the payload bytes it declares."""
+    from . import container
+    from .pyramid import container as pyramid_container
+
+    if identify(head) == PYRAMID:
+        _, table, _ = pyramid_container.read_header(head, limits=limits)
+        return sum(n for _, n in table)
+    _, table, _ = container.read_header(head, limits=limits)
+    return sum(sum(lengths) for _, lengths in table)

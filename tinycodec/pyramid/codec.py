@@ -1,0 +1,201 @@
+"""Pyramid family: image <-> .tcz bytes, at three encoder efforts with one bitstream.
+
+    image --pad to 64--> AmortisedEncoder(q) --/ step(q), round--> integer grids   (effort "fast")
+                                              \\-- gradient steps on the grids   (effort "refine")
+    integer grids --fixed-point context model + table coder, 4 passes per grid--> segments --> container
+
+and back: container --> segments --> integer grids --> dequantise, upsample, synthesis (in row bands) --> image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from .. import zoo
+from ..errors import TinyCodecError
+from ..image import Planar, to_pil, to_planar
+from ..limits import DEFAULT_LIMITS, Deadline, Limits
+from . import bitstream, layout
+from .container import PyramidHeader, pack, unpack
+from .model import LATENT_LIMIT
+from .weights import ENCODER_MODEL, MODEL, LoadedDecoder, load_decoder, load_encoder
+
+DEFAULT_QUALITY = 50
+EFFORTS = ("fast", "refine")
+DEFAULT_REFINE_STEPS = 100
+BAND_ROWS = 256  # synthesis runs on bands of this many output rows (memory: ~200 bytes per pixel of a band)
+ENCODE_WINDOW = 1024  # the encoder network runs on windows of this side (plus margins) on larger images
+ENCODE_MARGIN = 128
+
+
+@dataclass
+class PyramidInfo:
+    width: int
+    height: int
+    quality: int
+    model: str
+    mode: str
+    grids: int
+    grids_decoded: int
+
+    @property
+    def complete(self) -> bool:
+        return self.grids_decoded == self.grids
+
+
+def check_quality(quality: int) -> int:
+    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 0 <= quality <= layout.MAX_QUALITY:
+        raise TinyCodecError(f"quality must be an integer from 0 to {layout.MAX_QUALITY}, not {quality!r}")
+    return int(quality)
+
+
+def _pad(rgb: np.ndarray) -> torch.Tensor:
+    h, w = rgb.shape[:2]
+    ph, pw = layout.padded_size(h, w)
+    x = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1)[None].float() / 255.0
+    return F.pad(x, (0, pw - w, 0, ph - h), mode="replicate") if (ph, pw) != (h, w) else x
+
+
+def _windows(n: int, size: int, margin: int) -> list[tuple[int, int, int, int]]:
+    """(read start, read end, keep start, keep end) along one axis, all multiples of layout.ALIGN."""
+    if n <= size + 2 * margin:
+        return [(0, n, 0, n)]
+    out = []
+    for s in range(0, n, size):
+        e = min(n, s + size)
+        out.append((max(0, s - margin), min(n, e + margin), s, e))
+    return out
+
+
+@torch.no_grad()
+def predict_latents(x: torch.Tensor, quality: int) -> list[torch.Tensor]:
+    """Amortised encoder on a padded image (1, 3, H, W); in overlapping windows when it is large."""
+    encoder = load_encoder(zoo.current_entry(ENCODER_MODEL))
+    q = torch.tensor([quality])
+    _, _, h, w = x.shape
+    rows, cols = _windows(h, ENCODE_WINDOW, ENCODE_MARGIN), _windows(w, ENCODE_WINDOW, ENCODE_MARGIN)
+    if len(rows) == 1 and len(cols) == 1:
+        return encoder(x, q)
+    out = [torch.zeros(1, 1, h >> g.level, w >> g.level) for g in layout.GRIDS]
+    for r0, r1, k0, k1 in rows:
+        for c0, c1, l0, l1 in cols:
+            part = encoder(x[:, :, r0:r1, c0:c1], q)
+            for g, y, o in zip(layout.GRIDS, part, out):
+                s = g.level
+                o[:, :, k0 >> s : k1 >> s, l0 >> s : l1 >> s] = y[:, :, (k0 - r0) >> s : (k1 - r0) >> s,
+                                                                 (l0 - c0) >> s : (l1 - c0) >> s]
+    return out
+
+
+def quantise(latents: list[torch.Tensor], dec: LoadedDecoder, quality: int) -> list[np.ndarray]:
+    steps = dec.network.steps(torch.tensor([quality]))[0]
+    return [torch.round(y[0, 0] / steps[g.index]).clamp(-LATENT_LIMIT, LATENT_LIMIT).long().numpy()
+            for g, y in zip(layout.GRIDS, latents)]
+
+
+def encode_planar(planar: Planar, quality: int = DEFAULT_QUALITY, effort: str = "fast",
+                  refine_steps: int = DEFAULT_REFINE_STEPS, extensions: list[tuple[int, bytes]] | None = None) -> bytes:
+    quality = check_quality(quality)
+    if effort not in EFFORTS:
+        raise TinyCodecError(f"unknown effort '{effort}' (choose from {', '.join(EFFORTS)})")
+    if planar.alpha is not None:
+        raise TinyCodecError("the pyramid family codes no alpha channel yet: use TinyCompress (-s/--scale) "
+                             "for images with transparency, or drop the alpha channel")
+    h, w = planar.rgb.shape[:2]
+    entry = zoo.current_entry(MODEL)
+    dec = load_decoder(entry)
+    x = _pad(planar.rgb)
+    latents = predict_latents(x, quality)
+    if effort == "refine":
+        from .refine import refine_latents
+        latents = refine_latents(latents, x, dec, quality, refine_steps)
+    grids = quantise(latents, dec, quality)
+    segments = bitstream.encode_grids(grids, quality, dec.context, dec.coder)
+    header = PyramidHeader(w, h, 1 if planar.grey else 3, quality, MODEL, entry.short_id, list(extensions or []))
+    return pack(header, segments)
+
+
+def encode(image: Image.Image | np.ndarray, quality: int = DEFAULT_QUALITY, effort: str = "fast",
+           refine_steps: int = DEFAULT_REFINE_STEPS) -> bytes:
+    """PIL image or HxW[xC] uint8 array -> .tcz bytes of the pyramid family."""
+    return encode_planar(to_planar(image), quality, effort, refine_steps)
+
+
+def _open(data: bytes, partial: bool, limits: Limits) -> tuple:
+    unpacked = unpack(bytes(data), partial=partial, limits=limits)
+    header = unpacked.header
+    from ..container import EXT_CRITICAL
+    for ext_type, _ in header.extensions:
+        if ext_type & EXT_CRITICAL:
+            raise TinyCodecError(f"file needs header extension {ext_type}, unknown to this tinycodec: upgrade")
+    if header.model != MODEL:
+        raise TinyCodecError(f"file names model '{header.model}', unknown to this tinycodec's pyramid family")
+    return unpacked, zoo.entry_for_file(header.model, header.weights_id)
+
+
+def verify(data: bytes, limits: Limits = DEFAULT_LIMITS) -> None:
+    _open(data, False, limits)
+
+
+@torch.no_grad()
+def synthesise(grids: list[np.ndarray], dec: LoadedDecoder, quality: int, height: int, width: int,
+               deadline: Deadline | None = None) -> np.ndarray:
+    """Integer grids -> (height, width, 3) uint8, in bands of rows (exact: each band reads enough margin)."""
+    steps = dec.network.steps(torch.tensor([quality]))[0]
+    deq = [torch.from_numpy(y).float()[None, None] * steps[g.index] for g, y in zip(layout.GRIDS, grids)]
+    ph = deq[-1].shape[-2]
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    for r0 in range(0, height, BAND_ROWS):
+        if deadline:
+            deadline.check()
+        r1 = min(height, r0 + BAND_ROWS)
+        e0, e1 = max(0, r0 - 2), min(ph, r1 + 2)  # the two 3x3 layers read 2 rows beyond the band
+        parts = []
+        for g, y in zip(layout.GRIDS, deq):
+            s = g.stride
+            c0, c1 = max(0, e0 // s - 1), min(y.shape[-2], -(-e1 // s) + 1)
+            part = y[:, :, c0:c1]
+            if s > 1:
+                # Rows within s/2 of a cut edge of the slice differ from the whole-grid upsampling; the
+                # one-row margin of coarse rows keeps them outside [e0, e1).
+                part = F.interpolate(part, scale_factor=s, mode="bilinear", align_corners=False)
+            parts.append(part[:, :, e0 - c0 * s : e1 - c0 * s])
+        feats = torch.cat(parts[::-1], dim=1)  # level order, finest first (as upsample_grids)
+        rgb = dec.network.synthesis(feats)[:, :, r0 - e0 : r1 - e0, :width]
+        out[r0:r1] = (rgb[0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
+    return out
+
+
+def decode_with_info(data: bytes, *, partial: bool = False, limits: Limits = DEFAULT_LIMITS) -> tuple[Image.Image, PyramidInfo]:
+    unpacked, entry = _open(data, partial, limits)
+    header = unpacked.header
+    dec = load_decoder(entry)
+    deadline = limits.deadline(header.width, header.height)
+    shapes = header.grid_shapes
+    try:
+        grids = bitstream.decode_grids(unpacked.segments, shapes, header.quality, dec.context, dec.coder,
+                                       deadline.check)
+        decoded = len(grids)
+        grids += [np.zeros(s, dtype=np.int64) for s in shapes[decoded:]]
+        rgb = synthesise(grids, dec, header.quality, header.height, header.width, deadline)
+    except MemoryError:
+        raise TinyCodecError(f"not enough memory to decode a {header.width}x{header.height} image here") from None
+    image = to_pil(rgb, None, header.color_channels == 1)
+    info = PyramidInfo(header.width, header.height, header.quality, header.model, image.mode,
+                       len(layout.GRIDS), decoded)
+    return image, info
+
+
+def decode(data: bytes, *, partial: bool = False, limits: Limits = DEFAULT_LIMITS) -> Image.Image:
+    return decode_with_info(data, partial=partial, limits=limits)[0]
+
+
+def reconstruct(grids: list[np.ndarray], quality: int, height: int, width: int) -> np.ndarray:
+    """Decoder output for integer grids, without entropy coding (benchmarks and tests)."""
+    return synthesise(grids, load_decoder(zoo.current_entry(MODEL)), quality, height, width)
+

@@ -1,0 +1,56 @@
+"""Effort "refine": gradient steps on the latents alone, the decoder fixed, under rate + lambda * MSE.
+
+Starts from the amortised encoder's prediction, so a few dozen steps already pay (Yang & Mandt 2023,
+"Computationally-efficient neural image compression with shallow decoders": amortised then iterative
+encoding). The rate is the fixed-point context model's float twin; the file is coded with the integers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from . import layout
+from .model import LATENT_LIMIT, grid_rate, quality_lambda, round_ste, upsample_grids
+from .weights import LoadedDecoder
+
+MAX_REFINE_STEPS = 10_000
+LEARNING_RATE = 0.1  # in units of one quantisation step
+
+
+def check_steps(steps: int) -> int:
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_REFINE_STEPS:
+        raise ValueError(f"refinement steps must be an integer from 1 to {MAX_REFINE_STEPS}, not {steps!r}")
+    return steps
+
+
+def refine_latents(latents: list[torch.Tensor], x: torch.Tensor, dec: LoadedDecoder, quality: int,
+                   steps: int) -> list[torch.Tensor]:
+    """Float grids (decoder units) -> refined float grids (decoder units); x: the padded image (1, 3, H, W)."""
+    check_steps(steps)
+    net = dec.network
+    for p in net.parameters():
+        p.requires_grad_(False)
+    q = torch.tensor([quality])
+    step_sizes = net.steps(q)[0]
+    z = [(y / step_sizes[g.index]).detach().clone().requires_grad_(True) for g, y in zip(layout.GRIDS, latents)]
+    opt = torch.optim.Adam(z, lr=LEARNING_RATE)
+    lam = quality_lambda(float(quality))
+    pixels = x.shape[-2] * x.shape[-1]
+    hard_from = int(steps * 0.8)  # the last steps see the rounding the file will have, in rate too
+    for i in range(steps):
+        for group in opt.param_groups:
+            group["lr"] = LEARNING_RATE * 0.5 * (1 + math.cos(math.pi * i / steps))
+        clipped = [t.clamp(-LATENT_LIMIT, LATENT_LIMIT) for t in z]
+        hard = [round_ste(t) for t in clipped]
+        for_rate = hard if i >= hard_from else [t + torch.empty_like(t).uniform_(-0.5, 0.5) for t in clipped]
+        bits = grid_rate(for_rate, net.context, q)[0]
+        deq = [h * step_sizes[g.index] for g, h in zip(layout.GRIDS, hard)]
+        recon = net.synthesis(upsample_grids(deq))
+        loss = bits / pixels + lam * torch.mean((recon - x) ** 2)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        return [t.detach().clamp(-LATENT_LIMIT, LATENT_LIMIT) * step_sizes[g.index] for g, t in zip(layout.GRIDS, z)]

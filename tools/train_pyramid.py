@@ -1,0 +1,173 @@
+"""Train the pyramid family's shared decoder and its amortised encoder (rate + lambda * MSE, lambda from q).
+
+    python tools/train_pyramid.py ../shared/data/train --val ../shared/data/val --minutes 150
+
+Resumable: the checkpoint (``checkpoints/pyramid.pt``: networks, optimiser, sampler state, history) is
+written every ``--checkpoint-minutes`` and at the end; rerunning the same command continues from it, so a run
+spans sessions. The selection rule, fixed before any test figure is looked at: the installed weights are those
+of the validation point with the lowest mean rate-distortion loss over the qualities in ``VAL_QUALITIES``
+(centre crops of the ``--val`` images; Kodak is never read here). ``--export`` writes that best point as
+weights (``weights/pyramid-v1.safetensors`` by default; ``tools/promote_weights.py`` installs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _data import CropSampler, image_paths, load_rgb  # noqa: E402
+
+from tinycodec.pyramid import layout  # noqa: E402
+from tinycodec.pyramid.model import (  # noqa: E402
+    AmortisedEncoder, PyramidDecoder, count_parameters, decoder_macs_per_pixel, quality_lambda, rd_forward)
+
+VAL_QUALITIES = (10, 40, 70, 95)
+VAL_CROP = 384
+
+
+def centre_crop(im: np.ndarray, size: int) -> torch.Tensor:
+    h, w = im.shape[:2]
+    s = min(size, h // 64 * 64, w // 64 * 64)
+    y, x = (h - s) // 2, (w - s) // 2
+    return torch.from_numpy(im[y : y + s, x : x + s].transpose(2, 0, 1).astype(np.float32) / 255.0)
+
+
+@torch.no_grad()
+def validate(encoder: AmortisedEncoder, decoder: PyramidDecoder, val: list[torch.Tensor]) -> dict:
+    encoder.eval()
+    out: dict = {}
+    losses = []
+    for q in VAL_QUALITIES:
+        bpps, psnrs, rd = [], [], []
+        for x in val:
+            qq = torch.tensor([q])
+            bpp, mse, _ = rd_forward(encoder, decoder, x[None], qq, noise=False)
+            bpps.append(bpp.item())
+            psnrs.append(-10 * math.log10(mse.item()))
+            rd.append(bpp.item() + quality_lambda(float(q)) * mse.item())
+        out[f"q{q}"] = {"bpp": float(np.mean(bpps)), "psnr": float(np.mean(psnrs))}
+        # Normalise each quality's loss by its lambda so no single quality dominates the mean.
+        losses.append(float(np.mean(rd)) / quality_lambda(float(q)) * 1e3)
+    encoder.train()
+    out["val_loss"] = float(np.mean(losses))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("data", help="folder of training photographs (never Kodak)")
+    ap.add_argument("--val", required=True, help="validation folder (checkpoint choice only)")
+    ap.add_argument("--minutes", type=float, default=60.0, help="stop after this long (this run)")
+    ap.add_argument("--steps", type=int, default=40000, help="length of the learning-rate schedule")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--crop", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--val-every", type=int, default=200)
+    ap.add_argument("--checkpoint-minutes", type=float, default=8.0)
+    ap.add_argument("--checkpoints", type=Path, default=Path("checkpoints"))
+    ap.add_argument("--export", type=Path, default=None, help="write the best validation point's weights here and exit")
+    args = ap.parse_args()
+
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    encoder, decoder = AmortisedEncoder(), PyramidDecoder()
+    params = list(encoder.parameters()) + list(decoder.parameters())
+    opt = torch.optim.Adam(params, lr=args.lr)
+    ckpt_path = args.checkpoints / "pyramid.pt"
+    step, history, best = 0, [], None
+    sampler = None
+    if ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, weights_only=False)  # our own checkpoint; the product never loads these
+        encoder.load_state_dict(ckpt["encoder"])
+        decoder.load_state_dict(ckpt["decoder"])
+        opt.load_state_dict(ckpt["opt"])
+        step, history, best = ckpt["step"], ckpt["history"], ckpt.get("best")
+        print(f"resumed at step {step}", flush=True)
+    else:
+        ckpt = None
+
+    if args.export:
+        if best is None:
+            sys.exit("no validation point yet")
+        from tinycodec.pyramid.weights import export_decoder
+        export_decoder(best["encoder"], best["decoder"], args.export,
+                       {"step": str(best["step"]), "validation": json.dumps(best["validation"])})
+        print(f"wrote {args.export} (step {best['step']}, val_loss {best['validation']['val_loss']:.4f})")
+        return
+
+    images = [load_rgb(p) for p in image_paths(args.data)]
+    sampler = CropSampler(images, seed=args.seed)
+    if ckpt is not None:
+        sampler.rng.bit_generator.state = ckpt["sampler_rng"]
+    val = [centre_crop(load_rgb(p), VAL_CROP) for p in image_paths(args.val)]
+    q_rng = np.random.default_rng(args.seed + 1)
+    macs = decoder_macs_per_pixel()
+    print(f"encoder {count_parameters(encoder)} params, decoder {count_parameters(decoder)} params, "
+          f"decoder {macs['total']:.0f} MAC/px ({', '.join(f'{k} {v:.0f}' for k, v in macs.items())}); "
+          f"{len(images)} train / {len(val)} val images, batch {args.batch}x{args.crop}^2", flush=True)
+
+    def lr_at(s: int) -> float:
+        warm = 300
+        if s < warm:
+            return args.lr * (s + 1) / warm
+        t = min(1.0, (s - warm) / max(1, args.steps - warm))
+        return args.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
+
+    def save() -> None:
+        args.checkpoints.mkdir(parents=True, exist_ok=True)
+        tmp = ckpt_path.with_suffix(".tmp")
+        torch.save({"encoder": encoder.state_dict(), "decoder": decoder.state_dict(), "opt": opt.state_dict(),
+                    "step": step, "history": history, "best": best,
+                    "sampler_rng": sampler.rng.bit_generator.state}, tmp)
+        tmp.replace(ckpt_path)
+
+    start = last_save = time.time()
+    t0, acc = time.time(), np.zeros(3)
+    while step < args.steps and time.time() - start < args.minutes * 60:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step)
+        x = torch.from_numpy(sampler.batch(args.batch, args.crop))
+        q = torch.from_numpy(q_rng.integers(0, layout.MAX_QUALITY + 1, size=args.batch))
+        bpp, mse, _ = rd_forward(encoder, decoder, x, q)
+        lam = quality_lambda(q.float())
+        # Divide by lambda so every quality contributes gradients of the same size.
+        loss = ((bpp + lam * mse) / lam).mean() * 1e3
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 5.0)
+        opt.step()
+        step += 1
+        acc += [loss.item(), bpp.mean().item(), mse.mean().item()]
+        if step % 50 == 0:
+            print(f"step {step} {(time.time() - t0) / (step % args.val_every or args.val_every):.2f} s/step", flush=True)
+        if step % args.val_every == 0:
+            n = args.val_every
+            entry = {"step": step, "loss": acc[0] / n, "bpp": acc[1] / n, "psnr": -10 * math.log10(acc[2] / n),
+                     "lr": lr_at(step - 1), "s_per_step": (time.time() - t0) / n,
+                     "validation": validate(encoder, decoder, val)}
+            history.append(entry)
+            if best is None or entry["validation"]["val_loss"] < best["validation"]["val_loss"]:
+                best = {"step": step, "validation": entry["validation"],
+                        "encoder": {k: v.clone() for k, v in encoder.state_dict().items()},
+                        "decoder": {k: v.clone() for k, v in decoder.state_dict().items()}}
+            print(json.dumps(entry), flush=True)
+            t0, acc = time.time(), np.zeros(3)
+        if time.time() - last_save > args.checkpoint_minutes * 60:
+            save()
+            last_save = time.time()
+    save()
+    print(f"stopped at step {step}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
