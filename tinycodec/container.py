@@ -12,6 +12,7 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
+from .entropy import min_segment_bytes
 from .errors import TinyCodecError
 from .limits import DEFAULT_LIMITS, Limits
 
@@ -298,11 +299,42 @@ def read_header(data: bytes, *, limits: Limits = DEFAULT_LIMITS,
         raise TinyCodecError("corrupt .tcz header: unexpected bytes after the segment table")
     if sum(sum(lengths) for _, lengths in table) != payload_len:
         raise TinyCodecError("corrupt .tcz header: segment lengths disagree with the payload length")
+    check_payload_floor(header, [lengths for _, lengths in table])
     most = limits.max_payload_bytes(header.raw_bits, header.n_groups * n_tiles)
     if most is not None and payload_len > most:
         raise TinyCodecError(f"payload of {payload_len} bytes is implausibly large for a {width}x{height} image "
                              f"(limit {most} bytes: Limits.max_payload_ratio)")
     return header, table, header_len
+
+
+def tile_decisions(header: Header, group: int) -> list[int]:
+    """Binary decisions each tile's segment of ``group`` codes: channels x tile height x width."""
+    if group < header.planes:  # colour planes: 3 latent channels (grey too), tiles of the latent
+        channels, (height, width), side = 3, header.latent_size, header.tile
+    else:  # alpha planes: one channel, the same grid in pixels
+        channels, (height, width), side = 1, (header.height, header.width), header.tile << header.depth
+    rows = [min(side, height - y) for y in range(0, height, side)]
+    cols = [min(side, width - x) for x in range(0, width, side)]
+    return [channels * r * c for r in rows for c in cols]
+
+
+def check_payload_floor(header: Header, lengths: list[list[int]]) -> None:
+    """Refuse a segment table that no encoder can write: a segment shorter than the fewest bytes
+    its coder needs for its tile's decisions (``entropy.min_segment_bytes``, format_spec.md).
+
+    The guard against tiny files that declare huge images: checked on the header, before any of
+    the payload is read or anything is decoded. Tiles of equal shape share one floor.
+    """
+    floors: dict[int, int] = {}
+    for group, group_lengths in enumerate(lengths):
+        for n, decisions in zip(group_lengths, tile_decisions(header, group)):
+            floor = floors.get(decisions)
+            if floor is None:
+                floor = floors[decisions] = min_segment_bytes(header.coder_id, decisions)
+            if n < floor:
+                raise TinyCodecError(f"corrupt .tcz header: a segment of {n} bytes for {decisions} coded elements "
+                                     f"(coder {header.coder_id} needs at least {floor}): not a file any encoder "
+                                     "writes")
 
 
 def unpack(data: bytes, *, partial: bool = False, limits: Limits = DEFAULT_LIMITS,
