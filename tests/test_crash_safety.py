@@ -255,3 +255,45 @@ def test_atomic_writes_of_images_and_bytes_leave_no_temporaries(tmp_path):
     long_name = "n" * 250 + ".tcz"  # the temporary name must still fit NAME_MAX
     files.write_atomic(tmp_path / long_name, b"y")
     assert (tmp_path / long_name).read_bytes() == b"y"
+
+
+@pytest.mark.parametrize("prog,args", [("tcenc", ["in.png", "-s", "4"]), ("tcdec", ["in.tcz"])])
+def test_stdout_short_writes_and_full_disk_fail_with_one_line(work, prog, args):
+    """`-o -` with an unbuffered stdout (python -u, PYTHONUNBUFFERED=1): a write cut short by
+    RLIMIT_FSIZE, or refused by a full device, is an error, never a silent truncation."""
+    env = {**_env(None), "PYTHONUNBUFFERED": "1"}
+    with open(work / "out", "wb") as out:
+        proc = subprocess.run([*_cli(prog), *args, "-o", "-", "-q"], cwd=work, env=env, stdout=out,
+                              stderr=subprocess.PIPE, preexec_fn=_limit_file_size(1000), timeout=120)
+    assert proc.returncode == 1, proc.stderr.decode()
+    assert proc.stderr.decode().splitlines() == [f"{prog}: error: File too large: <stdout>"]
+    if os.path.exists("/dev/full"):
+        with open("/dev/full", "wb") as out:
+            proc = subprocess.run([*_cli(prog), *args, "-o", "-", "-q"], cwd=work, env=env, stdout=out,
+                                  stderr=subprocess.PIPE, timeout=120)
+        assert proc.returncode == 1
+        assert proc.stderr.decode().splitlines() == [f"{prog}: error: No space left on device: <stdout>"]
+
+
+def test_write_fully_loops_over_short_writes():
+    class Trickle:
+        def __init__(self):
+            self.got = bytearray()
+
+        def write(self, b):
+            self.got += bytes(b[:3])
+            return min(3, len(b))
+
+        def flush(self):
+            pass
+
+    t = Trickle()
+    files.write_fully(t, b"0123456789")
+    assert bytes(t.got) == b"0123456789"
+
+    class Stuck(Trickle):
+        def write(self, b):
+            return 0
+
+    with pytest.raises(OSError, match="x.tcz"):
+        files.write_fully(Stuck(), b"abc", "x.tcz")

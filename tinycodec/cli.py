@@ -33,7 +33,7 @@ from .container import DOWNSCALE_FACTORS
 from .enhance import NONE, enhance, parse_filter
 from .filters import FILTERS
 from .errors import TinyCodecError, describe_os_error
-from .files import format_for_suffix, read_image, read_source, read_tcz, save_image, save_image_to, write_atomic
+from .files import format_for_suffix, read_image, read_source, read_tcz, save_image, save_image_to, write_atomic, write_fully
 from .image import HighBitDepthWarning
 from .limits import DEFAULT_LIMITS
 from .metadata import MetadataWarning
@@ -174,8 +174,8 @@ def _write_output(path: str, data: bytes) -> None:
     if path == "-":
         if sys.stdout.isatty():
             raise TinyCodecError("refusing to write binary data to a terminal: use -o FILE or a pipe")
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        sys.stdout.flush()  # text written before, if any, then the data through the checked loop
+        write_fully(sys.stdout.buffer, data)
     else:
         write_atomic(path, data)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 import time
@@ -130,6 +131,31 @@ def write_atomic(path: PathLike, data: bytes | None = None, *, image: Image.Imag
             raise OSError(exc.errno, exc.strerror, str(path)) from None  # say which output failed
         raise
     _fsync_dir(path.parent)
+
+
+def write_fully(stream: BinaryIO, data: bytes, name: str = "<stdout>") -> None:
+    """Write all of ``data`` to an open stream (stdout, a pipe, a device) or raise OSError naming ``name``.
+
+    The guard for every output that is not a file written by :func:`write_atomic`. A raw file
+    object (stdout under ``python -u`` or PYTHONUNBUFFERED) may write only part of a buffer and
+    say so in its return value, which ``write`` callers ignore: with RLIMIT_FSIZE or a full disk
+    the output was cut short and the command succeeded. Here every write loops until done.
+    """
+    view = memoryview(data).cast("B")
+    try:
+        try:
+            fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+            fd = None
+        stream.flush()  # whatever was written before goes first
+        while view:
+            n = os.write(fd, view) if fd is not None else stream.write(view)
+            if not n:  # None: a non-blocking stream that would block; 0: nothing was written
+                raise OSError(errno.EIO, "write made no progress")
+            view = view[n:]
+        stream.flush()
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, name) from None
 
 
 class _NoFileno:

@@ -24,6 +24,7 @@ from PIL import Image, ImageFile
 
 from . import codec, container
 from .errors import TinyCodecError
+from .files import write_fully
 from .image import to_planar
 from .metadata import ORIENTATION_TAG, Metadata
 
@@ -114,7 +115,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
         )
     except TinyCodecError as exc:
         raise OSError(str(exc)) from None
-    fp.write(data)
+    write_fully(fp, data, filename.decode(errors="replace") if isinstance(filename, bytes) else str(filename or "<stream>"))
 
 
 def register() -> None:
