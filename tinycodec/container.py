@@ -225,6 +225,39 @@ def header_length(data: bytes) -> int:
     return struct.unpack_from("<H", data, 10)[0]
 
 
+_READ_CHUNK = 1 << 20
+
+
+def read_declared(stream, *, limits: Limits = DEFAULT_LIMITS, max_pixels: int | None = None) -> bytes:
+    """Read one .tcz file from a binary stream, no further than its verified header allows.
+
+    The guard for every reader of streams (``tinycodec.read_tcz``, the Pillow plugin): the
+    header is read and verified first (magic, checksum, pixel, payload floor and payload
+    limits); then exactly the declared payload, plus one byte so that the decoder can report
+    trailing data. Something that is not a .tcz file costs a 12-byte read, a valid file
+    followed by gigabytes costs one byte more than the file.
+    """
+    head = _read_up_to(stream, 12)
+    header_len = header_length(head)
+    # at least the fixed fields, so that a too-small header length is reported as such, not as truncation
+    head += _read_up_to(stream, max(header_len, MIN_HEADER) - len(head))
+    _, table, _ = read_header(head, limits=limits, max_pixels=max_pixels)
+    payload = _read_up_to(stream, sum(sum(lengths) for _, lengths in table))
+    return head + payload + _read_up_to(stream, 1)
+
+
+def _read_up_to(stream, n: int) -> bytes:
+    """Up to ``n`` bytes (fewer only at the end of the stream); memory grows with what arrives, not with n."""
+    parts, got = [], 0
+    while got < n:
+        part = stream.read(min(n - got, _READ_CHUNK))
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
+
+
 def read_header(data: bytes, *, limits: Limits = DEFAULT_LIMITS,
                 max_pixels: int | None = None) -> tuple[Header, list[tuple[int, list[int]]], int]:
     """Parse and verify the header. Returns (header, [(crc, lengths)] per group, header length).

@@ -25,7 +25,6 @@ PathLike = str | os.PathLike
 # then writes the rest, so that tests can kill a real tcenc/tcdec in the middle of a write.
 PAUSE_MID_WRITE_ENV = "TINYCODEC_TEST_PAUSE_MID_WRITE"
 TEMP_SUFFIX = ".part"  # temporary outputs are hidden: ".NAME.XXXXXXXX.part" beside NAME
-_READ_CHUNK = 1 << 20
 
 
 def read_image(path: PathLike | BinaryIO) -> Image.Image:
@@ -58,36 +57,14 @@ def read_tcz(source: PathLike | BinaryIO, *, limits: Limits = DEFAULT_LIMITS) ->
     decoder refuses it, or decodes its complete planes with ``partial=True``).
     """
     if not isinstance(source, (str, os.PathLike)):
-        return _read_tcz_stream(source, limits)
+        return container.read_declared(source, limits=limits)
     try:
         with open(source, "rb") as f:
-            return _read_tcz_stream(f, limits)
+            return container.read_declared(f, limits=limits)
     except FileNotFoundError:
         raise TinyCodecError(f"no such file: {source}") from None
     except IsADirectoryError:
         raise TinyCodecError(f"is a directory: {source}") from None
-
-
-def _read_tcz_stream(stream: BinaryIO, limits: Limits) -> bytes:
-    head = _read_up_to(stream, 12)
-    header_len = container.header_length(head)
-    # at least the fixed fields, so that a too-small header length is reported as such, not as truncation
-    head += _read_up_to(stream, max(header_len, container.MIN_HEADER) - len(head))
-    _, table, _ = container.read_header(head, limits=limits)
-    payload = _read_up_to(stream, sum(sum(lengths) for _, lengths in table))
-    return head + payload + _read_up_to(stream, 1)
-
-
-def _read_up_to(stream: BinaryIO, n: int) -> bytes:
-    """Up to ``n`` bytes (fewer only at the end of the stream); memory grows with what arrives, not with n."""
-    parts, got = [], 0
-    while got < n:
-        part = stream.read(min(n - got, _READ_CHUNK))
-        if not part:
-            break
-        parts.append(part)
-        got += len(part)
-    return b"".join(parts)
 
 
 def write_atomic(path: PathLike, data: bytes | None = None, *, image: Image.Image | None = None,

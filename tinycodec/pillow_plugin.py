@@ -49,9 +49,11 @@ class TczImageFile(ImageFile.ImageFile):
             head = start + self.fp.read(max(container.header_length(start) - len(start), 0))
             # Pillow applies its own decompression-bomb limit after _open; ours would only get in its way.
             header, _, _ = container.read_header(head, max_pixels=container.MAX_DIMENSION**2)
+            downscale = container.find_downscale(header)
         except TinyCodecError as exc:
             raise SyntaxError(str(exc)) from None
-        self._size = (header.width, header.height)
+        # the size decoding produces: a --downscale file decodes to its original size
+        self._size = (downscale[1], downscale[2]) if downscale else (header.width, header.height)
         self._mode = header.mode
         Metadata.from_extensions(header.extensions).attach(self)
         self.info["tcz_scale"] = header.scale
@@ -65,7 +67,8 @@ class TczImageFile(ImageFile.ImageFile):
             raise RuntimeError("verify must be called directly after open")
         self.fp.seek(0)
         try:
-            codec.verify(self.fp.read(), max_pixels=self.size[0] * self.size[1])
+            limit = self.size[0] * self.size[1]
+            codec.verify(container.read_declared(self.fp, max_pixels=limit), max_pixels=limit)
         except TinyCodecError as exc:
             raise SyntaxError(str(exc)) from None
         finally:
@@ -85,8 +88,8 @@ class _TczDecoder(ImageFile.PyDecoder):
         assert self.fd is not None
         width, height = self.state.xsize, self.state.ysize
         try:
-            image = codec.decode(self.fd.read(), partial=bool(ImageFile.LOAD_TRUNCATED_IMAGES),
-                                 max_pixels=width * height)
+            data = container.read_declared(self.fd, max_pixels=width * height)  # not what follows the file
+            image = codec.decode(data, partial=bool(ImageFile.LOAD_TRUNCATED_IMAGES), max_pixels=width * height)
         except TinyCodecError as exc:
             raise OSError(str(exc)) from None
         self.image_info[codec.INFO_PLANES_DECODED] = image.info[codec.INFO_PLANES_DECODED]
