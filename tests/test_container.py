@@ -156,3 +156,22 @@ def test_partial_still_checks_what_arrived(tcz):
     data[header_len] ^= 0x10
     with pytest.raises(TinyCodecError, match="checksum"):
         decode(bytes(data), partial=True)
+
+
+def test_model_name_is_restricted_to_a_safe_character_set(tcz):
+    """A name with a newline and an escape sequence used to reach the terminal raw in the error."""
+    forged = b"\n\x1b[2Jtcdec: note"  # 16 bytes, as long as tinycompress-s16
+
+    def rename(head):
+        i = bytes(head).index(b"tinycompress-s16")
+        head[i : i + 16] = forged
+
+    with pytest.raises(TinyCodecError, match="model name has characters outside") as caught:
+        decode(reseal(tcz, rename))
+    assert str(caught.value).isprintable()
+    from tinycodec import container
+
+    hdr, _, _ = read_header(tcz)
+    for bad in ("", "a b", "x\n", "caf\u00e9", "m" * 256):
+        with pytest.raises(ValueError, match="model name"):
+            container.pack(container.Header(**{**hdr.__dict__, "model": bad}), [])

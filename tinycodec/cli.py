@@ -32,7 +32,7 @@ from .codec import (DEFAULT_PLANES, DEFAULT_SCALE, SCALES, FilterSkippedWarning,
 from .container import DOWNSCALE_FACTORS
 from .enhance import NONE, enhance, parse_filter
 from .filters import FILTERS
-from .errors import TinyCodecError, describe_os_error
+from .errors import TinyCodecError, describe_os_error, printable
 from .files import format_for_suffix, read_image, read_source, read_tcz, save_image, save_image_to, write_atomic, write_fully
 from .image import HighBitDepthWarning
 from .limits import DEFAULT_LIMITS
@@ -42,8 +42,13 @@ from .refine import DEFAULT_STEPS as DEFAULT_REFINE_STEPS, MAX_STEPS as MAX_REFI
 ENHANCE_HELP = f"{NONE}, {', '.join(FILTERS)} (add -int8 or -fp16 to run a filter in that precision)"
 
 
+def _say(line: str) -> None:
+    """One line on stderr; names of files and strings read from them are escaped (errors.printable)."""
+    click.echo(printable(line), err=True)
+
+
 def _fail(prog: str, message: str, code: int = 1) -> None:
-    click.echo(f"{prog}: error: {message}", err=True)
+    _say(f"{prog}: error: {message}")
     sys.exit(code)
 
 
@@ -149,7 +154,7 @@ def _notes(prog: str, quiet: bool):
         for w in caught:
             if issubclass(w.category, (HighBitDepthWarning, PartialAlphaWarning, MetadataWarning,
                                        FilterSkippedWarning)):
-                click.echo(f"{prog}: note: {w.message}", err=True)
+                _say(f"{prog}: note: {w.message}")
 
 
 def _check_output(path: str, force: bool, inputs: str) -> None:
@@ -211,10 +216,10 @@ def _run_batch(prog: str, jobs: list[batch.Job], work, workers: int, quiet: bool
         for outcome in batch.run(jobs, work, workers):
             summary.add(outcome)
             if outcome.error is not None:
-                bar.write(f"{prog}: error: {outcome.job.src}: {outcome.error}", file=sys.stderr)
+                bar.write(printable(f"{prog}: error: {outcome.job.src}: {outcome.error}"), file=sys.stderr)
             elif not quiet:
                 for note in outcome.notes:
-                    bar.write(f"{prog}: note: {outcome.job.src}: {note}", file=sys.stderr)
+                    bar.write(printable(f"{prog}: note: {outcome.job.src}: {note}"), file=sys.stderr)
             bar.update()
     summary.seconds = time.perf_counter() - start
     if not quiet:
@@ -272,8 +277,8 @@ def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, 
         bpp = 8 * len(data) / (source.width * source.height)
         shrunk = f", downscale {downscale}" if downscale != "1" else ""
         shrunk += f", refined ({refine} steps)" if refine else ""
-        click.echo(f"{image} -> {output}: {source.width}x{source.height} {source.mode}, scale {scale}, "
-                   f"{planes} planes{shrunk}, {len(data)} bytes, {bpp:.4f} bpp, {elapsed * 1000:.0f} ms", err=True)
+        _say(f"{image} -> {output}: {source.width}x{source.height} {source.mode}, scale {scale}, "
+                   f"{planes} planes{shrunk}, {len(data)} bytes, {bpp:.4f} bpp, {elapsed * 1000:.0f} ms")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -334,8 +339,8 @@ def tcdec(files: tuple[str, ...], output: str | None, fmt: str, enhance: str, pa
             if info.tiles_refined:
                 planes += f" (plane {info.planes_decoded + 1} in {info.tiles_refined} of {info.tiles} tiles)"
         extra = f", {info.enhance}" if info.enhance != NONE else ""
-        click.echo(f"{file} -> {output}: {info.width}x{info.height} {info.mode}, scale {info.scale}, {planes}{extra}, "
-                   f"{elapsed * 1000:.0f} ms", err=True)
+        _say(f"{file} -> {output}: {info.width}x{info.height} {info.mode}, scale {info.scale}, {planes}{extra}, "
+                   f"{elapsed * 1000:.0f} ms")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -403,8 +408,8 @@ def enhance_command(image: str, output: str, filter_name: str, force: bool, quie
         elapsed = time.perf_counter() - start
     save_image(out, output)
     if not quiet:
-        click.echo(f"{image} -> {output}: {im.width}x{im.height} -> {out.width}x{out.height}, {filter_name}, "
-                   f"{elapsed * 1000:.0f} ms", err=True)
+        _say(f"{image} -> {output}: {im.width}x{im.height} -> {out.width}x{out.height}, {filter_name}, "
+                   f"{elapsed * 1000:.0f} ms")
 
 
 @main.command("rd")

@@ -31,6 +31,7 @@ ALPHA_PLANES = 8
 EXT_DOWNSCALE = 0x10  # non-critical: a decoder that skips it shows the coded (smaller) image
 DOWNSCALE_FACTORS = (2, 4)
 MAX_LATENT = 1e30  # |lo|, |hi| bound: keeps hi - lo finite in float32
+MODEL_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")  # format_spec.md
 SEGMENT_WORD = 4  # every coder writes 32-bit words: every segment length is a multiple of 4
 
 _FIXED = struct.Struct("<8sBBHIIBBBBH3f3f")  # up to and including hi[3]
@@ -146,6 +147,11 @@ class _Reader:
                 raise TinyCodecError("corrupt .tcz header: segment length out of range")
 
 
+def valid_model_name(name: str) -> bool:
+    """1 to 255 characters of MODEL_NAME_CHARS: letters, digits, '.', '_', '-'."""
+    return 1 <= len(name) <= 255 and all(c in MODEL_NAME_CHARS for c in name)
+
+
 def _check_packable(h: Header) -> None:
     """Refuse (ValueError) any header field a reader would refuse: never write an unreadable file."""
     problems = []
@@ -166,8 +172,8 @@ def _check_packable(h: Header) -> None:
             struct.unpack("<f", struct.pack("<f", hi))[0] <= struct.unpack("<f", struct.pack("<f", lo))[0]
             for lo, hi in zip(h.lo, h.hi)):
         problems.append("latent range (need finite lo < hi, |value| <= 1e30, after rounding to float32)")
-    if not h.model.isascii() or len(h.model) > 255:
-        problems.append("model name (ASCII, at most 255 characters)")
+    if not valid_model_name(h.model):
+        problems.append("model name (1 to 255 of A-Z a-z 0-9 . _ -)")
     if len(h.weights_id) != 8:
         problems.append("weights id (8 bytes)")
     if len(h.extensions) > 255 or any(not 0 <= t <= 255 or len(d) > 0xFFFF for t, d in h.extensions):
@@ -302,10 +308,10 @@ def read_header(data: bytes, *, limits: Limits = DEFAULT_LIMITS,
 
     r = _Reader(data, _FIXED.size, header_len - 4)
     name_len = r.u8()
-    try:
-        model = r.take(name_len).decode("ascii")
-    except UnicodeDecodeError:
-        raise TinyCodecError("corrupt .tcz header: model name is not ASCII") from None
+    model = r.take(name_len).decode("latin-1")
+    if not valid_model_name(model):  # the name is printed in messages: no control characters reach them
+        raise TinyCodecError("corrupt .tcz header: model name has characters outside A-Z a-z 0-9 . _ - "
+                             "(or is empty)")
     weights_id = r.take(8)
     extensions = []
     for _ in range(r.u8()):
