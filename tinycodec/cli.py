@@ -33,7 +33,8 @@ from .container import DOWNSCALE_FACTORS
 from .enhance import NONE, enhance, parse_filter
 from .filters import FILTERS
 from .errors import TinyCodecError, describe_os_error, printable
-from .files import format_for_suffix, read_image, read_source, read_tcz, save_image, save_image_to, write_atomic, write_fully
+from .files import (format_for_suffix, output_target, read_image, read_source, read_tcz, save_image, save_image_to,
+                    write_atomic, write_fully)
 from .image import HighBitDepthWarning
 from .limits import DEFAULT_LIMITS
 from .metadata import MetadataWarning
@@ -163,8 +164,7 @@ def _check_output(path: str, force: bool, inputs: str) -> None:
         return
     if path == inputs or (inputs != "-" and _same_file(path, inputs)):
         raise TinyCodecError("output and input are the same file")
-    if not force and Path(path).exists():
-        raise TinyCodecError(f"{path} already exists (use -f to overwrite)")
+    output_target(path, force)  # early, before any work; checked again when the file is put in place
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -175,14 +175,14 @@ def _same_file(a: str, b: str) -> bool:
         return False
 
 
-def _write_output(path: str, data: bytes) -> None:
+def _write_output(path: str, data: bytes, force: bool) -> None:
     if path == "-":
         if sys.stdout.isatty():
             raise TinyCodecError("refusing to write binary data to a terminal: use -o FILE or a pipe")
         sys.stdout.flush()  # text written before, if any, then the data through the checked loop
         write_fully(sys.stdout.buffer, data)
     else:
-        write_atomic(path, data)
+        write_atomic(path, data, overwrite=force)
 
 
 def _single_output(source: str, output: str | None, suffix: str) -> str:
@@ -190,8 +190,11 @@ def _single_output(source: str, output: str | None, suffix: str) -> str:
     if output is not None and output != "-" and batch.is_directory_target(output):
         if source == "-":
             raise TinyCodecError("-o is a folder, but stdin has no file name: give -o FILE")
-        Path(output).mkdir(parents=True, exist_ok=True)
-        return str(Path(output) / (Path(source).stem + suffix))
+        folder = Path(output)
+        if (folder.exists() or folder.is_symlink()) and not folder.is_dir():
+            raise TinyCodecError(f"-o {output} names a folder, but {folder} exists and is not one")
+        folder.mkdir(parents=True, exist_ok=True)
+        return str(folder / (Path(source).stem + suffix))
     if output is not None:
         return output
     return "-" if source == "-" else str(Path(source).with_suffix(suffix))
@@ -272,7 +275,7 @@ def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, 
         data = encode_planar(source.planar, int(scale), planes, metadata=source.metadata, workers=jobs,
                              downscale=int(downscale), refine=refine, **run)
         elapsed = time.perf_counter() - start
-    _write_output(output, data)
+    _write_output(output, data, force)
     if not quiet:
         bpp = 8 * len(data) / (source.width * source.height)
         shrunk = f", downscale {downscale}" if downscale != "1" else ""
@@ -329,9 +332,9 @@ def tcdec(files: tuple[str, ...], output: str | None, fmt: str, enhance: str, pa
     if output == "-":
         buf = io.BytesIO()
         save_image_to(buf, image, "PNG", keep_metadata=not strip)
-        _write_output("-", buf.getvalue())
+        _write_output("-", buf.getvalue(), force)
     else:
-        save_image(image, output, keep_metadata=not strip)
+        save_image(image, output, keep_metadata=not strip, overwrite=force)
     if not quiet:
         planes = f"{info.planes} planes"
         if partial:
@@ -406,7 +409,7 @@ def enhance_command(image: str, output: str, filter_name: str, force: bool, quie
         start = time.perf_counter()
         out = enhance(im, filter_name, **run)
         elapsed = time.perf_counter() - start
-    save_image(out, output)
+    save_image(out, output, overwrite=force)
     if not quiet:
         _say(f"{image} -> {output}: {im.width}x{im.height} -> {out.width}x{out.height}, {filter_name}, "
                    f"{elapsed * 1000:.0f} ms")
