@@ -401,3 +401,43 @@ def test_temporaries_left_by_a_killed_writer_are_removed_by_the_next_write(tmp_p
         p.write_bytes(b"half")
     files.write_atomic(tmp_path / "other.tcz", b"x")
     assert not orphan.exists() and alive.exists() and unrelated.exists()
+
+
+def _children(pid: int) -> set[int]:
+    out = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.add(int(entry.name))
+    return out
+
+
+def _running(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_workers_exit_when_tcdec_is_killed(tmp_path):
+    """tcdec -j 2 killed with SIGKILL: its spawned workers and the resource tracker go too."""
+    (tmp_path / "big.tcz").write_bytes(tinycodec.encode(photo_like(256, 384, seed=5), scale=4, tile=8))
+    proc = subprocess.Popen([*_cli("tcdec"), "big.tcz", "-o", "out.png", "-j", "2"], cwd=tmp_path, env=_env(None),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for(lambda: len(_children(proc.pid)) >= 3, proc, "the pool's workers", timeout=120)
+    time.sleep(1)
+    children = _children(proc.pid)
+    proc.kill()
+    proc.wait()
+    end = time.monotonic() + 20
+    while any(_running(pid) for pid in children) and time.monotonic() < end:
+        time.sleep(0.2)
+    left = [pid for pid in children if _running(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"{len(left)} of {len(children)} children outlived their parent by 20 s"
