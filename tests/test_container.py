@@ -175,3 +175,19 @@ def test_model_name_is_restricted_to_a_safe_character_set(tcz):
     for bad in ("", "a b", "x\n", "caf\u00e9", "m" * 256):
         with pytest.raises(ValueError, match="model name"):
             container.pack(container.Header(**{**hdr.__dict__, "model": bad}), [])
+
+
+def test_writer_refuses_a_latent_range_its_reader_would_refuse(tcz):
+    """lo/hi = -/+1e30 (the spec's bound) round to float32 values beyond it: pack used to write
+    a file that unpack refuses. The writer checks the value it stores."""
+    from tinycodec import container
+
+    hdr, _, _ = read_header(tcz)
+    groups = [list(g) for g in container.unpack(tcz).groups]
+    for lo, hi in (((-1e30,) * 3, (1e30,) * 3), ((0.0,) * 3, (1e30,) * 3), ((0.0,) * 3, (1e39,) * 3)):
+        with pytest.raises(ValueError, match="latent range"):
+            container.pack(container.Header(**{**hdr.__dict__, "lo": lo, "hi": hi}), groups)
+    edge = float(np.nextafter(np.float32(1e30), np.float32(0)))  # the largest float32 <= 1e30
+    assert edge <= 1e30 < float(np.float32(1e30))
+    data = container.pack(container.Header(**{**hdr.__dict__, "lo": (-edge,) * 3, "hi": (edge,) * 3}), groups)
+    assert container.unpack(data).header.hi == (edge,) * 3

@@ -147,6 +147,22 @@ class _Reader:
                 raise TinyCodecError("corrupt .tcz header: segment length out of range")
 
 
+def _as_stored(values) -> tuple[float, ...]:
+    """``values`` as a reader gets them back: rounded to float32 (inf where they overflow it)."""
+    try:
+        return struct.unpack(f"<{len(values)}f", struct.pack(f"<{len(values)}f", *values))
+    except (OverflowError, struct.error):
+        return (math.inf,) * len(values)
+
+
+def valid_latent_range(lo, hi) -> bool:
+    """The quantiser range a reader accepts: finite, |value| <= MAX_LATENT, lo < hi per channel.
+
+    One predicate for the reader and the writer, which applies it to the values it stores."""
+    values = (*lo, *hi)
+    return all(math.isfinite(v) and abs(v) <= MAX_LATENT for v in values) and all(h > l for l, h in zip(lo, hi))
+
+
 def valid_model_name(name: str) -> bool:
     """1 to 255 characters of MODEL_NAME_CHARS: letters, digits, '.', '_', '-'."""
     return 1 <= len(name) <= 255 and all(c in MODEL_NAME_CHARS for c in name)
@@ -167,10 +183,8 @@ def _check_packable(h: Header) -> None:
         problems.append(f"coder {h.coder_id}")
     if not 8 <= h.tile <= 0xFFFF:
         problems.append(f"tile {h.tile}")
-    values = [*h.lo, *h.hi]
-    if len(values) != 6 or any(not math.isfinite(v) or abs(v) > MAX_LATENT for v in values) or any(
-            struct.unpack("<f", struct.pack("<f", hi))[0] <= struct.unpack("<f", struct.pack("<f", lo))[0]
-            for lo, hi in zip(h.lo, h.hi)):
+    if not (len(h.lo) == len(h.hi) == 3 and valid_latent_range(*map(_as_stored, (h.lo, h.hi)))):
+        # checked on the float32 values the file will hold: 1e30 itself rounds to 1.0000000150e30
         problems.append("latent range (need finite lo < hi, |value| <= 1e30, after rounding to float32)")
     if not valid_model_name(h.model):
         problems.append("model name (1 to 255 of A-Z a-z 0-9 . _ -)")
@@ -303,7 +317,7 @@ def read_header(data: bytes, *, limits: Limits = DEFAULT_LIMITS,
     if tile < 8:
         raise TinyCodecError(f"corrupt .tcz header: tile size {tile}")
     lo, hi = tuple(lohi[:3]), tuple(lohi[3:])
-    if not all(math.isfinite(v) and abs(v) <= MAX_LATENT for v in lohi) or any(h <= l for l, h in zip(lo, hi)):
+    if not valid_latent_range(lo, hi):
         raise TinyCodecError("corrupt .tcz header: invalid latent range")
 
     r = _Reader(data, _FIXED.size, header_len - 4)
