@@ -31,7 +31,7 @@ ALPHA_PLANES = 8
 EXT_DOWNSCALE = 0x10  # non-critical: a decoder that skips it shows the coded (smaller) image
 DOWNSCALE_FACTORS = (2, 4)
 MAX_LATENT = 1e30  # |lo|, |hi| bound: keeps hi - lo finite in float32
-MODEL_NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")  # format_spec.md
+MODEL_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._-")  # format_spec.md; as the pyramid family's
 SEGMENT_WORD = 4  # every coder writes 32-bit words: every segment length is a multiple of 4
 
 _FIXED = struct.Struct("<8sBBHIIBBBBH3f3f")  # up to and including hi[3]
@@ -187,7 +187,7 @@ def _check_packable(h: Header) -> None:
         # checked on the float32 values the file will hold: 1e30 itself rounds to 1.0000000150e30
         problems.append("latent range (need finite lo < hi, |value| <= 1e30, after rounding to float32)")
     if not valid_model_name(h.model):
-        problems.append("model name (1 to 255 of A-Z a-z 0-9 . _ -)")
+        problems.append("model name (1 to 255 of a-z 0-9 . _ -)")
     if len(h.weights_id) != 8:
         problems.append("weights id (8 bytes)")
     if len(h.extensions) > 255 or any(not 0 <= t <= 255 or len(d) > 0xFFFF for t, d in h.extensions):
@@ -324,7 +324,7 @@ def read_header(data: bytes, *, limits: Limits = DEFAULT_LIMITS,
     name_len = r.u8()
     model = r.take(name_len).decode("latin-1")
     if not valid_model_name(model):  # the name is printed in messages: no control characters reach them
-        raise TinyCodecError("corrupt .tcz header: model name has characters outside A-Z a-z 0-9 . _ - "
+        raise TinyCodecError("corrupt .tcz header: model name has characters outside a-z 0-9 . _ - "
                              "(or is empty)")
     weights_id = r.take(8)
     extensions = []
