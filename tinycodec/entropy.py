@@ -402,8 +402,7 @@ class SegmentBudget:
 
     def spend(self, probs: np.ndarray, bits: np.ndarray) -> None:
         """Charge -log2 P(decoded outcome) for each row of ``probs`` (P(0), P(1))."""
-        chosen = np.take_along_axis(probs, bits.reshape(-1, 1).astype(np.intp), axis=1)
-        self.left += float(np.log2(chosen).sum())
+        self.left += float(np.log2(np.where(bits, probs[:, 1], probs[:, 0])).sum())
         if self.left < 0:
             raise TinyCodecError("corrupt .tcz payload: a segment's range decoder ran past its data")
 
