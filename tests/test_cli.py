@@ -129,3 +129,14 @@ def test_demo_on_a_given_image(png, tmp_path):
     assert (tmp_path / "demo" / "demo-s16-p8.tcz").exists()
     ref = np.asarray(Image.open(png))
     assert psnr(ref, np.asarray(Image.open(tmp_path / "demo" / "demo-s4-p8.png"))) == pytest.approx(float(rows[0][4]), abs=0.01)
+
+
+def test_strings_from_files_and_file_names_are_escaped_on_the_terminal(tmp_path):
+    """One error is one line: a newline or an escape sequence in a name is printed escaped."""
+    from tinycodec.errors import printable
+
+    assert printable("a\nb\x1b[2J\u2028c") == "a\\nb\\x1b[2J\\u2028c"
+    assert printable("plain 'name' é") == "plain 'name' é"
+    r = run(tcdec, [tmp_path / "x\ntcdec: note: forged\x1b[2J.tcz", "-o", tmp_path / "o.png"])
+    assert r.exit_code == 1
+    assert r.output.count("\n") == 1 and "\x1b" not in r.output and "\\ntcdec: note: forged\\x1b[2J" in r.output

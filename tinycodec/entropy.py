@@ -54,6 +54,7 @@ passes make fewer chunks (Python-level steps) than coder 2's four: 0.5-0.65x as 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -118,6 +119,13 @@ MAX_CHUNK = 4096
 BACKOFF_WEIGHT = 24.0  # coder 2: observations the coarse context's estimate counts as
 _SMALL_CHUNK = 1024  # below this, probabilities and counts are gathered per symbol (speed only)
 
+# What a range-coded segment of n bytes can carry: 8n bits of information plus the decoder's
+# 64-bit state and a margin for the coder's 24-bit quantisation of the probabilities (an
+# encoder's output is never shorter than the information it codes, less those). A segment
+# whose decoded decisions carry more ran past its data: no encoder wrote it.
+SEGMENT_SLACK_BITS = 96.0
+SEGMENT_INFORMATION_MARGIN = 1.01
+
 
 @dataclass(frozen=True)
 class Coder:
@@ -141,6 +149,28 @@ class Coder:
     @property
     def contexts_per_plane(self) -> int:
         return _N_HINTS * (1 + 2 * self.levels) * _N_COARSE
+
+    @property
+    def min_bits_per_decision(self) -> float:
+        """The least information any one decision can carry: the cost of the likeliest outcome
+        at its most skewed estimate.
+
+        Before each chunk a context's count n is below max(HALVE_AT, MAX_CHUNK) (a chunk adds
+        at most MAX_CHUNK, then anything over HALVE_AT is halved), and each outcome keeps the
+        prior PRIOR_COUNT (plus at most BACKOFF_WEIGHT pseudo-counts with back-off), so neither
+        outcome's probability falls below PRIOR_COUNT / (n + BACKOFF_WEIGHT + 2 PRIOR_COUNT).
+        """
+        n = max(HALVE_AT, MAX_CHUNK) + (BACKOFF_WEIGHT if self.backoff else 0.0) + 2 * PRIOR_COUNT
+        return -math.log2(1.0 - PRIOR_COUNT / n)
+
+    def min_segment_bytes(self, decisions: int) -> int:
+        """The payload floor: the fewest bytes a segment coding ``decisions`` decisions can take.
+
+        Half of the bound from :attr:`min_bits_per_decision`, so that a file refused by it is
+        one no encoder can write, with room to spare; a raw plane is always longer.
+        """
+        bits = decisions * self.min_bits_per_decision / 2 / SEGMENT_INFORMATION_MARGIN - SEGMENT_SLACK_BITS
+        return max(4, 4 * math.ceil(bits / 32))
 
 
 # Coder 2's design and BACKOFF_WEIGHT were chosen on the latents of six training images (never
@@ -354,6 +384,29 @@ class _PlaneCoderState:
         frame[:, -p:] = frame[:, -p - 1 : -p]
 
 
+def min_segment_bytes(coder_id: int, decisions: int) -> int:
+    """The payload floor of coder ``coder_id`` (4, a word, for a coder this tinycodec does not know)."""
+    return CODERS[coder_id].min_segment_bytes(decisions) if coder_id in CODERS else 4
+
+
+class SegmentBudget:
+    """The information a segment can carry; :meth:`spend` raises once its decisions carry more.
+
+    Catches a range decoder that runs past its data (constriction pads the data with zero words
+    and decodes on): a 4-byte segment declared for millions of decisions is refused in its
+    first chunks instead of being decoded to the end.
+    """
+
+    def __init__(self, length: int) -> None:
+        self.left = (8.0 * length + SEGMENT_SLACK_BITS) * SEGMENT_INFORMATION_MARGIN
+
+    def spend(self, probs: np.ndarray, bits: np.ndarray) -> None:
+        """Charge -log2 P(decoded outcome) for each row of ``probs`` (P(0), P(1))."""
+        self.left += float(np.log2(np.where(bits, probs[:, 1], probs[:, 0])).sum())
+        if self.left < 0:
+            raise TinyCodecError("corrupt .tcz payload: a segment's range decoder ran past its data")
+
+
 def _raw_length(shape: tuple[int, int, int]) -> int:
     """Bytes of a raw plane: one bit per element, packed, padded with zero bits to 32-bit words."""
     return 4 * -(-(shape[0] * shape[1] * shape[2]) // 32)
@@ -467,14 +520,17 @@ def decode_tile(segments: Sequence[bytes], planes: int, shape: tuple[int, int, i
             _refine_plane(state, plane, _unpack_plane(segment, shape))
             continue
         decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(segment, dtype=np.uint32))
+        budget = SegmentBudget(len(segment))
 
         def code(probs, where, chunk):
             if checkpoint is not None:
                 checkpoint()
             try:
-                return decoder.decode(_MODEL, probs)
+                bits = decoder.decode(_MODEL, probs)
             except AssertionError as exc:  # constriction's word for "not a stream this model wrote"
                 raise TinyCodecError(f"corrupt .tcz payload: {exc}") from None
+            budget.spend(probs, bits)
+            return bits
 
         _walk_plane(state, plane, code)
     decoded = len(segments)
