@@ -40,7 +40,8 @@ from .limits import DEFAULT_LIMITS
 from .metadata import MetadataWarning
 from .refine import DEFAULT_STEPS as DEFAULT_REFINE_STEPS, MAX_STEPS as MAX_REFINE_STEPS
 
-DEFAULT_PYRAMID_REFINE = 100  # tinycodec.pyramid.codec.DEFAULT_REFINE_STEPS, without importing the family here
+# tinycodec.pyramid.codec's DEFAULT_REFINE_STEPS and DEFAULT_OVERFIT_STEPS, without importing the family here
+DEFAULT_PYRAMID_STEPS = {"refine": 100, "overfit": 300}
 
 ENHANCE_HELP = f"{NONE}, {', '.join(FILTERS)} (add -int8 or -fp16 to run a filter in that precision)"
 
@@ -257,9 +258,11 @@ _JOBS_HELP = "Parallel workers: files in parallel with several inputs, tiles of 
 @click.option("-Q", "--quality", type=click.IntRange(0, 100), default=None, metavar="0..100",
               help="Code with the pyramid family (rate-distortion optimised) at this quality; higher is larger "
                    "and better. -s/--planes/--downscale then do not apply.")
-@click.option("--effort", type=click.Choice(["fast", "refine"]), default="fast", show_default=True,
-              help="Pyramid family: fast (one network pass) or refine (gradient steps on the latents: --refine "
-                   "STEPS, default 100; seconds per image). Every effort writes the same format.")
+@click.option("--effort", type=click.Choice(["fast", "refine", "overfit"]), default="fast", show_default=True,
+              help="Pyramid family: fast (one network pass), refine (gradient steps on the latents: --refine "
+                   "STEPS, default 100; seconds per image) or overfit (latents and synthesis network optimised for "
+                   "the image, --refine STEPS, default 300; minutes per image on a CPU; the file carries the "
+                   "network). Every effort decodes with any tinycodec that reads the pyramid family.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (no progress bar, no summary).")
 @click.version_option(__version__, "-V", "--version", prog_name="tcenc")
 @_backend_options("tcenc")
@@ -300,7 +303,8 @@ def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, 
         bpp = 8 * len(data) / (source.width * source.height)
         if quality is not None:
             how = f"pyramid, quality {quality}, effort {effort}"
-            how += f" ({refine or DEFAULT_PYRAMID_REFINE} steps)" if effort == "refine" else ""
+            if effort != "fast":
+                how += f" ({refine or DEFAULT_PYRAMID_STEPS[effort]} steps)"
         else:
             how = f"scale {scale}, {planes} planes"
             how += f", downscale {downscale}" if downscale != "1" else ""

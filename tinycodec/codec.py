@@ -104,8 +104,10 @@ def encode(image: Image.Image | np.ndarray, scale: int = DEFAULT_SCALE, planes: 
 
     quality: 0..100 selects the pyramid family (:mod:`tinycodec.pyramid`, rate-distortion optimised;
         higher is larger and better), ``scale`` and ``planes`` then do not apply. ``effort`` is ``fast``
-        (one network pass) or ``refine`` (plus ``refine`` gradient steps on the latents, default
-        :data:`tinycodec.pyramid.codec.DEFAULT_REFINE_STEPS`). None: TinyCompress, as below.
+        (one network pass), ``refine`` (plus ``refine`` gradient steps on the latents, default
+        :data:`tinycodec.pyramid.codec.DEFAULT_REFINE_STEPS`) or ``overfit`` (latents and synthesis network
+        optimised together for this image, ``refine`` steps, default 300; the file carries the network;
+        minutes per image on a CPU, CUDA used where present). None: TinyCompress, as below.
 
     image: a PIL image (any mode Pillow reads; grey stays grey, alpha is kept
         losslessly, 16-bit input is reduced to 8 bits with a warning) or a
@@ -210,14 +212,14 @@ def encode_pyramid(planar: Planar, quality: int, effort: str = "fast", refine: i
                    metadata: Metadata = Metadata()) -> bytes:
     """The pyramid family's encoder (see :func:`encode`); ``refine`` 0 with effort refine: the default steps."""
     from . import pyramid
-    from .pyramid.codec import DEFAULT_REFINE_STEPS
+    from .pyramid.codec import DEFAULT_OVERFIT_STEPS, DEFAULT_REFINE_STEPS
 
     height, width = planar.rgb.shape[:2]
     if width * height > MAX_IMAGE_PIXELS:
         raise TinyCodecError(f"image of {width}x{height} pixels exceeds the limit of {MAX_IMAGE_PIXELS} pixels")
     try:
-        return pyramid.encode_planar(planar, quality, effort, refine or DEFAULT_REFINE_STEPS,
-                                     extensions=metadata.to_extensions())
+        default = DEFAULT_OVERFIT_STEPS if effort == "overfit" else DEFAULT_REFINE_STEPS
+        return pyramid.encode_planar(planar, quality, effort, refine or default, extensions=metadata.to_extensions())
     except (MemoryError, RuntimeError) as exc:
         raise TinyCodecError(f"cannot encode a {width}x{height} image here: {exc}") from None
 

@@ -44,7 +44,7 @@ class Parsed:
     name: bytes
     weights_id: bytes
     extensions: list[tuple[int, bytes]]
-    segments: list[bytes]
+    segments: list[bytes]  # the weights segment first, for an overfit file (flag 0x01)
     lengths: list[int] | None = None  # None: the segments' own lengths
 
     @classmethod
@@ -73,11 +73,13 @@ class Parsed:
 
 def seed_files(rng: np.random.Generator) -> list[bytes]:
     out = []
-    for (h, w), q, grey in [((16, 16), 0, False), ((48, 80), 50, False), ((70, 33), 90, True), ((64, 64), 100, False)]:
+    for (h, w), q, grey, effort in [((16, 16), 0, False, "fast"), ((48, 80), 50, False, "fast"),
+                                    ((70, 33), 90, True, "fast"), ((64, 64), 100, False, "fast"),
+                                    ((40, 40), 60, False, "overfit")]:
         y, x = np.mgrid[0:h, 0:w]
         img = np.stack([(x * 255 // max(1, w - 1)), (y * 255 // max(1, h - 1)), ((x + y) * 3) % 256], -1)
         img = np.clip(img + rng.normal(0, 8, img.shape), 0, 255).astype(np.uint8)
-        out.append(tinycodec.encode(img[..., 0] if grey else img, quality=q))
+        out.append(tinycodec.encode(img[..., 0] if grey else img, quality=q, effort=effort, refine=3))
     return out
 
 
@@ -86,7 +88,7 @@ def mutate(target: str, base: bytes, rng: random.Random) -> bytes:
     if target == "header":
         choice = rng.randrange(7)
         if choice == 0:
-            off, size = rng.choice([(12, 4), (16, 4), (20, 1), (21, 1), (22, 1), (23, 1), (9, 1), (8, 1)])
+            off, size = rng.choice([(12, 4), (16, 4), (20, 1), (21, 1), (22, 1), (22, 1), (23, 1), (9, 1), (8, 1)])
             val = rng.choice([0, 1, 2, 3, 7, 100, 101, 255, 2**16, 2**20, 2**20 + 1, 2**32 - 1, rng.randrange(2**32)])
             p.fixed[off : off + size] = (val % (1 << (8 * size))).to_bytes(size, "little")
         elif choice == 1:

@@ -26,8 +26,9 @@ from .model import LATENT_LIMIT
 from .weights import ENCODER_MODEL, MODEL, LoadedDecoder, load_decoder, load_encoder
 
 DEFAULT_QUALITY = 50
-EFFORTS = ("fast", "refine")
+EFFORTS = ("fast", "refine", "overfit")
 DEFAULT_REFINE_STEPS = 100
+DEFAULT_OVERFIT_STEPS = 300
 BAND_ROWS = 256  # synthesis runs on bands of this many output rows (memory: ~200 bytes per pixel of a band)
 ENCODE_WINDOW = 1024  # the encoder network runs on windows of this side (plus margins) on larger images
 ENCODE_MARGIN = 128
@@ -112,13 +113,19 @@ def encode_planar(planar: Planar, quality: int = DEFAULT_QUALITY, effort: str = 
     dec = load_decoder(entry)
     x = _pad(planar.rgb)
     latents = predict_latents(x, quality)
+    weights = b""
     if effort == "refine":
         from .refine import refine_latents
         latents = refine_latents(latents, x, dec, quality, refine_steps)
+    elif effort == "overfit":
+        from .overfit import overfit
+        from .refine import check_steps
+        latents, weights, _ = overfit(latents, x, dec, quality, check_steps(refine_steps))
     grids = quantise(latents, dec, quality)
     segments = bitstream.encode_grids(grids, quality, dec.context, dec.coder)
-    header = PyramidHeader(w, h, 1 if planar.grey else 3, quality, MODEL, entry.short_id, list(extensions or []))
-    return pack(header, segments)
+    header = PyramidHeader(w, h, 1 if planar.grey else 3, quality, MODEL, entry.short_id, list(extensions or []),
+                           has_weights=bool(weights))
+    return pack(header, [weights, *segments] if weights else segments)
 
 
 def encode(image: Image.Image | np.ndarray, quality: int = DEFAULT_QUALITY, effort: str = "fast",
@@ -145,8 +152,12 @@ def verify(data: bytes, limits: Limits = DEFAULT_LIMITS) -> None:
 
 @torch.no_grad()
 def synthesise(grids: list[np.ndarray], dec: LoadedDecoder, quality: int, height: int, width: int,
-               deadline: Deadline | None = None) -> np.ndarray:
-    """Integer grids -> (height, width, 3) uint8, in bands of rows (exact: each band reads enough margin)."""
+               deadline: Deadline | None = None, synthesis: torch.nn.Module | None = None) -> np.ndarray:
+    """Integer grids -> (height, width, 3) uint8, in bands of rows (exact: each band reads enough margin).
+
+    ``synthesis``: an overfit file's own network instead of the shared one.
+    """
+    synthesis = synthesis or dec.network.synthesis
     steps = dec.network.steps(torch.tensor([quality]))[0]
     deq = [torch.from_numpy(y).float()[None, None] * steps[g.index] for g, y in zip(layout.GRIDS, grids)]
     ph = deq[-1].shape[-2]
@@ -167,7 +178,7 @@ def synthesise(grids: list[np.ndarray], dec: LoadedDecoder, quality: int, height
                 part = F.interpolate(part, scale_factor=s, mode="bilinear", align_corners=False)
             parts.append(part[:, :, e0 - c0 * s : e1 - c0 * s])
         feats = torch.cat(parts[::-1], dim=1)  # level order, finest first (as upsample_grids)
-        rgb = dec.network.synthesis(feats)[:, :, r0 - e0 : r1 - e0, :width]
+        rgb = synthesis(feats)[:, :, r0 - e0 : r1 - e0, :width]
         out[r0:r1] = (rgb[0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
     return out
 
@@ -183,7 +194,11 @@ def decode_with_info(data: bytes, *, partial: bool = False, limits: Limits = DEF
                                        deadline.check)
         decoded = len(grids)
         grids += [np.zeros(s, dtype=bitstream.GRID_DTYPE) for s in shapes[decoded:]]
-        rgb = synthesise(grids, dec, header.quality, header.height, header.width, deadline)
+        own = None
+        if unpacked.weights is not None:
+            from .overfit import decode_weights
+            own = decode_weights(unpacked.weights, dec.network.synthesis)
+        rgb = synthesise(grids, dec, header.quality, header.height, header.width, deadline, own)
     except MemoryError:
         raise TinyCodecError(f"not enough memory to decode a {header.width}x{header.height} image here") from None
     image = to_pil(rgb, None, header.color_channels == 1)

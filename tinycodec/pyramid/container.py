@@ -22,6 +22,8 @@ from .laplace import MIN_BITS_PER_ELEMENT
 
 VERSION = 2
 FAMILY = 1
+FLAG_WEIGHTS = 0x01  # the file carries its own synthesis weights (effort overfit): one segment before the grids
+MAX_WEIGHTS_SEGMENT = 16384  # bytes; the compressed synthesis deltas of one image are 1-3 KB
 _FIXED = struct.Struct("<8sBBHIIBBBB")  # magic .. grid count
 _U32 = struct.Struct("<I")
 MODEL_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")  # nothing a terminal could interpret
@@ -39,6 +41,7 @@ class PyramidHeader:
     model: str
     weights_id: bytes
     extensions: list[tuple[int, bytes]] = field(default_factory=list)
+    has_weights: bool = False  # a synthesis-weights segment precedes the grids (effort overfit)
 
     @property
     def grid_shapes(self) -> list[tuple[int, int]]:
@@ -76,9 +79,13 @@ def _check_packable(h: PyramidHeader, segments: list[bytes]) -> None:
         problems.append("weights id")
     if len(h.extensions) > 255 or any(not 0 <= t <= 255 or len(d) > 0xFFFF for t, d in h.extensions):
         problems.append("extensions")
-    if len(segments) != len(layout.GRIDS):
+    grid_segments = segments[1:] if h.has_weights else segments
+    if h.has_weights and not (segments and 0 < len(segments[0]) <= MAX_WEIGHTS_SEGMENT
+                              and len(segments[0]) % SEGMENT_WORD == 0):
+        problems.append("weights segment")
+    if len(grid_segments) != len(layout.GRIDS):
         problems.append("grid count")
-    for seg, (gh, gw) in zip(segments, h.grid_shapes):
+    for seg, (gh, gw) in zip(grid_segments, h.grid_shapes):
         n = len(seg)
         if n % SEGMENT_WORD or not min_segment_bytes(gh * gw) <= n <= max_segment_bytes(gh * gw):
             problems.append(f"segment of {n} bytes for {gh}x{gw} latents")
@@ -89,8 +96,8 @@ def _check_packable(h: PyramidHeader, segments: list[bytes]) -> None:
 def pack(h: PyramidHeader, segments: list[bytes]) -> bytes:
     _check_packable(h, segments)
     name = h.model.encode("ascii")
-    body = bytearray(_FIXED.pack(MAGIC, VERSION, FAMILY, 0, h.width, h.height, h.color_channels, h.quality, 0,
-                                 len(segments)))
+    body = bytearray(_FIXED.pack(MAGIC, VERSION, FAMILY, 0, h.width, h.height, h.color_channels, h.quality,
+                                 FLAG_WEIGHTS if h.has_weights else 0, len(layout.GRIDS)))
     body += bytes([len(name)]) + name + h.weights_id + bytes([len(h.extensions)])
     for ext_type, ext_data in h.extensions:
         body += struct.pack("<BH", ext_type, len(ext_data)) + ext_data
@@ -109,7 +116,8 @@ def pack(h: PyramidHeader, segments: list[bytes]) -> bytes:
 @dataclass
 class Unpacked:
     header: PyramidHeader
-    segments: list[bytes | None]  # None: not received (partial files only)
+    segments: list[bytes | None]  # per grid; None: not received (partial files only)
+    weights: bytes | None = None  # the synthesis-weights segment of an overfit file
 
     @property
     def complete(self) -> bool:
@@ -128,7 +136,7 @@ def read_header(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> tuple[Pyrami
     _, version, family, _, width, height, colour, quality, flags, n_grids = _FIXED.unpack_from(data, 0)
     if version != VERSION or family != FAMILY:
         raise TinyCodecError(f"not a pyramid-family .tcz file (version {version}, family {family})")
-    if flags:
+    if flags & ~FLAG_WEIGHTS:
         raise TinyCodecError(f"unsupported .tcz flags 0x{flags:02x}: written by a newer tinycodec?")
     if not (1 <= width <= MAX_DIMENSION and 1 <= height <= MAX_DIMENSION):
         raise TinyCodecError(f"corrupt .tcz header: image size {width}x{height} out of range")
@@ -149,8 +157,14 @@ def read_header(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> tuple[Pyrami
     for _ in range(r.u8()):
         ext_type = r.u8()
         extensions.append((ext_type, r.take(struct.unpack("<H", r.take(2))[0])))
-    header = PyramidHeader(width, height, colour, quality, model, weights_id, extensions)
+    header = PyramidHeader(width, height, colour, quality, model, weights_id, extensions, bool(flags & FLAG_WEIGHTS))
     table = []
+    if header.has_weights:
+        crc = _U32.unpack(r.take(4))[0]
+        n = r.varint()
+        if n % SEGMENT_WORD or not 0 < n <= MAX_WEIGHTS_SEGMENT:
+            raise TinyCodecError(f"corrupt .tcz header: weights segment of {n} bytes")
+        table.append((crc, n))
     for (gh, gw) in header.grid_shapes:
         crc = _U32.unpack(r.take(4))[0]
         n = r.varint()
@@ -182,12 +196,18 @@ def unpack(data: bytes, *, partial: bool = False, limits: Limits = DEFAULT_LIMIT
                              "(tcdec --partial decodes the grids that arrived)")
     segments: list[bytes | None] = []
     for index, (crc, n) in enumerate(table):
+        what = "the weights segment" if header.has_weights and index == 0 else \
+            f"latent grid {index - header.has_weights}"
         if pos + n > len(data):
+            if header.has_weights and index == 0:
+                raise TinyCodecError("truncated .tcz file: its decoder weights did not arrive whole")
             segments.extend([None] * (len(table) - index))
             break
         seg = data[pos : pos + n]
         if zlib.crc32(seg) != crc:
-            raise TinyCodecError(f"corrupt .tcz file: checksum mismatch in latent grid {index}")
+            raise TinyCodecError(f"corrupt .tcz file: checksum mismatch in {what}")
         segments.append(seg)
         pos += n
+    if header.has_weights:
+        return Unpacked(header, segments[1:], segments[0])
     return Unpacked(header, segments)
