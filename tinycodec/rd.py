@@ -273,7 +273,7 @@ class PyramidCodec(Codec):
         from .pyramid.weights import MODEL
         from .zoo import current_entry
 
-        steps = f", {self.refine_steps()} refinement steps" if self.effort == "refine" else ""
+        steps = f", {self.refine_steps()} steps" if self.effort != "fast" else ""
         return (f"tinycodec {__version__} pyramid family (weights {current_entry(MODEL).short_id.hex()}), effort "
                 f"{self.effort}{steps}, whole .tcz file, quality {self.sweep[0]}..{self.sweep[-1]}")
 
@@ -300,8 +300,21 @@ class RefinedPyramidCodec(PyramidCodec):
         return DEFAULT_REFINE_STEPS
 
 
+class OverfitPyramidCodec(PyramidCodec):
+    """The pyramid family at effort overfit (its default steps): minutes per Kodak image on a CPU."""
+
+    key, name = "pyramid-overfit", "tinycodec pyramid (overfit)"
+    effort = "overfit"
+
+    def refine_steps(self) -> int:
+        from .pyramid.codec import DEFAULT_OVERFIT_STEPS
+
+        return DEFAULT_OVERFIT_STEPS
+
+
 CODECS: dict[str, Codec] = {c.key: c for c in (JpegCodec(), WebpCodec(), AvifCodec(), JxlCodec(), TinyCodec(),
-                                                RefinedTinyCodec(), PyramidCodec(), RefinedPyramidCodec())}
+                                                RefinedTinyCodec(), PyramidCodec(), RefinedPyramidCodec(),
+                                                OverfitPyramidCodec())}
 ANCHOR = "jpeg"
 
 
@@ -739,7 +752,8 @@ def _db(value: float) -> str:
 # --------------------------------------------------------------------------------------------- outputs
 
 COLORS = {"jpeg": "tab:blue", "webp": "tab:orange", "avif": "tab:green", "jxl": "tab:purple", "tinycodec": "tab:red",
-          "tinycodec-refined": "darkred", "pyramid": "black", "pyramid-refine": "tab:gray"}
+          "tinycodec-refined": "darkred", "pyramid": "black", "pyramid-refine": "tab:gray",
+          "pyramid-overfit": "tab:brown"}
 PLOTS: dict[str, tuple[str, str, Callable[[float], float]]] = {  # file stem: (result key, axis label, transform)
     "rd_psnr": ("psnr-rgb", "PSNR-RGB (dB)", float),
     "rd_psnr_y": ("psnr-y", "PSNR-Y, BT.601 (dB)", float),
