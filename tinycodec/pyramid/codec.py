@@ -29,7 +29,7 @@ DEFAULT_QUALITY = 50
 EFFORTS = ("fast", "refine", "overfit")
 DEFAULT_REFINE_STEPS = 100
 DEFAULT_OVERFIT_STEPS = 300
-BAND_ROWS = 256  # synthesis runs on bands of this many output rows (memory: ~200 bytes per pixel of a band)
+BAND_ROWS = 128  # synthesis runs on bands of this many output rows (cache-friendly; ~200 bytes per pixel of a band)
 ENCODE_WINDOW = 1024  # the encoder network runs on windows of this side (plus margins) on larger images
 ENCODE_MARGIN = 128
 

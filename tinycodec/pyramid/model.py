@@ -43,15 +43,18 @@ def quality_lambda(q: torch.Tensor | float) -> torch.Tensor | float:
 
 
 def pointwise_mlp(convs: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
-    """1x1 convolutions with ReLU between them, run as matrix products over channels on an (N, H, W, C)
-    view: the same result, about twice as fast on a CPU forward and backward (PyTorch's CPU backward of a 1x1
-    convolution takes its slow im2col path, and ReLU on a permuted tensor is slower still)."""
-    h = x.permute(0, 2, 3, 1)
+    """1x1 convolutions with ReLU between them, run as matrix products over channels on an (N*H*W, C)
+    view: the same result, 2-3x as fast on a CPU forward and backward (PyTorch's CPU backward of a 1x1
+    convolution takes its slow im2col path; a 2-D product fuses the bias; ReLU runs in place when no
+    gradient is needed)."""
+    n, _, h, w = x.shape
+    y = x.permute(0, 2, 3, 1).reshape(n * h * w, -1)
+    inplace = not torch.is_grad_enabled()
     for i, conv in enumerate(convs):
-        h = F.linear(h, conv.weight.view(conv.out_channels, conv.in_channels), conv.bias)
+        y = F.linear(y, conv.weight.view(conv.out_channels, conv.in_channels), conv.bias)
         if i < len(convs) - 1:
-            h = F.relu(h)
-    return h.permute(0, 3, 1, 2)
+            y = F.relu(y, inplace=inplace)
+    return y.view(n, h, w, -1).permute(0, 3, 1, 2)
 
 
 def edge_pad(x: torch.Tensor, p: int = 1) -> torch.Tensor:
