@@ -29,24 +29,23 @@ def _phase_view(padded: np.ndarray, a: int, b: int, di: int, dj: int, shape: tup
     return padded[1 + a + di :: 2, 1 + b + dj :: 2][:h2, :w2]
 
 
-def _pass_features(buffer: np.ndarray, parent: np.ndarray | None, parent_stride: int, p: int, q: int,
+def _pass_features(padded: np.ndarray, ppad: np.ndarray | None, parent_stride: int, p: int, q: int,
                    rows: slice) -> np.ndarray:
+    """Context features of pass ``p``'s elements in phase rows ``rows``, from the grid and its parent, each
+    zero-padded by one element (the grid's padding and its not-yet-decoded elements are zeros)."""
     a, b = layout.PASS_PHASES[p]
-    h, w = buffer.shape
+    h, w = padded.shape[0] - 2, padded.shape[1] - 2
     shape = (len(range(a, h, 2)), len(range(b, w, 2)))
-    cols = shape[1]
     nrows = len(range(*rows.indices(shape[0])))
-    feats = np.zeros((nrows, cols, layout.CONTEXT_FEATURES), dtype=np.float32)
-    padded = np.pad(buffer, 1)
+    feats = np.zeros((nrows, shape[1], layout.CONTEXT_FEATURES), dtype=np.float32)
     k = 0
     for di, dj in layout.NEIGHBOURS:
         feats[:, :, k] = _phase_view(padded, a, b, di, dj, shape)[rows]
         k += 1
-    if parent is not None:
-        ppad = np.pad(parent, 1)
+    if ppad is not None:
+        hp, wp = ppad.shape[0] - 2, ppad.shape[1] - 2
         for di, dj in layout.PARENT_TAPS:
             if parent_stride == 2:
-                hp, wp = parent.shape
                 tap = ppad[1 + di : 1 + di + hp, 1 + dj : 1 + dj + wp][: shape[0], : shape[1]]
             else:
                 tap = _phase_view(ppad, a, b, di, dj, shape)
@@ -59,11 +58,12 @@ def _pass_features(buffer: np.ndarray, parent: np.ndarray | None, parent_stride:
     return feats.reshape(-1, layout.CONTEXT_FEATURES)
 
 
-def _passes(shape: tuple[int, int], parent: np.ndarray | None, parent_stride: int, q: int,
-            context: dict[str, np.ndarray],
-            buffer: np.ndarray) -> Iterator[tuple[tuple[slice, slice], np.ndarray, np.ndarray]]:
-    """Yield (positions, rounded means, table indices) per pass; the caller fills ``buffer`` before resuming."""
-    h, w = shape
+def _passes(padded: np.ndarray, parent: np.ndarray | None, parent_stride: int, q: int,
+            context: dict[str, np.ndarray]) -> Iterator[tuple[tuple[slice, slice], np.ndarray, np.ndarray]]:
+    """Yield (positions in the unpadded grid, rounded means, table indices) per pass; the caller fills those
+    positions of ``padded`` (the grid with a border of one zero) before resuming."""
+    h, w = padded.shape[0] - 2, padded.shape[1] - 2
+    ppad = None if parent is None else np.pad(parent, 1)
     for p, (a, b) in enumerate(layout.PASS_PHASES):
         ph, pw = len(range(a, h, 2)), len(range(b, w, 2))
         if ph == 0 or pw == 0:
@@ -71,7 +71,7 @@ def _passes(shape: tuple[int, int], parent: np.ndarray | None, parent_stride: in
         step = max(1, CHUNK_ELEMENTS // pw)
         means, tables = [], []
         for r0 in range(0, ph, step):
-            feats = _pass_features(buffer, parent, parent_stride, p, q, slice(r0, min(ph, r0 + step)))
+            feats = _pass_features(padded, ppad, parent_stride, p, q, slice(r0, min(ph, r0 + step)))
             mean, scale = fixedpoint.evaluate(context, feats)
             m, t = fixedpoint.table_index(mean, scale)
             means.append(m)
@@ -91,9 +91,10 @@ def encode_grids(grids: list[np.ndarray], q: int, context: dict[str, np.ndarray]
     segments = []
     for g, y in zip(layout.GRIDS, grids):
         parent, stride = _parent(grids, g)
-        buffer = np.zeros(y.shape, dtype=GRID_DTYPE)
+        padded = np.zeros((y.shape[0] + 2, y.shape[1] + 2), dtype=GRID_DTYPE)
+        buffer = padded[1:-1, 1:-1]
         enc = constriction.stream.queue.RangeEncoder()
-        for where, m, t in _passes(y.shape, parent, stride, q, context, buffer):
+        for where, m, t in _passes(padded, parent, stride, q, context):
             values = y[where].reshape(-1).astype(np.int64)
             coder.encode(enc, values - m, t)
             buffer[where] = y[where]
@@ -114,12 +115,13 @@ def decode_grids(segments: list[bytes | None], shapes: list[tuple[int, int]], q:
         if seg is None:
             break
         parent, stride = _parent(grids, g)
-        y = np.zeros(shape, dtype=GRID_DTYPE)
+        padded = np.zeros((shape[0] + 2, shape[1] + 2), dtype=GRID_DTYPE)
+        y = padded[1:-1, 1:-1]
         dec = constriction.stream.queue.RangeDecoder(np.frombuffer(seg, dtype=np.uint32))
         # The information decoded cannot exceed what the segment holds: a decoder that ran past its data
         # (constriction pads with zero words and decodes on) is stopped at the pass where it happens.
         budget = (8.0 * len(seg) + SEGMENT_SLACK_BITS) * SEGMENT_INFORMATION_MARGIN
-        for where, m, t in _passes(shape, parent, stride, q, context, y):
+        for where, m, t in _passes(padded, parent, stride, q, context):
             check()
             try:
                 residuals = coder.decode(dec, t)
@@ -134,5 +136,5 @@ def decode_grids(segments: list[bytes | None], shapes: list[tuple[int, int]], q:
             y[where] = values.reshape(y[where].shape)
         if not dec.maybe_exhausted():
             raise TinyCodecError(f"corrupt .tcz file: grid {g.index} has data left after its last element")
-        grids.append(y)
+        grids.append(np.ascontiguousarray(y))
     return grids
