@@ -88,9 +88,7 @@ def test_user_errors(folder, tmp_path):
     cases = [
         ([png, folder / "p1.png", "-o", png], "is not a folder"),
         ([png, "-"], "cannot be combined"),
-        ([tmp_path / "empty"], "no image files in"),
     ]
-    (tmp_path / "empty").mkdir()
     for args, message in cases:
         r = run(tcenc, args)
         assert r.exit_code == 1 and message in r.output and r.output.count("\n") == 1, r.output
@@ -135,3 +133,16 @@ def test_progress_bar_on_a_terminal(folder, tmp_path):
     assert proc.returncode == 0, text
     assert "tcenc:" in text and "/4 [" in text and "file" in text  # tqdm's "n/4 [elapsed<left, rate file/s]"
     assert "4 of 4 files" in text
+
+
+def test_an_empty_folder_is_reported_and_the_other_inputs_complete(folder, tmp_path):
+    """Issue 35: an empty folder among the inputs is one error line; the rest are coded; exit status 1."""
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "out"
+    r = run(tcenc, [folder / "p0.png", folder / "p1.png", tmp_path / "empty", "-o", str(out) + "/"])
+    assert r.exit_code == 1
+    assert sorted(p.name for p in out.iterdir()) == ["p0.tcz", "p1.tcz"]
+    errors = [line for line in r.output.splitlines() if "error" in line]
+    assert len(errors) == 1 and "empty" in errors[0] and "no image files" in errors[0]
+    r = run(tcenc, [tmp_path / "empty"])
+    assert r.exit_code == 1 and "no image files" in r.output

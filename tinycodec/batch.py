@@ -116,24 +116,31 @@ def image_suffixes() -> set[str]:
     return {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN} - {TCZ_SUFFIX}
 
 
-def expand_inputs(inputs: Sequence[str], suffixes: set[str]) -> list[Path]:
+def expand_inputs(inputs: Sequence[str], suffixes: set[str]) -> tuple[list[Path], list[tuple[str, str]]]:
     """Files named on the command line as they are; folders replaced by their files with ``suffixes``.
 
-    Hidden files (a leading dot, such as our own ``.name.part`` temporaries) are skipped in folders.
+    Returns (paths, problems): a folder that holds no such file, or cannot be listed, is a problem
+    (name, message) that the batch reports by name while the other inputs still run. Hidden files (a
+    leading dot, such as our own ``.name.part`` temporaries) are skipped in folders.
     """
     paths: list[Path] = []
+    problems: list[tuple[str, str]] = []
+    what = " or ".join(sorted(suffixes)) if len(suffixes) < 4 else "image"
     for name in inputs:
         path = Path(name)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir()
-                           if p.suffix.lower() in suffixes and not p.name.startswith(".") and p.is_file())
+            try:
+                found = sorted(p for p in path.iterdir()
+                               if p.suffix.lower() in suffixes and not p.name.startswith(".") and p.is_file())
+            except OSError as exc:
+                problems.append((name, describe_os_error(exc)))
+                continue
             if not found:
-                raise TinyCodecError(f"no {' or '.join(sorted(suffixes)) if len(suffixes) < 4 else 'image'} "
-                                     f"files in {name}")
+                problems.append((name, f"no {what} files in this folder"))
             paths += found
         else:
             paths.append(path)
-    return paths
+    return paths, problems
 
 
 def is_directory_target(output: str) -> bool:

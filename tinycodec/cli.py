@@ -209,10 +209,14 @@ def _is_batch(inputs: tuple[str, ...]) -> bool:
     return len(inputs) > 1 or (inputs[0] != "-" and Path(inputs[0]).is_dir())
 
 
-def _run_batch(prog: str, jobs: list[batch.Job], work, workers: int, quiet: bool) -> None:
-    """Run the jobs with a progress bar (on a terminal, unless -q); report failures by name; exit 1 if any."""
+def _run_batch(prog: str, jobs: list[batch.Job], work, workers: int, quiet: bool,
+               problems: list[tuple[str, str]] = ()) -> None:
+    """Run the jobs with a progress bar (on a terminal, unless -q); report failures by name, and the inputs
+    that gave no job (``problems``) first; exit 1 if any."""
     from tqdm import tqdm  # only batch mode needs it
 
+    for name, message in problems:
+        _say(f"{prog}: error: {name}: {message}")
     summary = batch.Summary()
     start = time.perf_counter()
     # shutil falls back to 80x24 where a terminal reports a size of 0 (tqdm would then draw nothing)
@@ -229,8 +233,9 @@ def _run_batch(prog: str, jobs: list[batch.Job], work, workers: int, quiet: bool
             bar.update()
     summary.seconds = time.perf_counter() - start
     if not quiet:
-        click.echo(f"{prog}: {summary.line(workers)}", err=True)
-    if summary.failed:
+        skipped = f"; {len(problems)} input{'s' if len(problems) > 1 else ''} gave no file" if problems else ""
+        click.echo(f"{prog}: {summary.line(workers)}{skipped}", err=True)
+    if summary.failed or problems:
         sys.exit(1)
 
 
@@ -279,12 +284,12 @@ def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, 
     elif effort != "fast":
         raise TinyCodecError("--effort applies to the pyramid family: give -Q/--quality too")
     if _is_batch(images):
-        sources = batch.expand_inputs(images, batch.image_suffixes())
+        sources, problems = batch.expand_inputs(images, batch.image_suffixes())
         settings = batch.EncodeSettings(int(scale), planes, keep_metadata=not strip, force=force,
                                         downscale=int(downscale), refine=refine, run=run, quality=quality,
                                         effort=effort)
         jobs_list = batch.plan_jobs(sources, output, batch.TCZ_SUFFIX)
-        _run_batch("tcenc", jobs_list, functools.partial(batch.encode_job, settings=settings), jobs, quiet)
+        _run_batch("tcenc", jobs_list, functools.partial(batch.encode_job, settings=settings), jobs, quiet, problems)
         return
     image = images[0]
     source = read_source(io.BytesIO(sys.stdin.buffer.read()) if image == "-" else image, keep_metadata=not strip)
@@ -343,11 +348,11 @@ def tcdec(files: tuple[str, ...], output: str | None, fmt: str, enhance: str, pa
     format_for_suffix(suffix)  # an unknown format fails here, before any work
     limits = dataclasses.replace(DEFAULT_LIMITS, max_pixels=max_pixels or None)
     if _is_batch(files):
-        sources = batch.expand_inputs(files, {batch.TCZ_SUFFIX})
+        sources, problems = batch.expand_inputs(files, {batch.TCZ_SUFFIX})
         settings = batch.DecodeSettings(partial=partial, keep_metadata=not strip, force=force, limits=limits,
                                         enhance=enhance, run=run)
         jobs_list = batch.plan_jobs(sources, output, suffix)
-        _run_batch("tcdec", jobs_list, functools.partial(batch.decode_job, settings=settings), jobs, quiet)
+        _run_batch("tcdec", jobs_list, functools.partial(batch.decode_job, settings=settings), jobs, quiet, problems)
         return
     file = files[0]
     data = read_tcz(sys.stdin.buffer if file == "-" else file, limits=limits)
