@@ -143,3 +143,14 @@ def test_strings_from_files_and_file_names_are_escaped_on_the_terminal(tmp_path)
     r = run(tcdec, [tmp_path / "x\ntcdec: note: forged\x1b[2J.tcz", "-o", tmp_path / "o.png"])
     assert r.exit_code == 1
     assert r.output.count("\n") == 1 and "\x1b" not in r.output and "\\ntcdec: note: forged\\x1b[2J" in r.output
+
+
+def test_decoded_webp_is_lossless_like_png(png, tmp_path):
+    """Issue 35: tcdec --format webp wrote lossy WebP silently; decoded output is lossless where it can be."""
+    tcz = tmp_path / "a.tcz"
+    assert run(tcenc, [png, "-o", tcz]).exit_code == 0
+    assert run(tcdec, [tcz, "-o", tmp_path / "a.png"]).exit_code == 0
+    assert run(tcdec, [tcz, "-o", tmp_path / "a.webp"]).exit_code == 0
+    a = np.asarray(Image.open(tmp_path / "a.png").convert("RGB"))
+    b = np.asarray(Image.open(tmp_path / "a.webp").convert("RGB"))
+    assert (a == b).all()

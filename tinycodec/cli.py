@@ -325,7 +325,9 @@ def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, 
                    "with '/', or exists; required to be one with several inputs). Default: each FILE with the "
                    "suffix of --format.")
 @click.option("--format", "fmt", type=str, default="png", show_default=True,
-              help="Output format (an extension: png, webp, bmp, tiff, ...) when -o names no file.")
+              help="Output format (an extension: png, webp, bmp, tiff, ...) when -o names no file. Every format "
+                   "with a lossless mode is written losslessly (WebP too); JPEG at quality 95, 4:4:4; AVIF at "
+                   "quality 100.")
 @click.option("--enhance", type=str, default=NONE, show_default=True,
               help=f"Learned filter after decoding: {ENHANCE_HELP}. srunet and tinypssr-x2/x4 enlarge the image "
                    "(or restore the size of a --downscale file).")

@@ -393,7 +393,8 @@ def save_image(image: Image.Image, dst: PathLike, format: str | None = None, *, 
     """
     fmt = format or _format_for(Path(dst))  # fail before writing anything
     try:
-        write_atomic(dst, image=image, format=fmt, options=_metadata_options(image, keep_metadata),
+        write_atomic(dst, image=image, format=fmt,
+                     options={**LOSSLESS_OPTIONS.get(fmt, {}), **_metadata_options(image, keep_metadata)},
                      overwrite=overwrite)
     except (KeyError, ValueError, OSError) as exc:
         if isinstance(exc, OSError) and exc.errno is not None:
@@ -404,9 +405,19 @@ def save_image(image: Image.Image, dst: PathLike, format: str | None = None, *, 
 def save_image_to(f: BinaryIO, image: Image.Image, format: str, *, keep_metadata: bool = True) -> None:
     """:func:`save_image` to an open binary file (stdout, a buffer)."""
     try:
-        image.save(f, format=format, **_metadata_options(image, keep_metadata))
+        image.save(f, format=format, **LOSSLESS_OPTIONS.get(format.upper(), {}), **_metadata_options(image, keep_metadata))
     except (KeyError, ValueError) as exc:
         raise TinyCodecError(f"cannot save a {image.mode} image as {format}: {exc}") from None
+
+
+# Decoded images are written losslessly in every format that has a lossless mode (a decoder should not add
+# a second generation of loss unasked); JPEG has none, and is written at Pillow's quality 95, 4:4:4.
+LOSSLESS_OPTIONS: dict[str, dict] = {
+    "WEBP": {"lossless": True},
+    "AVIF": {"quality": 100, "subsampling": "4:4:4"},  # as close as libavif comes through Pillow
+    "JPEG": {"quality": 95, "subsampling": 0},
+    "JPEG2000": {"irreversible": False},
+}
 
 
 def _metadata_options(image: Image.Image, keep: bool) -> dict[str, bytes | None]:
