@@ -31,6 +31,13 @@ EXT_DOWNSCALE = 0x10  # non-critical: a decoder that skips it shows the coded (s
 DOWNSCALE_FACTORS = (2, 4)
 MAX_LATENT = 1e30  # |lo|, |hi| bound: keeps hi - lo finite in float32
 SEGMENT_WORD = 4  # every coder writes 32-bit words: every segment length is a multiple of 4
+WHOLE_SYMBOL_CODERS = (4,)  # coders whose tile is one segment holding every kept plane (format_spec.md)
+
+
+def group_planes(coder_id: int, planes: int) -> tuple[int, ...]:
+    """The planes each segment group of a channel set holds, most significant first: one group per plane
+    (progressive) for coders 1-3, one group for all of them for coder 4."""
+    return (planes,) if coder_id in WHOLE_SYMBOL_CODERS else (1,) * planes
 
 _FIXED = struct.Struct("<8sBBHIIBBBBH3f3f")  # up to and including hi[3]
 _U32 = struct.Struct("<I")
@@ -79,8 +86,17 @@ class Header:
         return -(-lh // self.tile), -(-lw // self.tile)
 
     @property
+    def colour_groups(self) -> tuple[int, ...]:
+        """Planes per colour group (group_planes)."""
+        return group_planes(self.coder_id, self.planes)
+
+    @property
+    def alpha_groups(self) -> tuple[int, ...]:
+        return group_planes(self.coder_id, ALPHA_PLANES) if self.has_alpha else ()
+
+    @property
     def n_groups(self) -> int:
-        return self.planes + (ALPHA_PLANES if self.has_alpha else 0)
+        return len(self.colour_groups) + len(self.alpha_groups)
 
     @property
     def raw_bits(self) -> int:

@@ -1,0 +1,285 @@
+"""Entropy coder 4: each latent element's kept planes as one symbol, coded with table-grouped range coding.
+
+A tile's symbols ``v`` (``(C, H, W)``, values < 2**P) form one segment. Channel by channel, the elements are
+visited in coder 3's ten polyphase passes (``entropy._passes(3)``: a 1/64 grid first, then neighbours 4, 2, 1
+away). Before a pass, everything that decides its probabilities is computed in numpy from elements already
+coded, for all of the pass's elements at once:
+
+* ``mu8``, eight times the weighted mean of the known neighbours (8 of them, edges 2, corners 1; elements
+  outside the tile or not yet coded do not count), rounded; the middle of the range where none is known;
+* a context: the pass class (7), an activity bin (8: the mean |a - b| over opposite pairs of known
+  neighbours) and a hint (25: channel 0 none, channels 1 and 2 the sign and size of the previous channel's
+  residual ``8 v - mu8`` at the same position, each channel its own 12);
+* per context, adaptive integer statistics (count, sum of |residual|, sum of residual) with a back-off to the
+  coarse context (class, activity), updated after each pass: they give the context a bias, added to
+  ``mu8``, and a scale bin (the table whose mean |residual| is nearest to the context's);
+* the table: the pyramid family's integer-built discretised Laplace tables (``pyramid.laplace``), 64 scale
+  bins x 8 eighths of the mean, over residuals -255 .. 255 of the rounded mean ``c``. Where the table's
+  support reaches past 0 or 2**P - 1 its slice over the possible values ``[-c, 2**P - 1 - c]`` is used, so
+  no probability is spent on impossible values (what makes few planes cheap).
+
+Each pass is then coded with one constriction call per table that occurs (``laplace.encode_grouped``):
+a few hundred calls per tile, against coder 3's hundreds of thousands of binary decisions in chunks. The
+probabilities come from integers and exactly rounded float64 operations, and the tables from the Q30
+constants stored in ``data/coder4_laplace.npz``: every machine writes the same bytes.
+
+A segment that would not be shorter than the symbols stored as they are (``P`` bits each, packed) is stored
+packed, as coder 2 does per plane; the length tells which.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import constriction
+import numpy as np
+
+from .errors import TinyCodecError
+from .pyramid import laplace
+
+CODER_ID = 4
+LEVELS = 3  # coder 3's polyphase walk
+PAD = 1 << (LEVELS - 1)  # farthest neighbour
+LIMIT = 255  # residuals -255 .. 255 cover every pair of 8-bit values
+N_CLASSES = 2 * LEVELS + 1
+N_ACT = 8
+HINT_BINS = 12  # 6 magnitudes x 2 signs
+N_HINTS = 1 + 2 * HINT_BINS
+N_COARSE = N_CLASSES * N_ACT
+N_CONTEXTS = N_HINTS * N_COARSE
+MEAN_UNITS = laplace.MEAN_UNITS
+# Never change these: a file names its coder, and every coder ever written stays decodable.
+BACKOFF = 32  # observations the coarse context's estimate counts as, at most
+HALVE_AT = 1 << 14  # statistics are halved past this count (adaptivity)
+TAIL_LOG2 = 8  # a table is sliced to the possible values where its mass outside [-K, K] exceeds 2^-8
+EDGE_STEPS = 8  # within K of an end, the rounded mean is kept to K / 8 (fewer tables, each coded in one call)
+_NEIGHBOURS = ((-1, 0, 2), (1, 0, 2), (0, -1, 2), (0, 1, 2), (-1, -1, 1), (-1, 1, 1), (1, -1, 1), (1, 1, 1))
+_PAIRS = ((0, 1), (2, 3), (4, 7), (5, 6))  # opposite neighbours
+_CONSTANTS = Path(__file__).resolve().parent / "data" / "coder4_laplace.npz"
+
+
+@functools.lru_cache(maxsize=None)
+def _tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(masses (512, 511), mean |residual| of each scale bin's centred table, support K per scale bin)."""
+    with np.load(_CONSTANTS) as c:
+        tables = laplace.build_tables(c["rho"], c["upper"], c["lower"], LIMIT)
+    r = np.abs(np.arange(-LIMIT, LIMIT + 1, dtype=np.int64))
+    centred = tables[MEAN_UNITS // 2 :: MEAN_UNITS]  # frac 0 of every scale bin
+    mean_abs = (centred * r).sum(axis=1) / centred.sum(axis=1)  # integers, one exactly rounded division
+    # Boundaries halfway between neighbouring bins' mean |residual| (in value units).
+    bounds = (mean_abs[:-1] + mean_abs[1:]) * 0.5
+    # K: the smallest k with the mass beyond +-k at most 2^-TAIL_LOG2 of every frac bin's table.
+    total = tables.sum(axis=1, keepdims=True)
+    outside = total - np.stack([tables[:, LIMIT - k : LIMIT + k + 1].sum(axis=1) for k in range(LIMIT + 1)], axis=1)
+    ok = (outside << TAIL_LOG2) <= total
+    support = ok.argmax(axis=1).reshape(-1, MEAN_UNITS).max(axis=1)
+    for a in (tables, bounds, support):
+        a.flags.writeable = False
+    return tables, bounds, support
+
+
+class _Models:
+    """constriction models by key: < 512 a whole table (residual + 255), else a table's slice (the value)."""
+
+    def __init__(self, planes: int) -> None:
+        self.width = 1 << planes
+        self.cache: dict[int, object] = _MODEL_CACHE.setdefault(planes, {})
+
+    def __call__(self, key: int):
+        m = self.cache.get(key)
+        if m is None:
+            if len(self.cache) > 8192:  # bounded: a crafted file cannot grow it without end
+                self.cache.clear()
+            tables = _tables()[0]
+            if key < laplace.N_TABLES:
+                m = laplace.categorical(tables[key])
+            else:
+                table, c = divmod(key - laplace.N_TABLES, 256)
+                m = laplace.categorical(tables[table, LIMIT - c : LIMIT - c + self.width])
+            self.cache[key] = m
+        return m
+
+
+_MODEL_CACHE: dict[int, dict[int, object]] = {}
+
+
+def _magnitude_bins(x: np.ndarray, top: int) -> np.ndarray:
+    """0 for x < 1, 1 for x < 2, 2 for x < 4, ... at most ``top`` (x >= 0, int)."""
+    out = np.zeros(x.shape, dtype=np.int64)
+    for k in range(top):
+        out += x >= (1 << k)
+    return out
+
+
+class _State:
+    """What encoder and decoder both know while walking one tile."""
+
+    def __init__(self, shape: tuple[int, int, int], planes: int) -> None:
+        self.shape, self.planes = shape, planes
+        c, h, w = shape
+        self.values = np.zeros((c, h + 2 * PAD, w + 2 * PAD), dtype=np.int64)  # zero frame, never known
+        self.known = np.zeros(self.values.shape, dtype=np.int64)
+        self.resid = np.zeros(shape, dtype=np.int64)  # 8 v - mu8 of every coded element (the next channel's hint)
+        self.stats = np.zeros((3, N_CONTEXTS), dtype=np.int64)  # count, sum |8 v - m8|, sum (8 v - mu8)
+        self.coarse = np.zeros((3, N_COARSE), dtype=np.int64)
+        self.top8 = 8 * ((1 << planes) - 1)
+
+    def walk(self, code: Callable[[np.ndarray, np.ndarray, np.ndarray, tuple], np.ndarray],
+             checkpoint: Callable[[], None] | None) -> None:
+        from .entropy import _passes
+
+        for channel in range(self.shape[0]):
+            for walk in _passes(LEVELS):
+                where = (channel, slice(walk.dy, None, walk.stride), slice(walk.dx, None, walk.stride))
+                if self.resid[where].size == 0:
+                    continue
+                if checkpoint is not None:
+                    checkpoint()
+                self._pass(channel, walk, where, code)
+
+    def _pass(self, channel, walk, where, code) -> None:
+        dy, dx, stride, step = walk.dy, walk.dx, walk.stride, walk.step
+        ph, pw = self.resid[where].shape
+        values, known = self.values[channel], self.known[channel]
+
+        def nb(grid, oy, ox):
+            y0, x0 = PAD + dy + oy * step, PAD + dx + ox * step
+            return grid[y0 : y0 + stride * (ph - 1) + 1 : stride, x0 : x0 + stride * (pw - 1) + 1 : stride]
+
+        vs = [nb(values, oy, ox) for oy, ox, _ in _NEIGHBOURS]
+        ks = [nb(known, oy, ox) for oy, ox, _ in _NEIGHBOURS]
+        num = sum(wt * v * k for (_, _, wt), v, k in zip(_NEIGHBOURS, vs, ks))
+        den = sum(wt * k for (_, _, wt), k in zip(_NEIGHBOURS, ks))
+        mu8 = np.where(den > 0, (16 * num + den) // np.maximum(2 * den, 1), self.top8 // 2)
+        act = sum(np.abs(vs[a] - vs[b]) * (ks[a] * ks[b]) for a, b in _PAIRS)
+        pairs = sum(ks[a] * ks[b] for a, b in _PAIRS)
+        act_bin = _magnitude_bins(act // np.maximum(pairs, 1), N_ACT - 1)
+        coarse = walk.pass_class * N_ACT + act_bin
+        ctx = coarse.copy()
+        if channel:
+            prev = self.resid[channel - 1][where[1:]]
+            hint = _magnitude_bins(np.abs(prev) >> 3, HINT_BINS // 2 - 1) * 2 + (prev >= 0)
+            ctx += (1 + hint + HINT_BINS * ((channel - 1) % 2)) * N_COARSE
+        ctx, coarse, mu8 = ctx.ravel(), coarse.ravel(), mu8.ravel()
+
+        bias, scale_bin = self._estimates()
+        m8 = np.clip(mu8 + bias[ctx], 0, self.top8)
+        c = (m8 + MEAN_UNITS // 2) // MEAN_UNITS
+        table = scale_bin[ctx] * MEAN_UNITS + (m8 - MEAN_UNITS * c + MEAN_UNITS // 2)
+        k = _tables()[2][scale_bin[ctx]]
+        top = (1 << self.planes) - 1
+        edge = (c < k) | (c > top - k)
+        # Near an end a table is sliced to the possible values, so it depends on c: c is kept exactly where K
+        # is small (narrow tables, where the eighths of the mean matter), to K / EDGE_STEPS elsewhere (the
+        # table's centre then stands for the mean), so that a pass needs few tables.
+        q = np.maximum(k // EDGE_STEPS, 1)
+        d = np.minimum(c, top - c)
+        dq = np.where(q > 1, np.minimum(d // q * q + q // 2, top), d)
+        cq = np.where(c <= top - c, dq, top - dq)
+        tq = np.where(q > 1, scale_bin[ctx] * MEAN_UNITS + MEAN_UNITS // 2, table)
+        keys = np.where(edge, laplace.N_TABLES + tq * 256 + cq, table)
+
+        v = code(keys, edge, c, where)
+        self.values[channel][PAD:-PAD, PAD:-PAD][where[1:]] = v.reshape(ph, pw)
+        self.known[channel][PAD:-PAD, PAD:-PAD][where[1:]] = 1
+        self.resid[where] = (8 * v - mu8).reshape(ph, pw)
+        self._learn(ctx, coarse, np.abs(8 * v - m8), 8 * v - mu8)
+
+    def _estimates(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per context: the bias (eighths, int64) and the scale bin, from the statistics so far."""
+        n, sabs, ssgn = (s.astype(np.float64) for s in self.stats)
+        cn, cabs, csgn = (s.astype(np.float64) for s in self.coarse)
+        # A coarse context starts from a mean |residual| of a quarter of the range, weighing one observation.
+        q_abs = (cabs + 2.0 * (1 << self.planes)) / (cn + 1.0)
+        q_sgn = csgn / (cn + 1.0)
+        weight = np.minimum(float(BACKOFF), cn) + 1.0
+        coarse_of = np.arange(N_CONTEXTS) % N_COARSE
+        weight, q_abs, q_sgn = weight[coarse_of], q_abs[coarse_of], q_sgn[coarse_of]
+        est_abs = (sabs + weight * q_abs) / (n + weight)
+        est_sgn = (ssgn + weight * q_sgn) / (n + weight)
+        bias = np.rint(est_sgn).astype(np.int64)
+        scale_bin = np.searchsorted(_tables()[1], est_abs / MEAN_UNITS)
+        return bias, scale_bin
+
+    def _learn(self, ctx, coarse, abs8, sgn8) -> None:
+        for stats, index, size in ((self.stats, ctx, N_CONTEXTS), (self.coarse, coarse, N_COARSE)):
+            stats[0] += np.bincount(index, minlength=size)
+            stats[1] += np.bincount(index, weights=abs8, minlength=size).astype(np.int64)  # exact below 2^53
+            stats[2] += np.bincount(index, weights=sgn8, minlength=size).astype(np.int64)
+            while stats[0].max() > HALVE_AT:
+                big = stats[0] > HALVE_AT
+                stats[:, big] >>= 1
+
+
+def raw_length(shape: tuple[int, int, int], planes: int) -> int:
+    """Bytes of the symbols stored as they are: ``planes`` bits each, packed, padded to 32-bit words."""
+    return 4 * -(-(planes * shape[0] * shape[1] * shape[2]) // 32)
+
+
+def _pack(symbols: np.ndarray, planes: int) -> bytes:
+    bits = (symbols.astype(np.uint8)[..., None] >> np.arange(planes - 1, -1, -1, dtype=np.uint8)) & 1
+    return np.packbits(bits.ravel()).tobytes().ljust(raw_length(symbols.shape, planes), b"\0")
+
+
+def _unpack(segment: bytes, shape: tuple[int, int, int], planes: int) -> np.ndarray:
+    n = planes * shape[0] * shape[1] * shape[2]
+    bits = np.unpackbits(np.frombuffer(segment, dtype=np.uint8))
+    if bits[n:].any():  # one file, one encoding: padding is zero
+        raise TinyCodecError("corrupt .tcz payload: raw segment has non-zero padding")
+    weights = (1 << np.arange(planes - 1, -1, -1)).astype(np.int64)
+    return (bits[:n].reshape(*shape, planes).astype(np.int64) @ weights).astype(np.uint8)
+
+
+def encode_tile(symbols: np.ndarray, planes: int) -> list[bytes]:
+    """A ``(C, H, W)`` uint8 array of values < 2**planes -> one segment."""
+    state = _State(symbols.shape, planes)
+    models = _Models(planes)
+    encoder = constriction.stream.queue.RangeEncoder()
+    values = symbols.astype(np.int64)
+
+    def code(keys, edge, c, where):
+        v = values[where].ravel()
+        laplace.encode_grouped(encoder, np.where(edge, v, v - c + LIMIT).astype(np.int32), keys, models)
+        return v
+
+    state.walk(code, None)
+    segment = encoder.get_compressed().tobytes()
+    if len(segment) >= raw_length(symbols.shape, planes):
+        segment = _pack(symbols, planes)
+    return [segment]
+
+
+def decode_tile(segments: Sequence[bytes], planes: int, shape: tuple[int, int, int],
+                checkpoint: Callable[[], None] | None = None) -> np.ndarray:
+    """Inverse of :func:`encode_tile`; no segment gives zeros (nothing known). Corrupt data: TinyCodecError."""
+    if not segments:
+        return np.zeros(shape, dtype=np.uint8)
+    (segment,) = segments
+    raw = raw_length(shape, planes)
+    if len(segment) >= raw:
+        if len(segment) > raw:
+            raise TinyCodecError("corrupt .tcz payload: segment longer than its symbols stored raw")
+        if checkpoint is not None:
+            checkpoint()
+        return _unpack(segment, shape, planes)
+    state = _State(shape, planes)
+    models = _Models(planes)
+    decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(segment, dtype=np.uint32))
+    top = (1 << planes) - 1
+
+    def code(keys, edge, c, where):
+        try:
+            s = laplace.decode_grouped(decoder, keys, models).astype(np.int64)
+        except AssertionError as exc:  # constriction's word for "not a stream this model wrote"
+            raise TinyCodecError(f"corrupt .tcz payload: {exc}") from None
+        v = np.where(edge, s, s + c - LIMIT)
+        if v.size and (v.min() < 0 or v.max() > top):
+            raise TinyCodecError("corrupt .tcz payload: a symbol decodes out of range")
+        return v
+
+    state.walk(code, checkpoint)
+    if not decoder.maybe_exhausted():
+        raise TinyCodecError("corrupt .tcz payload: data left after the tile's last symbol")
+    return (state.values[:, PAD:-PAD, PAD:-PAD]).astype(np.uint8)
