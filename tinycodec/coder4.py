@@ -68,6 +68,9 @@ def _tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     r = np.abs(np.arange(-LIMIT, LIMIT + 1, dtype=np.int64))
     centred = tables[MEAN_UNITS // 2 :: MEAN_UNITS]  # frac 0 of every scale bin
     mean_abs = (centred * r).sum(axis=1) / centred.sum(axis=1)  # integers, one exactly rounded division
+    # The narrowest tables are capped (MAX_PROBABILITY_LOG2_GAP), which puts their mean |r| above the next
+    # ones': made non-decreasing, every mean |r| below a bin's picks the narrowest table that reaches it.
+    mean_abs = np.maximum.accumulate(mean_abs)
     # Boundaries halfway between neighbouring bins' mean |residual| (in value units).
     bounds = (mean_abs[:-1] + mean_abs[1:]) * 0.5
     # K: the smallest k with the mass beyond +-k at most 2^-TAIL_LOG2 of every frac bin's table.
@@ -124,6 +127,7 @@ class _State:
         self.resid = np.zeros(shape, dtype=np.int64)  # 8 v - mu8 of every coded element (the next channel's hint)
         self.stats = np.zeros((3, N_CONTEXTS), dtype=np.int64)  # count, sum |8 v - m8|, sum (8 v - mu8)
         self.coarse = np.zeros((3, N_COARSE), dtype=np.int64)
+        self.pooled = np.zeros((3, N_ACT), dtype=np.int64)  # activity bins over every pass class
         self.top8 = 8 * ((1 << planes) - 1)
 
     def walk(self, code: Callable[[np.ndarray, np.ndarray, np.ndarray, tuple], np.ndarray],
@@ -189,25 +193,31 @@ class _State:
 
     def _estimates(self) -> tuple[np.ndarray, np.ndarray]:
         """Per context: the bias (eighths, int64) and the scale bin, from the statistics so far."""
-        n, sabs, ssgn = (s.astype(np.float64) for s in self.stats)
-        cn, cabs, csgn = (s.astype(np.float64) for s in self.coarse)
-        # A coarse context starts from a mean |residual| of a quarter of the range, weighing one observation.
-        q_abs = (cabs + 2.0 * (1 << self.planes)) / (cn + 1.0)
-        q_sgn = csgn / (cn + 1.0)
-        weight = np.minimum(float(BACKOFF), cn) + 1.0
-        coarse_of = np.arange(N_CONTEXTS) % N_COARSE
-        weight, q_abs, q_sgn = weight[coarse_of], q_abs[coarse_of], q_sgn[coarse_of]
-        est_abs = (sabs + weight * q_abs) / (n + weight)
-        est_sgn = (ssgn + weight * q_sgn) / (n + weight)
+        # Three levels, each the prior of the next: an activity bin over all pass classes (from a mean |residual|
+        # of a quarter of the range, weighing 1/16 observation), the coarse context (class, activity), the context.
+        pn, pabs, psgn = (s.astype(np.float64) for s in self.pooled)
+        est_abs = (pabs + 0.125 * (1 << self.planes)) / (pn + 0.0625)
+        est_sgn = psgn / (pn + 0.0625)
+        for level, size in ((self.coarse, N_COARSE), (self.stats, N_CONTEXTS)):
+            n, sabs, ssgn = (s.astype(np.float64) for s in level)
+            parent = np.arange(size) % (N_ACT if size == N_COARSE else N_COARSE)
+            weight = (np.minimum(float(BACKOFF), prev_n) + 1.0)[parent] if size != N_COARSE else (
+                np.minimum(float(BACKOFF), pn) + 0.0625)[parent]
+            est_abs = (sabs + weight * est_abs[parent]) / (n + weight)
+            est_sgn = (ssgn + weight * est_sgn[parent]) / (n + weight)
+            prev_n = n
         bias = np.rint(est_sgn).astype(np.int64)
         scale_bin = np.searchsorted(_tables()[1], est_abs / MEAN_UNITS)
         return bias, scale_bin
 
     def _learn(self, ctx, coarse, abs8, sgn8) -> None:
-        for stats, index, size in ((self.stats, ctx, N_CONTEXTS), (self.coarse, coarse, N_COARSE)):
-            stats[0] += np.bincount(index, minlength=size)
-            stats[1] += np.bincount(index, weights=abs8, minlength=size).astype(np.int64)  # exact below 2^53
-            stats[2] += np.bincount(index, weights=sgn8, minlength=size).astype(np.int64)
+        # The first pass (class 0, no neighbour known: residuals from the middle of the range) is not pooled.
+        pooled = np.where(coarse >= N_ACT, coarse % N_ACT, N_ACT)
+        for stats, index, size in ((self.stats, ctx, N_CONTEXTS), (self.coarse, coarse, N_COARSE),
+                                   (self.pooled, pooled, N_ACT)):
+            stats[0] += np.bincount(index, minlength=size)[:size]
+            stats[1] += np.bincount(index, weights=abs8, minlength=size)[:size].astype(np.int64)  # exact below 2^53
+            stats[2] += np.bincount(index, weights=sgn8, minlength=size)[:size].astype(np.int64)
             while stats[0].max() > HALVE_AT:
                 big = stats[0] > HALVE_AT
                 stats[:, big] >>= 1
