@@ -254,8 +254,54 @@ class RefinedTinyCodec(TinyCodec):
         return DEFAULT_STEPS
 
 
+class PyramidCodec(Codec):
+    """The pyramid family (``encode(..., quality=q)``), effort fast: one encoder-network pass."""
+
+    key, name = "pyramid", "tinycodec pyramid (fast)"
+    sweep = (0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
+    quick_sweep = (0, 30, 60, 90)
+    effort = "fast"
+
+    def label(self, setting: Setting) -> str:
+        return f"Q{setting:g}"
+
+    def refine_steps(self) -> int:
+        return 0
+
+    def description(self) -> str:
+        from . import __version__
+        from .pyramid.weights import MODEL
+        from .zoo import current_entry
+
+        steps = f", {self.refine_steps()} refinement steps" if self.effort == "refine" else ""
+        return (f"tinycodec {__version__} pyramid family (weights {current_entry(MODEL).short_id.hex()}), effort "
+                f"{self.effort}{steps}, whole .tcz file, quality {self.sweep[0]}..{self.sweep[-1]}")
+
+    def encode(self, rgb: np.ndarray, setting: Setting) -> bytes:
+        from .codec import encode
+
+        return encode(rgb, quality=int(setting), effort=self.effort, refine=self.refine_steps())
+
+    def decode(self, data: bytes) -> np.ndarray:
+        from .codec import decode
+
+        return np.asarray(decode(data).convert("RGB"))
+
+
+class RefinedPyramidCodec(PyramidCodec):
+    """The pyramid family at effort refine (its default steps): seconds per image."""
+
+    key, name = "pyramid-refine", "tinycodec pyramid (refine)"
+    effort = "refine"
+
+    def refine_steps(self) -> int:
+        from .pyramid.codec import DEFAULT_REFINE_STEPS
+
+        return DEFAULT_REFINE_STEPS
+
+
 CODECS: dict[str, Codec] = {c.key: c for c in (JpegCodec(), WebpCodec(), AvifCodec(), JxlCodec(), TinyCodec(),
-                                                RefinedTinyCodec())}
+                                                RefinedTinyCodec(), PyramidCodec(), RefinedPyramidCodec())}
 ANCHOR = "jpeg"
 
 
@@ -670,7 +716,8 @@ def bd_table(results: dict[str, CodecResult], dataset: str, images: int, method:
         lines += [f"| {results[k].codec.name} | " + " | ".join(row(results[ANCHOR], results[k])) + " |"
                   for k in others]
         lines.append("")
-    tinycodecs = [k for k, res in results.items() if isinstance(res.codec, TinyCodec)] if len(results) > 1 else []
+    ours = (TinyCodec, PyramidCodec)
+    tinycodecs = [k for k, res in results.items() if isinstance(res.codec, ours)] if len(results) > 1 else []
     for tc in tinycodecs:
         lines += [f"## {results[tc].codec.name} against each codec (anchor)", "", header.format("anchor")]
         lines += [f"| {results[k].codec.name} | " + " | ".join(row(results[k], results[tc])) + " |"
@@ -692,7 +739,7 @@ def _db(value: float) -> str:
 # --------------------------------------------------------------------------------------------- outputs
 
 COLORS = {"jpeg": "tab:blue", "webp": "tab:orange", "avif": "tab:green", "jxl": "tab:purple", "tinycodec": "tab:red",
-          "tinycodec-refined": "darkred"}
+          "tinycodec-refined": "darkred", "pyramid": "black", "pyramid-refine": "tab:gray"}
 PLOTS: dict[str, tuple[str, str, Callable[[float], float]]] = {  # file stem: (result key, axis label, transform)
     "rd_psnr": ("psnr-rgb", "PSNR-RGB (dB)", float),
     "rd_psnr_y": ("psnr-y", "PSNR-Y, BT.601 (dB)", float),

@@ -70,6 +70,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--crop", type=int, default=128)
     ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--noise-steps", type=int, default=8000,
+                    help="distortion from noisy latents before this step, from rounded ones (straight-through) after")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--val-every", type=int, default=200)
@@ -138,7 +140,7 @@ def main() -> None:
             g["lr"] = lr_at(step)
         x = torch.from_numpy(sampler.batch(args.batch, args.crop))
         q = torch.from_numpy(q_rng.integers(0, layout.MAX_QUALITY + 1, size=args.batch))
-        bpp, mse, _ = rd_forward(encoder, decoder, x, q)
+        bpp, mse, _ = rd_forward(encoder, decoder, x, q, noisy_distortion=step < args.noise_steps)
         lam = quality_lambda(q.float())
         # Divide by lambda so every quality contributes gradients of the same size.
         loss = ((bpp + lam * mse) / lam).mean() * 1e3

@@ -17,6 +17,7 @@ from . import fixedpoint, layout
 from .laplace import TableCoder
 from .model import LATENT_LIMIT
 
+GRID_DTYPE = np.int16  # values lie in [-127, 127]: 2 bytes per latent, not 8, on a 100-megapixel image
 CHUNK_ELEMENTS = 1 << 17  # context features of at most this many elements at once (~10 MB)
 
 
@@ -88,10 +89,10 @@ def encode_grids(grids: list[np.ndarray], q: int, context: dict[str, np.ndarray]
     segments = []
     for g, y in zip(layout.GRIDS, grids):
         parent, stride = _parent(grids, g)
-        buffer = np.zeros(y.shape, dtype=np.int64)
+        buffer = np.zeros(y.shape, dtype=GRID_DTYPE)
         enc = constriction.stream.queue.RangeEncoder()
         for where, m, t in _passes(y.shape, parent, stride, q, context, buffer):
-            values = y[where].reshape(-1)
+            values = y[where].reshape(-1).astype(np.int64)
             coder.encode(enc, values - m, t)
             buffer[where] = y[where]
         segments.append(enc.get_compressed().tobytes())
@@ -111,11 +112,14 @@ def decode_grids(segments: list[bytes | None], shapes: list[tuple[int, int]], q:
         if seg is None:
             break
         parent, stride = _parent(grids, g)
-        y = np.zeros(shape, dtype=np.int64)
+        y = np.zeros(shape, dtype=GRID_DTYPE)
         dec = constriction.stream.queue.RangeDecoder(np.frombuffer(seg, dtype=np.uint32))
         for where, m, t in _passes(shape, parent, stride, q, context, y):
             check()
-            values = m + coder.decode(dec, t)
+            try:
+                values = m + coder.decode(dec, t)
+            except AssertionError:  # constriction's word for a stream no encoder could have written
+                raise TinyCodecError(f"corrupt .tcz file: grid {g.index} is not a valid range-coded stream") from None
             if np.abs(values).max(initial=0) > LATENT_LIMIT:
                 raise TinyCodecError(f"corrupt .tcz file: grid {g.index} decodes out of range")
             y[where] = values.reshape(y[where].shape)

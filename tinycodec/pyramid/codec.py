@@ -92,9 +92,10 @@ def predict_latents(x: torch.Tensor, quality: int) -> list[torch.Tensor]:
     return out
 
 
+@torch.no_grad()
 def quantise(latents: list[torch.Tensor], dec: LoadedDecoder, quality: int) -> list[np.ndarray]:
     steps = dec.network.steps(torch.tensor([quality]))[0]
-    return [torch.round(y[0, 0] / steps[g.index]).clamp(-LATENT_LIMIT, LATENT_LIMIT).long().numpy()
+    return [torch.round(y[0, 0] / steps[g.index]).clamp(-LATENT_LIMIT, LATENT_LIMIT).numpy().astype(bitstream.GRID_DTYPE)
             for g, y in zip(layout.GRIDS, latents)]
 
 
@@ -181,7 +182,7 @@ def decode_with_info(data: bytes, *, partial: bool = False, limits: Limits = DEF
         grids = bitstream.decode_grids(unpacked.segments, shapes, header.quality, dec.context, dec.coder,
                                        deadline.check)
         decoded = len(grids)
-        grids += [np.zeros(s, dtype=np.int64) for s in shapes[decoded:]]
+        grids += [np.zeros(s, dtype=bitstream.GRID_DTYPE) for s in shapes[decoded:]]
         rgb = synthesise(grids, dec, header.quality, header.height, header.width, deadline)
     except MemoryError:
         raise TinyCodecError(f"not enough memory to decode a {header.width}x{header.height} image here") from None

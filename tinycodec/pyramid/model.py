@@ -42,6 +42,18 @@ def quality_lambda(q: torch.Tensor | float) -> torch.Tensor | float:
     return LAMBDA_MIN * math.exp(t * math.log(LAMBDA_MAX / LAMBDA_MIN))
 
 
+def pointwise_mlp(convs: nn.ModuleList, x: torch.Tensor) -> torch.Tensor:
+    """1x1 convolutions with ReLU between them, run as matrix products over channels on an (N, H, W, C)
+    view: the same result, about twice as fast on a CPU forward and backward (PyTorch's CPU backward of a 1x1
+    convolution takes its slow im2col path, and ReLU on a permuted tensor is slower still)."""
+    h = x.permute(0, 2, 3, 1)
+    for i, conv in enumerate(convs):
+        h = F.linear(h, conv.weight.view(conv.out_channels, conv.in_channels), conv.bias)
+        if i < len(convs) - 1:
+            h = F.relu(h)
+    return h.permute(0, 3, 1, 2)
+
+
 def edge_pad(x: torch.Tensor, p: int = 1) -> torch.Tensor:
     return F.pad(x, (p, p, p, p), mode="replicate")
 
@@ -74,11 +86,7 @@ class Synthesis(nn.Module):
             nn.init.zeros_(conv.bias)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        h = features
-        for i, conv in enumerate(self.pointwise):
-            h = conv(h)
-            if i < len(self.pointwise) - 1:
-                h = F.relu(h)
+        h = pointwise_mlp(self.pointwise, features)
         h = h + F.relu(self.residual[0](edge_pad(h)))
         return h + self.residual[1](edge_pad(h)) + 0.5
 
@@ -105,11 +113,7 @@ class ContextModel(nn.Module):
             self.layers[-1].bias.copy_(torch.tensor([0.0, math.log(2.0 / SCALE_MIN) / LOG_SCALE_STEP]))
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = features
-        for i, conv in enumerate(self.layers):
-            h = conv(h)
-            if i < len(self.layers) - 1:
-                h = F.relu(h)
+        h = pointwise_mlp(self.layers, features)
         return h[:, :1], h[:, 1:]
 
 
@@ -240,20 +244,23 @@ def round_ste(x: torch.Tensor) -> torch.Tensor:
 
 
 def rd_forward(encoder: AmortisedEncoder, decoder: PyramidDecoder, x: torch.Tensor, q: torch.Tensor,
-               noise: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               noise: bool = True, noisy_distortion: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Training pass: (bpp per image, mse per image, reconstruction)."""
-    return rd_from_latents(encoder(x, q), decoder, x, q, noise)
+    return rd_from_latents(encoder(x, q), decoder, x, q, noise, noisy_distortion)
 
 
 def rd_from_latents(latents: list[torch.Tensor], decoder: PyramidDecoder, x: torch.Tensor, q: torch.Tensor,
-                    noise: bool = True) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                    noise: bool = True, noisy_distortion: bool = False
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rate from noisy latents (``noise``) or rounded ones; distortion from rounded latents with a straight-through
+    gradient, or (``noisy_distortion``, early training: smoother gradients) from the same noisy latents."""
     steps = decoder.steps(q)
     scaled = [y / steps[:, g.index].view(-1, 1, 1, 1) for g, y in zip(layout.GRIDS, latents)]
     scaled = [s.clamp(-LATENT_LIMIT, LATENT_LIMIT) for s in scaled]
     hard = [round_ste(s) for s in scaled]
     for_rate = [s + torch.empty_like(s).uniform_(-0.5, 0.5) for s in scaled] if noise else hard
     bits = grid_rate(for_rate, decoder.context, q)
-    recon = decoder.reconstruct(hard, q)
+    recon = decoder.reconstruct(for_rate if noisy_distortion and noise else hard, q)
     n, _, h, w = x.shape
     bpp = bits / (h * w)
     mse = ((recon - x) ** 2).mean(dim=(1, 2, 3))

@@ -30,8 +30,6 @@ def refine_latents(latents: list[torch.Tensor], x: torch.Tensor, dec: LoadedDeco
     """Float grids (decoder units) -> refined float grids (decoder units); x: the padded image (1, 3, H, W)."""
     check_steps(steps)
     net = dec.network
-    for p in net.parameters():
-        p.requires_grad_(False)
     q = torch.tensor([quality])
     step_sizes = net.steps(q)[0]
     z = [(y / step_sizes[g.index]).detach().clone().requires_grad_(True) for g, y in zip(layout.GRIDS, latents)]

@@ -82,6 +82,8 @@ def load_decoder(entry: zoo.WeightsEntry) -> LoadedDecoder:
     net.load_state_dict({**{k: torch.from_numpy(tensors[k].copy()) for k in float_ref},
                          **{f"context.{k}": v for k, v in fixedpoint.dequantised_context(context).state_dict().items()}})
     net.eval()
+    for p in net.parameters():  # refinement differentiates with respect to the latents only
+        p.requires_grad_(False)
     tables = build_tables(constants["entropy.rho"], constants["entropy.upper"], constants["entropy.lower"])
     return LoadedDecoder(entry, net, context, TableCoder(tables))
 
