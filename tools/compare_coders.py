@@ -2,7 +2,7 @@
 
     python tools/compare_coders.py ../shared/data/kodak --json docs/results/coders_kodak.json
 
-Encodes every image at every scale level with 8 and 5 planes once per coder (the encoder writes
+Encodes every image at every scale level with 8 and 5 planes (--planes) once per coder (the encoder writes
 ``entropy.CODER_ID``; this tool sets it) and prints mean bpp per coder. The coders are lossless and
 see the same symbols, so the decoded images are identical; only the bytes differ.
 """
@@ -38,9 +38,15 @@ def main() -> None:
                     size = sum(len(tinycodec.encode(im, scale=scale, planes=planes)) for im in images)
                     row[f"bpp_coder{coder}"] = 8 * size / pixels
                 row["change_vs_coder1"] = row[f"bpp_coder{written_by_default}"] / row["bpp_coder1"] - 1
+                # The default coder against the progressive one (tcenc --progressive), the bound of issue 30.
+                progressive = entropy.PROGRESSIVE_CODER_ID
+                row[f"change_vs_coder{progressive}"] = (row[f"bpp_coder{written_by_default}"]
+                                                        / row[f"bpp_coder{progressive}"] - 1)
                 results.append(row)
                 line = "  ".join(f"coder {c} {row[f'bpp_coder{c}']:.4f}" for c in sorted(entropy.CODERS))
-                print(f"scale {scale:3d} planes {planes}: {line} bpp ({100 * row['change_vs_coder1']:+.2f}%)", flush=True)
+                print(f"scale {scale:3d} planes {planes}: {line} bpp (coder {written_by_default}: "
+                      f"{100 * row['change_vs_coder1']:+.2f}% vs coder 1, "
+                      f"{100 * row[f'change_vs_coder{progressive}']:+.2f}% vs coder {progressive})", flush=True)
     finally:
         entropy.CODER_ID = written_by_default
     if args.json:
