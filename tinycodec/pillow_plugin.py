@@ -7,8 +7,11 @@ Registered by ``import tinycodec``. A thin layer over the Python API:
   decoded; the pixels are decoded on ``load()`` (or anything that needs them);
 * ``verify()`` checks structure and every checksum without decoding;
 * with ``ImageFile.LOAD_TRUNCATED_IMAGES = True`` a truncated file decodes
-  progressively (the bit-planes that arrived), as Pillow does for other formats;
-* saving takes ``scale`` (4, 16, 64, 256) and ``planes`` (1..8), and
+  progressively, as Pillow does for other formats: the bit-planes that arrived
+  of a file saved with ``progressive=True`` (entropy coder 3), the tiles that
+  arrived whole of a default (coder 4) file;
+* saving takes ``scale`` (4, 16, 64, 256), ``planes`` (1..8), ``progressive``
+  (as for JPEG: a file whose every prefix decodes), and
   ``icc_profile`` / ``exif`` like Pillow's other savers (by default the
   image's own).
 
@@ -110,7 +113,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
         data = codec.encode_planar(
             to_planar(im), int(options.get("scale", codec.DEFAULT_SCALE)),
             int(options.get("planes", codec.DEFAULT_PLANES)), metadata=Metadata(icc or None, orientation),
-            refine=int(options.get("refine", 0)),
+            refine=int(options.get("refine", 0)), progressive=bool(options.get("progressive", False)),
         )
     except TinyCodecError as exc:
         raise OSError(str(exc)) from None
