@@ -133,8 +133,10 @@ class _State:
     def __init__(self, shape: tuple[int, int, int], planes: int) -> None:
         self.shape, self.planes = shape, planes
         c, h, w = shape
-        self.values = np.zeros((c, h + 2 * PAD, w + 2 * PAD), dtype=np.int64)  # zero frame, never known
-        self.known = np.zeros(self.values.shape, dtype=np.int64)
+        # int32: every neighbour sum below is far below 2^31. Zero wherever not yet known (the frame too), so
+        # weighted sums of values need no mask.
+        self.values = np.zeros((c, h + 2 * PAD, w + 2 * PAD), dtype=np.int32)
+        self.known = np.zeros(self.values.shape, dtype=np.int32)
         self.resid = np.zeros(shape, dtype=np.int64)  # 8 v - mu8 of every coded element (the next channel's hint)
         self.stats = np.zeros((3, N_CONTEXTS), dtype=np.int64)  # count, sum |8 v - m8|, sum (8 v - mu8)
         self.coarse = np.zeros((3, N_COARSE), dtype=np.int64)
@@ -165,11 +167,12 @@ class _State:
 
         vs = [nb(values, oy, ox) for oy, ox, _ in _NEIGHBOURS]
         ks = [nb(known, oy, ox) for oy, ox, _ in _NEIGHBOURS]
-        num = sum(wt * v * k for (_, _, wt), v, k in zip(_NEIGHBOURS, vs, ks))
-        den = sum(wt * k for (_, _, wt), k in zip(_NEIGHBOURS, ks))
-        mu8 = np.where(den > 0, (16 * num + den) // np.maximum(2 * den, 1), self.top8 // 2)
-        act = sum(np.abs(vs[a] - vs[b]) * (ks[a] * ks[b]) for a, b in _PAIRS)
-        pairs = sum(ks[a] * ks[b] for a, b in _PAIRS)
+        num = (vs[0] + vs[1] + vs[2] + vs[3]) * 2 + (vs[4] + vs[5] + vs[6] + vs[7])  # _NEIGHBOURS' weights
+        den = (ks[0] + ks[1] + ks[2] + ks[3]) * 2 + (ks[4] + ks[5] + ks[6] + ks[7])
+        mu8 = np.where(den > 0, (16 * num + den) // np.maximum(2 * den, 1), self.top8 // 2).astype(np.int64)
+        both = [ks[a] & ks[b] for a, b in _PAIRS]
+        act = sum(np.abs(vs[a] - vs[b]) * m for (a, b), m in zip(_PAIRS, both))
+        pairs = sum(both)
         act_bin = _magnitude_bins(act // np.maximum(pairs, 1), N_ACT - 1)
         coarse = walk.pass_class * N_ACT + act_bin
         ctx = coarse.copy()

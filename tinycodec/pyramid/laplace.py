@@ -78,9 +78,11 @@ def categorical(masses: np.ndarray):
 def _groups(keys: np.ndarray) -> tuple[np.ndarray, list[int], list[int], list[int]]:
     """Stable order by key, and each distinct key with the [start, end) of its run in that order."""
     order = np.argsort(keys, kind="stable")
-    ts, starts = np.unique(keys[order], return_index=True)
+    ordered = keys[order]
+    # Runs of equal keys in the sorted keys (np.unique would sort them again).
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1]))) if len(ordered) else ordered[:0]
     ends = np.append(starts[1:], len(order))
-    return order, ts.tolist(), starts.tolist(), ends.tolist()
+    return order, ordered[starts].tolist(), starts.tolist(), ends.tolist()
 
 
 def encode_grouped(encoder, symbols: np.ndarray, keys: np.ndarray, model) -> int:
