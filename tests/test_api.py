@@ -177,3 +177,14 @@ def test_file_helpers(tmp_path, photo):
     with pytest.raises(TinyCodecError, match="not an image"):
         tinycodec.encode_file(tmp_path / "text.png", tmp_path / "x.tcz")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "out.png", "out.tcz", "text.png"]
+
+
+def test_default_coder_per_operating_point():
+    """Coder 4 by default; coder 3 for progressive files and where coder 4 does not pay (entropy.FEW_PLANES)."""
+    from tinycodec import container, entropy
+
+    img = photo_like(24, 32)
+    for scale, planes, progressive, coder in ((16, 3, False, 4), (4, 4, False, 4), (4, 3, False, 3), (4, 1, False, 3),
+                                              (16, 8, True, 3)):
+        data = encode(img, scale=scale, planes=planes, progressive=progressive)
+        assert container.unpack(data).header.coder_id == coder == entropy.coder_for(scale, planes, progressive)

@@ -254,8 +254,9 @@ _JOBS_HELP = "Parallel workers: files in parallel with several inputs, tiles of 
                    "STEPS, default 100; seconds per image). Every effort writes the same format.")
 @click.option("--progressive", is_flag=True,
               help="Write entropy coder 3 (one segment per bit-plane) so that any prefix of the file decodes "
-                   "(tcdec --partial) to the planes that arrived, like progressive JPEG. Default: coder 4, "
-                   "2-3x faster to decode, 1-15% larger; a cut coder-4 file decodes only its whole tiles.")
+                   "(tcdec --partial) to the planes that arrived, like progressive JPEG. Default: coder 4 (coder 3 "
+                   "at scale 4 with 3 planes or fewer), faster to decode; a cut coder-4 file decodes only "
+                   "its whole tiles.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (no progress bar, no summary).")
 @click.version_option(__version__, "-V", "--version", prog_name="tcenc")
 @_backend_options("tcenc")

@@ -132,8 +132,9 @@ def encode(image: Image.Image | np.ndarray, scale: int = DEFAULT_SCALE, planes: 
         or ``cuda``; precision ``fp32``, ``fp16`` (cuda) or ``int8``. The file is valid for every
         decoder whatever runs it; another backend gives a slightly different (equally valid) file.
     progressive: write entropy coder 3, one segment per bit-plane, so that any prefix of the file decodes
-        (``decode(..., partial=True)``) to the planes that arrived; otherwise coder 4, whose tiles are one
-        segment each: 2-3x faster to decode, 1-15% larger, and a cut file decodes only its whole tiles.
+        (``decode(..., partial=True)``) to the planes that arrived; otherwise coder 4 (``entropy.coder_for``:
+        coder 3 at scale 4 with 3 planes or fewer, where coder 4 does not pay), whose tiles are one segment
+        each: faster to decode, and a cut file decodes only its whole tiles.
 
     Raises TinyCodecError for images the codec cannot take (BackendError for a backend that is not
     available here), ValueError for bad arguments.
@@ -191,7 +192,7 @@ def encode_planar(planar: Planar, scale: int = DEFAULT_SCALE, planes: int = DEFA
     header = Header(
         width=width, height=height, color_channels=1 if planar.grey else 3,
         has_alpha=planar.alpha is not None, depth=depth, planes=planes,
-        coder_id=entropy.PROGRESSIVE_CODER_ID if progressive else entropy.CODER_ID,
+        coder_id=entropy.coder_for(scale, planes, progressive),
         tile=tile, lo=tuple(float(v) for v in lo), hi=tuple(float(v) for v in hi),
         model=entry.model, weights_id=entry.short_id, extensions=extensions,
     )
