@@ -20,8 +20,8 @@ coded, for all of the pass's elements at once:
 
 Each pass is then coded with one constriction call per table that occurs (``laplace.encode_grouped``). To
 keep those few, the mean's eighths are used only by narrow tables (K <= FRAC_MAX_K) and of the wider scale
-bins only every SCALE_STRIDE-th: about a thousand calls for a 256 x 256 tile at 5-8 planes, against coder
-3's hundreds of thousands of binary decisions in chunks. The
+bins only every SCALE_STRIDE-th: about 1,000-1,400 calls for a 256 x 256 tile at 5-8 planes, against
+coder 3's hundreds of thousands of binary decisions in chunks. The
 probabilities come from integers and exactly rounded float64 operations, and the tables from the Q30
 constants stored in ``data/coder4_laplace.npz``: every machine writes the same bytes.
 
