@@ -124,8 +124,22 @@ def test_demo_on_a_given_image(png, tmp_path):
     r = run(main, ["demo", "--image", png, "-o", tmp_path / "demo"])
     assert r.exit_code == 0, r.output
     rows = [line.split() for line in r.output.splitlines()[2:]]
-    assert len(rows) == 5
-    assert all(float(row[4]) > 15 for row in rows)  # PSNR column
+    tinycompress = [row for row in rows if row[0].startswith("s")]
+    assert len(tinycompress) == 5 and len(rows) == 9  # and 4 pyramid qualities
+    assert all(float(row[4]) > 15 for row in tinycompress)  # PSNR column (the setting is two words)
     assert (tmp_path / "demo" / "demo-s16-p8.tcz").exists()
     ref = np.asarray(Image.open(png))
     assert psnr(ref, np.asarray(Image.open(tmp_path / "demo" / "demo-s4-p8.png"))) == pytest.approx(float(rows[0][4]), abs=0.01)
+    # JPEG's PSNR at the file's bpp, from the same image, where JPEG reaches that bpp
+    assert any(row[5] != "nan" and float(row[5]) > 15 for row in tinycompress)
+
+
+def test_strings_from_files_and_file_names_are_escaped_on_the_terminal(tmp_path):
+    """One error is one line: a newline or an escape sequence in a name is printed escaped."""
+    from tinycodec.errors import printable
+
+    assert printable("a\nb\x1b[2J\u2028c") == "a\\nb\\x1b[2J\\u2028c"
+    assert printable("plain 'name' é") == "plain 'name' é"
+    r = run(tcdec, [tmp_path / "x\ntcdec: note: forged\x1b[2J.tcz", "-o", tmp_path / "o.png"])
+    assert r.exit_code == 1
+    assert r.output.count("\n") == 1 and "\x1b" not in r.output and "\\ntcdec: note: forged\\x1b[2J" in r.output

@@ -174,3 +174,38 @@ def test_partial_still_checks_what_arrived(tcz):
     data[header_len] ^= 0x10
     with pytest.raises(TinyCodecError, match="checksum"):
         decode(bytes(data), partial=True)
+
+
+def test_model_name_is_restricted_to_a_safe_character_set(tcz):
+    """A name with a newline and an escape sequence used to reach the terminal raw in the error."""
+    forged = b"\n\x1b[2Jtcdec: note"  # 16 bytes, as long as tinycompress-s16
+
+    def rename(head):
+        i = bytes(head).index(b"tinycompress-s16")
+        head[i : i + 16] = forged
+
+    with pytest.raises(TinyCodecError, match="model name has characters outside") as caught:
+        decode(reseal(tcz, rename))
+    assert str(caught.value).isprintable()
+    from tinycodec import container
+
+    hdr, _, _ = read_header(tcz)
+    for bad in ("", "a b", "x\n", "caf\u00e9", "m" * 256):
+        with pytest.raises(ValueError, match="model name"):
+            container.pack(container.Header(**{**hdr.__dict__, "model": bad}), [])
+
+
+def test_writer_refuses_a_latent_range_its_reader_would_refuse(tcz):
+    """lo/hi = -/+1e30 (the spec's bound) round to float32 values beyond it: pack used to write
+    a file that unpack refuses. The writer checks the value it stores."""
+    from tinycodec import container
+
+    hdr, _, _ = read_header(tcz)
+    groups = [list(g) for g in container.unpack(tcz).groups]
+    for lo, hi in (((-1e30,) * 3, (1e30,) * 3), ((0.0,) * 3, (1e30,) * 3), ((0.0,) * 3, (1e39,) * 3)):
+        with pytest.raises(ValueError, match="latent range"):
+            container.pack(container.Header(**{**hdr.__dict__, "lo": lo, "hi": hi}), groups)
+    edge = float(np.nextafter(np.float32(1e30), np.float32(0)))  # the largest float32 <= 1e30
+    assert edge <= 1e30 < float(np.float32(1e30))
+    data = container.pack(container.Header(**{**hdr.__dict__, "lo": (-edge,) * 3, "hi": (edge,) * 3}), groups)
+    assert container.unpack(data).header.hi == (edge,) * 3

@@ -255,3 +255,189 @@ def test_atomic_writes_of_images_and_bytes_leave_no_temporaries(tmp_path):
     long_name = "n" * 250 + ".tcz"  # the temporary name must still fit NAME_MAX
     files.write_atomic(tmp_path / long_name, b"y")
     assert (tmp_path / long_name).read_bytes() == b"y"
+
+
+@pytest.mark.parametrize("prog,args", [("tcenc", ["in.png", "-s", "4"]), ("tcdec", ["in.tcz"])])
+def test_stdout_short_writes_and_full_disk_fail_with_one_line(work, prog, args):
+    """`-o -` with an unbuffered stdout (python -u, PYTHONUNBUFFERED=1): a write cut short by
+    RLIMIT_FSIZE, or refused by a full device, is an error, never a silent truncation."""
+    env = {**_env(None), "PYTHONUNBUFFERED": "1"}
+    with open(work / "out", "wb") as out:
+        proc = subprocess.run([*_cli(prog), *args, "-o", "-", "-q"], cwd=work, env=env, stdout=out,
+                              stderr=subprocess.PIPE, preexec_fn=_limit_file_size(1000), timeout=120)
+    assert proc.returncode == 1, proc.stderr.decode()
+    assert proc.stderr.decode().splitlines() == [f"{prog}: error: File too large: <stdout>"]
+    if os.path.exists("/dev/full"):
+        with open("/dev/full", "wb") as out:
+            proc = subprocess.run([*_cli(prog), *args, "-o", "-", "-q"], cwd=work, env=env, stdout=out,
+                                  stderr=subprocess.PIPE, timeout=120)
+        assert proc.returncode == 1
+        assert proc.stderr.decode().splitlines() == [f"{prog}: error: No space left on device: <stdout>"]
+
+
+def test_write_fully_loops_over_short_writes():
+    class Trickle:
+        def __init__(self):
+            self.got = bytearray()
+
+        def write(self, b):
+            self.got += bytes(b[:3])
+            return min(3, len(b))
+
+        def flush(self):
+            pass
+
+    t = Trickle()
+    files.write_fully(t, b"0123456789")
+    assert bytes(t.got) == b"0123456789"
+
+    class Stuck(Trickle):
+        def write(self, b):
+            return 0
+
+    with pytest.raises(OSError, match="x.tcz"):
+        files.write_fully(Stuck(), b"abc", "x.tcz")
+
+
+def test_racing_writers_without_force_one_wins_one_fails(work):
+    """Two tcenc without -f to one output: the check happens when the file is put in place
+    (link(), which fails if the name exists), not long before: exactly one succeeds."""
+    Image.fromarray(photo_like(48, 64, seed=4)).save(work / "b.png")
+    procs = [_start("tcenc", [name, "-o", "x.tcz", "-s", "64"], work, pause=3) for name in ("in.png", "b.png")]
+    results = [(p.wait(timeout=120), p.communicate()[1].decode()) for p in procs]
+    assert sorted(code for code, _ in results) == [0, 1], results
+    loser = next(err for code, err in results if code == 1)
+    assert loser.splitlines() == ["tcenc: error: x.tcz already exists (use -f to overwrite)"]
+    assert tinycodec.decode((work / "x.tcz").read_bytes()).size == (64, 48) and _temps(work) == []
+
+
+def test_a_file_that_appears_during_the_write_is_never_replaced_without_force(tmp_path, monkeypatch):
+    target = tmp_path / "out.tcz"
+    real_fsync = os.fsync
+
+    def rival_writes_first(fd):
+        real_fsync(fd)
+        target.write_bytes(b"the rival's output")
+
+    monkeypatch.setattr(os, "fsync", rival_writes_first)
+    with pytest.raises(tinycodec.TinyCodecError, match="out.tcz already exists"):
+        files.write_atomic(target, b"ours", overwrite=False)
+    assert target.read_bytes() == b"the rival's output" and _temps(tmp_path) == []
+
+
+def test_special_files_are_written_through_never_replaced(work):
+    """A FIFO or /dev/null at the output path is written into (with or without -f) and stays what
+    it was; a symlink is followed (its target written, the link kept); a dangling one, a folder
+    or a terminal is refused with one line."""
+    import stat
+    import threading
+
+    fifo = work / "fifo.tcz"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    r = CliRunner().invoke(tcenc, [str(work / "in.png"), "-o", str(fifo), "-f", "-q"])
+    reader.join(60)
+    assert r.exit_code == 0, r.output
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and tinycodec.decode(got[0]).size == (64, 48)
+    null = "/dev/null"
+    if os.geteuid() == 0:  # root could replace the system's /dev/null: use a copy of it
+        null = str(work / "null")
+        os.mknod(null, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    for force in ([], ["-f"]):
+        r = CliRunner().invoke(tcenc, [str(work / "in.png"), "-o", null, "-q", *force])
+        assert r.exit_code == 0, r.output
+        assert stat.S_ISCHR(os.lstat(null).st_mode)
+
+    dangling = work / "dangling.tcz"
+    dangling.symlink_to(work / "nowhere.tcz")
+    for force in ([], ["-f"]):
+        r = CliRunner().invoke(tcenc, [str(work / "in.png"), "-o", str(dangling), *force])
+        assert r.exit_code == 1 and r.output == f"tcenc: error: {dangling} is a dangling symbolic link: not writing through it\n"
+        assert dangling.is_symlink() and not (work / "nowhere.tcz").exists()
+
+    (work / "real.tcz").write_bytes(b"old")
+    link = work / "link.tcz"
+    link.symlink_to(work / "real.tcz")
+    r = CliRunner().invoke(tcenc, [str(work / "in.png"), "-o", str(link)])
+    assert r.exit_code == 1 and "already exists" in r.output
+    r = CliRunner().invoke(tcenc, [str(work / "in.png"), "-o", str(link), "-f", "-q"])
+    assert r.exit_code == 0 and link.is_symlink() and tinycodec.decode((work / "real.tcz").read_bytes())
+
+    (work / "folder.tcz").mkdir()
+    with pytest.raises(tinycodec.TinyCodecError, match="folder.tcz is a folder"):  # (tcenc -o: writes into it)
+        files.write_atomic(work / "folder.tcz", b"x")
+    master, slave = os.openpty()
+    try:
+        with pytest.raises(tinycodec.TinyCodecError, match="is a terminal"):
+            files.write_atomic(os.ttyname(slave), b"binary")
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_errors_name_the_users_path_never_the_temporary(work, monkeypatch):
+    def denied(src, dst):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), src, dst)
+
+    monkeypatch.setattr(os, "replace", denied)
+    r = CliRunner().invoke(tcenc, [str(work / "in.png"), "-o", str(work / "out.tcz"), "-f"])
+    assert r.exit_code == 1 and r.output == f"tcenc: error: Permission denied: {work / 'out.tcz'}\n"
+    monkeypatch.undo()
+    (work / "plain").write_bytes(b"")
+    r = CliRunner().invoke(tcenc, [str(work / "in.png"), "-o", str(work / "plain") + "/"])
+    assert r.exit_code == 1 and r.output.splitlines() == [
+        f"tcenc: error: -o {work / 'plain'}/ names a folder, but {work / 'plain'} exists and is not one"]
+
+
+def test_temporaries_left_by_a_killed_writer_are_removed_by_the_next_write(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = tmp_path / f".out.tcz.{dead.pid}.abcd1234.part"
+    alive = tmp_path / f".out.tcz.{os.getppid()}.abcd1234.part"
+    unrelated = tmp_path / ".notes.part"
+    for p in (orphan, alive, unrelated):
+        p.write_bytes(b"half")
+    files.write_atomic(tmp_path / "other.tcz", b"x")
+    assert not orphan.exists() and alive.exists() and unrelated.exists()
+
+
+def _children(pid: int) -> set[int]:
+    out = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                out.add(int(entry.name))
+    return out
+
+
+def _running(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_workers_exit_when_tcdec_is_killed(tmp_path):
+    """tcdec -j 2 killed with SIGKILL: its spawned workers and the resource tracker go too."""
+    (tmp_path / "big.tcz").write_bytes(tinycodec.encode(photo_like(256, 384, seed=5), scale=4, tile=8))
+    proc = subprocess.Popen([*_cli("tcdec"), "big.tcz", "-o", "out.png", "-j", "2"], cwd=tmp_path, env=_env(None),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for(lambda: len(_children(proc.pid)) >= 3, proc, "the pool's workers", timeout=120)
+    time.sleep(1)
+    children = _children(proc.pid)
+    proc.kill()
+    proc.wait()
+    end = time.monotonic() + 20
+    while any(_running(pid) for pid in children) and time.monotonic() < end:
+        time.sleep(0.2)
+    left = [pid for pid in children if _running(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert not left, f"{len(left)} of {len(children)} children outlived their parent by 20 s"

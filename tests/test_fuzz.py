@@ -26,8 +26,21 @@ def test_short_seeded_campaign_finds_nothing(fuzz, tmp_path):
     assert result.clean, "\n".join(f"{f.kind} {f.signature}: {f.message} -> {tmp_path / f.example}"
                                    for f in findings.values())
     assert result.inputs >= 500
-    assert set(result.targets) == {"decode", "container", "entropy"}
+    assert set(result.targets) == {"decode", "container", "entropy", "bomb"}
     assert result.outcomes["decoded"] > 0 and result.outcomes["rejected"] > 0  # it gets past the checksums
+
+
+def test_large_declared_sizes_with_tiny_payloads_are_refused_fast(fuzz):
+    """The bomb target alone: files declaring up to the default pixel cap with segments of a few
+    bytes, decoded with the default limits. Each is refused (payload floor, or a range decoder
+    that runs past its data) within a fraction of a second, with no memory blow-up."""
+    fuzzer = fuzz.Fuzzer(11, corpus="small", out_dir=None, log=lambda line: None)
+    for _ in range(150):
+        data, partial = fuzzer.make_bomb()
+        fuzzer.execute("bomb", lambda: decode_with_info(data, partial=partial), data)
+    result = fuzzer.result
+    assert result.clean and result.outcomes["rejected"] == 150
+    assert result.slowest_s < 1.0
 
 
 @pytest.mark.parametrize("path", sorted(REGRESSIONS.iterdir()), ids=lambda p: p.name)

@@ -136,3 +136,56 @@ def test_encoder_never_writes_what_the_default_reader_refuses():
 
     assert codec.MAX_IMAGE_PIXELS == DEFAULT_LIMITS.max_pixels
     assert dataclasses.replace(DEFAULT_LIMITS).max_payload_ratio >= 13.4  # the coder's worst case, limits.py
+
+
+def _bomb(alpha: bool = False) -> bytes:
+    """A file of about 100 bytes that declares 13377x13377 pixels (under the pixel cap) with one
+    4-byte segment per plane: the range decoder used to decode it, for minutes, from zero padding."""
+    from tinycodec.zoo import current_entry, model_name
+
+    entry = current_entry(model_name(16))
+    header = container.Header(13377, 13377, 3, alpha, 2, 1, 3, 65535, (-1.0,) * 3, (1.0,) * 3, entry.model,
+                              entry.short_id)
+    return container.pack(header, [[b"\0\0\0\x80"]] * header.n_groups)
+
+
+@pytest.mark.parametrize("alpha", [False, True], ids=["rgb-93-bytes", "rgba-165-bytes"])
+def test_tiny_file_declaring_a_huge_image_is_refused_on_its_header(alpha):
+    import time
+
+    bomb = _bomb(alpha)
+    assert len(bomb) == (165 if alpha else 93)
+    start = time.perf_counter()
+    with pytest.raises(TinyCodecError, match="not a file any encoder writes"):
+        read_tcz(io.BytesIO(bomb))  # on the header: before the payload is read
+    with pytest.raises(TinyCodecError, match="not a file any encoder writes"):
+        decode(bomb)
+    assert time.perf_counter() - start < 1.0
+
+
+def test_payload_floor_is_below_every_real_segment():
+    """The floor is derived from the coder (format_spec.md); real segments are far above it."""
+    from tinycodec import entropy
+
+    for coder in entropy.CODERS.values():
+        assert 1.3e-4 < coder.min_bits_per_decision < 1.5e-4
+        assert coder.min_segment_bytes(3 * 8 * 8) == 4
+    # a flat 1024x1024 image at scale 4: 3 x 256 x 256 decisions per segment in as little as 156 bytes
+    flat = tinycodec.encode(np.full((1024, 1024, 3), 77, np.uint8), scale=4, planes=8)
+    header, table, _ = container.read_header(flat)
+    floor = entropy.min_segment_bytes(3, 3 * 256 * 256)
+    assert floor == 4 and min(min(lengths) for _, lengths in table) >= 10 * floor
+    assert entropy.min_segment_bytes(3, 3 * 3345 * 3345) == 280  # the one tile of the bomb above needs 280 bytes
+
+
+def test_a_segment_whose_range_decoder_runs_past_its_data_is_an_error():
+    """A segment may pass the floor and still decode far more than its bytes can carry: the
+    decoder stops as soon as the decoded decisions carry more information than the segment."""
+    import time
+
+    from tinycodec import entropy
+
+    start = time.perf_counter()
+    with pytest.raises(TinyCodecError, match="ran past its data"):
+        entropy.decode_tile([b"\0\0\0\x80"], 1, (3, 512, 512))  # 786,432 decisions in 4 bytes
+    assert time.perf_counter() - start < 1.0

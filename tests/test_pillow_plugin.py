@@ -102,3 +102,35 @@ def test_bad_save_option_and_not_a_tcz(tmp_path):
     (tmp_path / "fake.tcz").write_bytes(b"\x89TCZ\r\n\x1a\n" + bytes(40))
     with pytest.raises(UnidentifiedImageError):
         Image.open(tmp_path / "fake.tcz")
+
+
+def test_downscale_file_opens_at_the_size_decoding_produces(tmp_path):
+    """A --downscale file: Image.open reports the original size (as tcdec and tinycodec.decode give)."""
+    path = tmp_path / "down.tcz"
+    path.write_bytes(tinycodec.encode(photo_like(48, 64), scale=16, downscale=2))
+    assert read_header(path.read_bytes())[0].width == 32
+    with Image.open(path) as im:
+        assert im.size == (64, 48)
+        im.load()
+        assert im.size == (64, 48)
+        assert np.array_equal(np.asarray(im), np.asarray(tinycodec.decode(path.read_bytes())))
+    with Image.open(path) as im:
+        im.verify()
+
+
+class _CountingReader(io.BytesIO):
+    def read(self, n=-1):
+        out = super().read(n)
+        self.furthest = max(getattr(self, "furthest", 0), self.tell())
+        return out
+
+
+def test_load_and_verify_read_only_what_the_header_declares(saved):
+    """A valid file followed by 50 MB: refused after reading one byte past the file, not all of it."""
+    data = saved.read_bytes()
+    for action in ("load", "verify"):
+        stream = _CountingReader(data + bytes(50_000_000))
+        im = Image.open(stream)
+        with pytest.raises((OSError, SyntaxError), match="trailing"):
+            im.load() if action == "load" else im.verify()
+        assert stream.furthest <= len(data) + 1, action

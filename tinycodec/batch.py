@@ -20,7 +20,7 @@ from PIL import Image
 from . import parallel
 from .codec import DEFAULT_PLANES, DEFAULT_SCALE, decode_with_info, encode_planar, encode_pyramid
 from .errors import TinyCodecError, describe_os_error
-from .files import read_source, read_tcz, save_image, write_atomic
+from .files import output_target, read_source, read_tcz, save_image, write_atomic
 from .limits import DEFAULT_LIMITS, Limits
 
 TCZ_SUFFIX = ".tcz"
@@ -192,8 +192,7 @@ def run(jobs: Sequence[Job], work: Callable[[Job], Outcome], workers: int = 1) -
 def _check_target(job: Job, force: bool) -> None:
     if job.dst.resolve() == job.src.resolve():
         raise TinyCodecError("output and input are the same file")
-    if not force and job.dst.exists():
-        raise TinyCodecError(f"{job.dst} already exists (use -f to overwrite)")
+    output_target(job.dst, force)  # early; write_atomic checks again when it puts the file in place
 
 
 def _failure(job: Job, exc: BaseException) -> Outcome:
@@ -218,7 +217,7 @@ def encode_job(job: Job, settings: EncodeSettings) -> Outcome:
                 data = encode_planar(source.planar, settings.scale, settings.planes, metadata=source.metadata,
                                      downscale=settings.downscale, refine=settings.refine,
                                      progressive=settings.progressive, **settings.run)
-            write_atomic(job.dst, data)
+            write_atomic(job.dst, data, overwrite=settings.force)
             pixels = source.width * source.height
             return Outcome(job, None, job.src.stat().st_size, len(data), pixels, len(data), _notes(caught))
         except (TinyCodecError, OSError, MemoryError) as exc:
@@ -234,7 +233,7 @@ def decode_job(job: Job, settings: DecodeSettings) -> Outcome:
             data = read_tcz(job.src, limits=settings.limits)
             image, info = decode_with_info(data, partial=settings.partial, limits=settings.limits,
                                            enhance=settings.enhance, **settings.run)
-            save_image(image, job.dst, keep_metadata=settings.keep_metadata)
+            save_image(image, job.dst, keep_metadata=settings.keep_metadata, overwrite=settings.force)
             notes = _notes(caught)
             if not info.complete:
                 notes += (f"partial: {info.decoded_part}",)

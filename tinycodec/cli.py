@@ -32,8 +32,9 @@ from .codec import (DEFAULT_PLANES, DEFAULT_SCALE, SCALES, FilterSkippedWarning,
 from .container import DOWNSCALE_FACTORS
 from .enhance import NONE, enhance, parse_filter
 from .filters import FILTERS
-from .errors import TinyCodecError, describe_os_error
-from .files import format_for_suffix, read_image, read_source, read_tcz, save_image, save_image_to, write_atomic
+from .errors import TinyCodecError, describe_os_error, printable
+from .files import (format_for_suffix, output_target, read_image, read_source, read_tcz, save_image, save_image_to,
+                    write_atomic, write_fully)
 from .image import HighBitDepthWarning
 from .limits import DEFAULT_LIMITS
 from .metadata import MetadataWarning
@@ -44,8 +45,13 @@ DEFAULT_PYRAMID_REFINE = 100  # tinycodec.pyramid.codec.DEFAULT_REFINE_STEPS, wi
 ENHANCE_HELP = f"{NONE}, {', '.join(FILTERS)} (add -int8 or -fp16 to run a filter in that precision)"
 
 
+def _say(line: str) -> None:
+    """One line on stderr; names of files and strings read from them are escaped (errors.printable)."""
+    click.echo(printable(line), err=True)
+
+
 def _fail(prog: str, message: str, code: int = 1) -> None:
-    click.echo(f"{prog}: error: {message}", err=True)
+    _say(f"{prog}: error: {message}")
     sys.exit(code)
 
 
@@ -151,7 +157,7 @@ def _notes(prog: str, quiet: bool):
         for w in caught:
             if issubclass(w.category, (HighBitDepthWarning, PartialAlphaWarning, MetadataWarning,
                                        FilterSkippedWarning)):
-                click.echo(f"{prog}: note: {w.message}", err=True)
+                _say(f"{prog}: note: {w.message}")
 
 
 def _check_output(path: str, force: bool, inputs: str) -> None:
@@ -160,8 +166,7 @@ def _check_output(path: str, force: bool, inputs: str) -> None:
         return
     if path == inputs or (inputs != "-" and _same_file(path, inputs)):
         raise TinyCodecError("output and input are the same file")
-    if not force and Path(path).exists():
-        raise TinyCodecError(f"{path} already exists (use -f to overwrite)")
+    output_target(path, force)  # early, before any work; checked again when the file is put in place
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -172,14 +177,14 @@ def _same_file(a: str, b: str) -> bool:
         return False
 
 
-def _write_output(path: str, data: bytes) -> None:
+def _write_output(path: str, data: bytes, force: bool) -> None:
     if path == "-":
         if sys.stdout.isatty():
             raise TinyCodecError("refusing to write binary data to a terminal: use -o FILE or a pipe")
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        sys.stdout.flush()  # text written before, if any, then the data through the checked loop
+        write_fully(sys.stdout.buffer, data)
     else:
-        write_atomic(path, data)
+        write_atomic(path, data, overwrite=force)
 
 
 def _single_output(source: str, output: str | None, suffix: str) -> str:
@@ -187,8 +192,11 @@ def _single_output(source: str, output: str | None, suffix: str) -> str:
     if output is not None and output != "-" and batch.is_directory_target(output):
         if source == "-":
             raise TinyCodecError("-o is a folder, but stdin has no file name: give -o FILE")
-        Path(output).mkdir(parents=True, exist_ok=True)
-        return str(Path(output) / (Path(source).stem + suffix))
+        folder = Path(output)
+        if (folder.exists() or folder.is_symlink()) and not folder.is_dir():
+            raise TinyCodecError(f"-o {output} names a folder, but {folder} exists and is not one")
+        folder.mkdir(parents=True, exist_ok=True)
+        return str(folder / (Path(source).stem + suffix))
     if output is not None:
         return output
     return "-" if source == "-" else str(Path(source).with_suffix(suffix))
@@ -213,10 +221,10 @@ def _run_batch(prog: str, jobs: list[batch.Job], work, workers: int, quiet: bool
         for outcome in batch.run(jobs, work, workers):
             summary.add(outcome)
             if outcome.error is not None:
-                bar.write(f"{prog}: error: {outcome.job.src}: {outcome.error}", file=sys.stderr)
+                bar.write(printable(f"{prog}: error: {outcome.job.src}: {outcome.error}"), file=sys.stderr)
             elif not quiet:
                 for note in outcome.notes:
-                    bar.write(f"{prog}: note: {outcome.job.src}: {note}", file=sys.stderr)
+                    bar.write(printable(f"{prog}: note: {outcome.job.src}: {note}"), file=sys.stderr)
             bar.update()
     summary.seconds = time.perf_counter() - start
     if not quiet:
@@ -293,7 +301,7 @@ def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, 
             data = encode_planar(source.planar, int(scale), planes, metadata=source.metadata, workers=jobs,
                                  downscale=int(downscale), refine=refine, progressive=progressive, **run)
         elapsed = time.perf_counter() - start
-    _write_output(output, data)
+    _write_output(output, data, force)
     if not quiet:
         bpp = 8 * len(data) / (source.width * source.height)
         if quality is not None:
@@ -304,8 +312,8 @@ def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, 
             how += f", downscale {downscale}" if downscale != "1" else ""
             how += f", refined ({refine} steps)" if refine else ""
             how += ", progressive" if progressive else ""
-        click.echo(f"{image} -> {output}: {source.width}x{source.height} {source.mode}, {how}, "
-                   f"{len(data)} bytes, {bpp:.4f} bpp, {elapsed * 1000:.0f} ms", err=True)
+        _say(f"{image} -> {output}: {source.width}x{source.height} {source.mode}, {how}, "
+             f"{len(data)} bytes, {bpp:.4f} bpp, {elapsed * 1000:.0f} ms")
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -358,9 +366,9 @@ def tcdec(files: tuple[str, ...], output: str | None, fmt: str, enhance: str, pa
     if output == "-":
         buf = io.BytesIO()
         save_image_to(buf, image, "PNG", keep_metadata=not strip)
-        _write_output("-", buf.getvalue())
+        _write_output("-", buf.getvalue(), force)
     else:
-        save_image(image, output, keep_metadata=not strip)
+        save_image(image, output, keep_metadata=not strip, overwrite=force)
     if not quiet:
         if info.family == "pyramid":
             what = f"pyramid, quality {info.quality}"
@@ -373,8 +381,8 @@ def tcdec(files: tuple[str, ...], output: str | None, fmt: str, enhance: str, pa
                     planes += f" (plane {info.planes_decoded + 1} in {info.tiles_refined} of {info.tiles} tiles)"
             what = f"scale {info.scale}, {planes}"
         extra = f", {info.enhance}" if info.enhance != NONE else ""
-        click.echo(f"{file} -> {output}: {info.width}x{info.height} {info.mode}, {what}{extra}, "
-                   f"{elapsed * 1000:.0f} ms", err=True)
+        _say(f"{file} -> {output}: {info.width}x{info.height} {info.mode}, {what}{extra}, "
+             f"{elapsed * 1000:.0f} ms")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -395,29 +403,50 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
               help="Also write the .tcz files and decoded PNGs here.")
 @_user_errors("tinycodec demo")
 def demo(image: str | None, outdir: str | None) -> None:
-    """Round-trip a photograph at every scale level and print bpp and PSNR."""
+    """Round-trip a photograph with both families and print bpp and PSNR, with JPEG's PSNR at the same bpp."""
     if image is None:
         from matplotlib import cbook  # matplotlib ships this photograph (Grace Hopper, 512x600)
 
         image = cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)
     im = read_image(image).convert("RGB")
     ref = np.asarray(im)
-    click.echo(f"{Path(image).name}: {im.width}x{im.height}")
-    click.echo(f"{'scale':>5} {'planes':>6} {'bytes':>8} {'bpp':>7} {'PSNR dB':>8} {'enc ms':>7} {'dec ms':>7}")
-    for scale, planes in [(4, 8), (16, 8), (16, 6), (64, 8), (256, 8)]:
+    jpeg = _jpeg_curve(im, ref)
+    click.echo(f"{Path(image).name}: {im.width}x{im.height}; JPEG: Pillow, 4:2:0, the same bpp (interpolated)")
+    click.echo(f"{'setting':>14} {'bytes':>8} {'bpp':>7} {'PSNR dB':>8} {'JPEG dB':>8} {'enc ms':>7} {'dec ms':>7}")
+    settings = [("tinycompress", {"scale": s, "planes": p}, f"s{s} p{p}") for s, p in
+                [(4, 8), (16, 8), (16, 6), (64, 8), (256, 8)]]
+    settings += [("pyramid", {"quality": q}, f"pyramid Q{q}") for q in (10, 40, 70, 95)]
+    for family, kwargs, label in settings:
         t0 = time.perf_counter()
-        data = encode(im, scale=scale, planes=planes)
+        try:
+            data = encode(im, **kwargs)
+        except TinyCodecError as exc:  # e.g. no weights of that family in this install
+            click.echo(f"{label:>14} skipped: {exc}")
+            continue
         t1 = time.perf_counter()
         out, _ = decode_with_info(data)
         t2 = time.perf_counter()
         bpp = 8 * len(data) / (im.width * im.height)
-        click.echo(f"{scale:>5} {planes:>6} {len(data):>8} {bpp:>7.3f} {_psnr(ref, np.asarray(out)):>8.2f} "
+        jpeg_db = float(np.interp(bpp, *jpeg)) if jpeg[0][0] <= bpp <= jpeg[0][-1] else float("nan")
+        click.echo(f"{label:>14} {len(data):>8} {bpp:>7.3f} {_psnr(ref, np.asarray(out)):>8.2f} {jpeg_db:>8.2f} "
                    f"{(t1 - t0) * 1000:>7.0f} {(t2 - t1) * 1000:>7.0f}")
         if outdir:
             Path(outdir).mkdir(parents=True, exist_ok=True)
-            stem = Path(outdir) / f"demo-s{scale}-p{planes}"
+            stem = Path(outdir) / f"demo-{label.replace(' ', '-')}"
             write_atomic(stem.with_suffix(".tcz"), data)
             save_image(out, stem.with_suffix(".png"))
+
+
+def _jpeg_curve(im, ref: np.ndarray) -> tuple[list[float], list[float]]:
+    """(bpp, PSNR) of Pillow JPEG at qualities 5..100 on this image, sorted by bpp."""
+    points = []
+    for q in [*range(5, 100, 5), 98, 100]:
+        buf = io.BytesIO()
+        im.save(buf, "JPEG", quality=q)
+        out = np.asarray(read_image(io.BytesIO(buf.getvalue())).convert("RGB"))
+        points.append((8 * buf.tell() / (im.width * im.height), _psnr(ref, out)))
+    points.sort()
+    return [p[0] for p in points], [p[1] for p in points]
 
 
 @main.command("enhance")
@@ -440,10 +469,10 @@ def enhance_command(image: str, output: str, filter_name: str, force: bool, quie
         start = time.perf_counter()
         out = enhance(im, filter_name, **run)
         elapsed = time.perf_counter() - start
-    save_image(out, output)
+    save_image(out, output, overwrite=force)
     if not quiet:
-        click.echo(f"{image} -> {output}: {im.width}x{im.height} -> {out.width}x{out.height}, {filter_name}, "
-                   f"{elapsed * 1000:.0f} ms", err=True)
+        _say(f"{image} -> {output}: {im.width}x{im.height} -> {out.width}x{out.height}, {filter_name}, "
+                   f"{elapsed * 1000:.0f} ms")
 
 
 @main.command("rd")

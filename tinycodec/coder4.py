@@ -240,6 +240,46 @@ class _State:
                 stats[:, big] >>= 1
 
 
+# The reader's guard against a range decoder that runs past its data (constriction decodes on over zero
+# words): a segment of n bytes cannot carry much more than 8 n bits. The information is counted with the
+# integer masses, not constriction's 24-bit probabilities (within 1.3x of them either way), hence the 2.
+BUDGET_MARGIN = 2.0
+BUDGET_SLACK_BITS = 96.0
+
+
+def min_segment_bytes(symbols: int) -> int:
+    """The payload floor of a coder-4 segment: one word. Its likeliest symbol can be as likely as
+    1 - 2^-24 (constriction's resolution), so no useful floor follows from the symbol count; the
+    decoder's information budget (:class:`_Budget`) stops a segment that runs past its data."""
+    return 4
+
+
+@functools.lru_cache(maxsize=None)
+def _cumulative() -> np.ndarray:
+    """Prefix sums of every table's masses, (512, 512): the total of any slice in two look-ups."""
+    tables = _tables()[0]
+    return np.concatenate([np.zeros((len(tables), 1), np.int64), np.cumsum(tables, axis=1)], axis=1)
+
+
+class _Budget:
+    """Bits a segment may still carry; :meth:`spend` raises once its decoded symbols carry more."""
+
+    def __init__(self, length: int) -> None:
+        self.left = BUDGET_MARGIN * (8.0 * length + BUDGET_SLACK_BITS)
+
+    def spend(self, keys: np.ndarray, symbols: np.ndarray, width: int) -> None:
+        tables, cums = _tables()[0], _cumulative()
+        full = keys < laplace.N_TABLES
+        table, c = np.divmod(np.where(full, keys, keys - laplace.N_TABLES), np.where(full, 1 << 20, 256))
+        table = np.where(full, keys, table)
+        start = np.where(full, 0, LIMIT - c)
+        stop = np.where(full, 2 * LIMIT + 1, LIMIT - c + width)
+        mass = tables[table, start + symbols]
+        self.left -= float(np.log2((cums[table, stop] - cums[table, start]) / mass).sum())
+        if self.left < 0:
+            raise TinyCodecError("corrupt .tcz payload: a segment's range decoder ran past its data")
+
+
 def raw_length(shape: tuple[int, int, int], planes: int) -> int:
     """Bytes of the symbols stored as they are: ``planes`` bits each, packed, padded to 32-bit words."""
     return 4 * -(-(planes * shape[0] * shape[1] * shape[2]) // 32)
@@ -295,12 +335,14 @@ def decode_tile(segments: Sequence[bytes], planes: int, shape: tuple[int, int, i
     models = _Models(planes)
     decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(segment, dtype=np.uint32))
     top = (1 << planes) - 1
+    budget = _Budget(len(segment))
 
     def code(keys, edge, c, where):
         try:
             s = laplace.decode_grouped(decoder, keys, models).astype(np.int64)
         except AssertionError as exc:  # constriction's word for "not a stream this model wrote"
             raise TinyCodecError(f"corrupt .tcz payload: {exc}") from None
+        budget.spend(keys, s, top + 1)
         v = np.where(edge, s, s + c - LIMIT)
         if v.size and (v.min() < 0 or v.max() > top):
             raise TinyCodecError("corrupt .tcz payload: a symbol decodes out of range")

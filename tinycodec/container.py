@@ -12,6 +12,7 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
+from .entropy import min_segment_bytes
 from .errors import TinyCodecError
 from .limits import DEFAULT_LIMITS, Limits
 
@@ -30,6 +31,7 @@ ALPHA_PLANES = 8
 EXT_DOWNSCALE = 0x10  # non-critical: a decoder that skips it shows the coded (smaller) image
 DOWNSCALE_FACTORS = (2, 4)
 MAX_LATENT = 1e30  # |lo|, |hi| bound: keeps hi - lo finite in float32
+MODEL_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._-")  # format_spec.md; as the pyramid family's
 SEGMENT_WORD = 4  # every coder writes 32-bit words: every segment length is a multiple of 4
 WHOLE_SYMBOL_CODERS = (4,)  # coders whose tile is one segment holding every kept plane (format_spec.md)
 
@@ -161,6 +163,27 @@ class _Reader:
                 raise TinyCodecError("corrupt .tcz header: segment length out of range")
 
 
+def _as_stored(values) -> tuple[float, ...]:
+    """``values`` as a reader gets them back: rounded to float32 (inf where they overflow it)."""
+    try:
+        return struct.unpack(f"<{len(values)}f", struct.pack(f"<{len(values)}f", *values))
+    except (OverflowError, struct.error):
+        return (math.inf,) * len(values)
+
+
+def valid_latent_range(lo, hi) -> bool:
+    """The quantiser range a reader accepts: finite, |value| <= MAX_LATENT, lo < hi per channel.
+
+    One predicate for the reader and the writer, which applies it to the values it stores."""
+    values = (*lo, *hi)
+    return all(math.isfinite(v) and abs(v) <= MAX_LATENT for v in values) and all(h > l for l, h in zip(lo, hi))
+
+
+def valid_model_name(name: str) -> bool:
+    """1 to 255 characters of MODEL_NAME_CHARS: letters, digits, '.', '_', '-'."""
+    return 1 <= len(name) <= 255 and all(c in MODEL_NAME_CHARS for c in name)
+
+
 def _check_packable(h: Header) -> None:
     """Refuse (ValueError) any header field a reader would refuse: never write an unreadable file."""
     problems = []
@@ -176,13 +199,11 @@ def _check_packable(h: Header) -> None:
         problems.append(f"coder {h.coder_id}")
     if not 8 <= h.tile <= 0xFFFF:
         problems.append(f"tile {h.tile}")
-    values = [*h.lo, *h.hi]
-    if len(values) != 6 or any(not math.isfinite(v) or abs(v) > MAX_LATENT for v in values) or any(
-            struct.unpack("<f", struct.pack("<f", hi))[0] <= struct.unpack("<f", struct.pack("<f", lo))[0]
-            for lo, hi in zip(h.lo, h.hi)):
+    if not (len(h.lo) == len(h.hi) == 3 and valid_latent_range(*map(_as_stored, (h.lo, h.hi)))):
+        # checked on the float32 values the file will hold: 1e30 itself rounds to 1.0000000150e30
         problems.append("latent range (need finite lo < hi, |value| <= 1e30, after rounding to float32)")
-    if not h.model.isascii() or len(h.model) > 255:
-        problems.append("model name (ASCII, at most 255 characters)")
+    if not valid_model_name(h.model):
+        problems.append("model name (1 to 255 of a-z 0-9 . _ -)")
     if len(h.weights_id) != 8:
         problems.append("weights id (8 bytes)")
     if len(h.extensions) > 255 or any(not 0 <= t <= 255 or len(d) > 0xFFFF for t, d in h.extensions):
@@ -240,6 +261,8 @@ def header_length(data: bytes) -> int:
     return struct.unpack_from("<H", data, 10)[0]
 
 
+
+
 def read_header(data: bytes, *, limits: Limits = DEFAULT_LIMITS,
                 max_pixels: int | None = None) -> tuple[Header, list[tuple[int, list[int]]], int]:
     """Parse and verify the header. Returns (header, [(crc, lengths)] per group, header length).
@@ -279,15 +302,15 @@ def read_header(data: bytes, *, limits: Limits = DEFAULT_LIMITS,
     if tile < 8:
         raise TinyCodecError(f"corrupt .tcz header: tile size {tile}")
     lo, hi = tuple(lohi[:3]), tuple(lohi[3:])
-    if not all(math.isfinite(v) and abs(v) <= MAX_LATENT for v in lohi) or any(h <= l for l, h in zip(lo, hi)):
+    if not valid_latent_range(lo, hi):
         raise TinyCodecError("corrupt .tcz header: invalid latent range")
 
     r = _Reader(data, _FIXED.size, header_len - 4)
     name_len = r.u8()
-    try:
-        model = r.take(name_len).decode("ascii")
-    except UnicodeDecodeError:
-        raise TinyCodecError("corrupt .tcz header: model name is not ASCII") from None
+    model = r.take(name_len).decode("latin-1")
+    if not valid_model_name(model):  # the name is printed in messages: no control characters reach them
+        raise TinyCodecError("corrupt .tcz header: model name has characters outside a-z 0-9 . _ - "
+                             "(or is empty)")
     weights_id = r.take(8)
     extensions = []
     for _ in range(r.u8()):
@@ -314,11 +337,43 @@ def read_header(data: bytes, *, limits: Limits = DEFAULT_LIMITS,
         raise TinyCodecError("corrupt .tcz header: unexpected bytes after the segment table")
     if sum(sum(lengths) for _, lengths in table) != payload_len:
         raise TinyCodecError("corrupt .tcz header: segment lengths disagree with the payload length")
+    check_payload_floor(header, [lengths for _, lengths in table])
     most = limits.max_payload_bytes(header.raw_bits, header.n_groups * n_tiles)
     if most is not None and payload_len > most:
         raise TinyCodecError(f"payload of {payload_len} bytes is implausibly large for a {width}x{height} image "
                              f"(limit {most} bytes: Limits.max_payload_ratio)")
     return header, table, header_len
+
+
+def tile_decisions(header: Header, group: int) -> list[int]:
+    """Elements each tile's segment of ``group`` codes: channels x tile height x width (coders 1-3: one
+    binary decision each; coder 4: one symbol of the group's planes each)."""
+    if group < len(header.colour_groups):  # colour: 3 latent channels (grey too), tiles of the latent
+        channels, (height, width), side = 3, header.latent_size, header.tile
+    else:  # alpha planes: one channel, the same grid in pixels
+        channels, (height, width), side = 1, (header.height, header.width), header.tile << header.depth
+    rows = [min(side, height - y) for y in range(0, height, side)]
+    cols = [min(side, width - x) for x in range(0, width, side)]
+    return [channels * r * c for r in rows for c in cols]
+
+
+def check_payload_floor(header: Header, lengths: list[list[int]]) -> None:
+    """Refuse a segment table that no encoder can write: a segment shorter than the fewest bytes
+    its coder needs for its tile's decisions (``entropy.min_segment_bytes``, format_spec.md).
+
+    The guard against tiny files that declare huge images: checked on the header, before any of
+    the payload is read or anything is decoded. Tiles of equal shape share one floor.
+    """
+    floors: dict[int, int] = {}
+    for group, group_lengths in enumerate(lengths):
+        for n, decisions in zip(group_lengths, tile_decisions(header, group)):
+            floor = floors.get(decisions)
+            if floor is None:
+                floor = floors[decisions] = min_segment_bytes(header.coder_id, decisions)
+            if n < floor:
+                raise TinyCodecError(f"corrupt .tcz header: a segment of {n} bytes for {decisions} coded elements "
+                                     f"(coder {header.coder_id} needs at least {floor}): not a file any encoder "
+                                     "writes")
 
 
 def unpack(data: bytes, *, partial: bool = False, limits: Limits = DEFAULT_LIMITS,

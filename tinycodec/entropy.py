@@ -55,6 +55,7 @@ passes make fewer chunks (Python-level steps) than coder 2's four: 0.5-0.65x as 
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -62,7 +63,6 @@ import numpy as np
 
 import constriction
 
-from . import coder4
 from .errors import TinyCodecError
 
 BITS = 8
@@ -120,6 +120,13 @@ MAX_CHUNK = 4096
 BACKOFF_WEIGHT = 24.0  # coder 2: observations the coarse context's estimate counts as
 _SMALL_CHUNK = 1024  # below this, probabilities and counts are gathered per symbol (speed only)
 
+# What a range-coded segment of n bytes can carry: 8n bits of information plus the decoder's
+# 64-bit state and a margin for the coder's 24-bit quantisation of the probabilities (an
+# encoder's output is never shorter than the information it codes, less those). A segment
+# whose decoded decisions carry more ran past its data: no encoder wrote it.
+SEGMENT_SLACK_BITS = 96.0
+SEGMENT_INFORMATION_MARGIN = 1.01
+
 
 @dataclass(frozen=True)
 class Coder:
@@ -144,6 +151,28 @@ class Coder:
     def contexts_per_plane(self) -> int:
         return _N_HINTS * (1 + 2 * self.levels) * _N_COARSE
 
+    @property
+    def min_bits_per_decision(self) -> float:
+        """The least information any one decision can carry: the cost of the likeliest outcome
+        at its most skewed estimate.
+
+        Before each chunk a context's count n is below max(HALVE_AT, MAX_CHUNK) (a chunk adds
+        at most MAX_CHUNK, then anything over HALVE_AT is halved), and each outcome keeps the
+        prior PRIOR_COUNT (plus at most BACKOFF_WEIGHT pseudo-counts with back-off), so neither
+        outcome's probability falls below PRIOR_COUNT / (n + BACKOFF_WEIGHT + 2 PRIOR_COUNT).
+        """
+        n = max(HALVE_AT, MAX_CHUNK) + (BACKOFF_WEIGHT if self.backoff else 0.0) + 2 * PRIOR_COUNT
+        return -math.log2(1.0 - PRIOR_COUNT / n)
+
+    def min_segment_bytes(self, decisions: int) -> int:
+        """The payload floor: the fewest bytes a segment coding ``decisions`` decisions can take.
+
+        Half of the bound from :attr:`min_bits_per_decision`, so that a file refused by it is
+        one no encoder can write, with room to spare; a raw plane is always longer.
+        """
+        bits = decisions * self.min_bits_per_decision / 2 / SEGMENT_INFORMATION_MARGIN - SEGMENT_SLACK_BITS
+        return max(4, 4 * math.ceil(bits / 32))
+
 
 # Coder 2's design and BACKOFF_WEIGHT were chosen on the latents of six training images (never
 # Kodak): against coder 1 its segments are 0.5 / 1.6 / 3.6 / 6.7% shorter at scales 4 / 16 / 64 /
@@ -157,6 +186,7 @@ CODERS = {1: Coder(1, backoff=False, raw_planes=False), 2: Coder(2, backoff=True
           3: Coder(3, backoff=True, raw_planes=True, levels=3, carry_chunks=True),
           4: Coder(4, backoff=False, raw_planes=True, levels=3)}  # whole symbols: tinycodec/coder4.py
 CODER_ID = 4  # what the encoder writes
+WHOLE_SYMBOL_CODER_ID = 4  # tinycodec/coder4.py (its CODER_ID)
 PROGRESSIVE_CODER_ID = 3  # what it writes when asked for a file that decodes plane by plane (tcenc --progressive)
 # Scale levels and plane counts where coder 4's Laplace tables fit the few-valued symbols worse than coder 3's
 # binary contexts (TC-4 latents at 3 planes: 3.7% more bytes on validation images, 2 planes: 4.3%); there the
@@ -169,7 +199,7 @@ def coder_for(scale: int, planes: int, progressive: bool = False) -> int:
     files and, while the default is coder 4, where coder 4 does not pay (:data:`FEW_PLANES`)."""
     if progressive:
         return PROGRESSIVE_CODER_ID
-    if CODER_ID == coder4.CODER_ID and planes <= FEW_PLANES.get(scale, 0):
+    if CODER_ID == WHOLE_SYMBOL_CODER_ID and planes <= FEW_PLANES.get(scale, 0):
         return PROGRESSIVE_CODER_ID
     return CODER_ID
 
@@ -372,6 +402,33 @@ class _PlaneCoderState:
         frame[:, -p:] = frame[:, -p - 1 : -p]
 
 
+def min_segment_bytes(coder_id: int, decisions: int) -> int:
+    """The payload floor of coder ``coder_id`` (4, a word, for a coder this tinycodec does not know)."""
+    if coder_id == WHOLE_SYMBOL_CODER_ID:
+        from . import coder4  # here, not at the top: coder4 imports the pyramid package, which imports container
+
+        return coder4.min_segment_bytes(decisions)
+    return CODERS[coder_id].min_segment_bytes(decisions) if coder_id in CODERS else 4
+
+
+class SegmentBudget:
+    """The information a segment can carry; :meth:`spend` raises once its decisions carry more.
+
+    Catches a range decoder that runs past its data (constriction pads the data with zero words
+    and decodes on): a 4-byte segment declared for millions of decisions is refused in its
+    first chunks instead of being decoded to the end.
+    """
+
+    def __init__(self, length: int) -> None:
+        self.left = (8.0 * length + SEGMENT_SLACK_BITS) * SEGMENT_INFORMATION_MARGIN
+
+    def spend(self, probs: np.ndarray, bits: np.ndarray) -> None:
+        """Charge -log2 P(decoded outcome) for each row of ``probs`` (P(0), P(1))."""
+        self.left += float(np.log2(np.where(bits, probs[:, 1], probs[:, 0])).sum())
+        if self.left < 0:
+            raise TinyCodecError("corrupt .tcz payload: a segment's range decoder ran past its data")
+
+
 def _raw_length(shape: tuple[int, int, int]) -> int:
     """Bytes of a raw plane: one bit per element, packed, padded with zero bits to 32-bit words."""
     return 4 * -(-(shape[0] * shape[1] * shape[2]) // 32)
@@ -432,7 +489,9 @@ def encode_tile(symbols: np.ndarray, planes: int, coder_id: int | None = None) -
     if symbols.ndim != 3 or symbols.dtype != np.uint8:
         raise ValueError("symbols must be a (C, H, W) uint8 array")
     coder_id = CODER_ID if coder_id is None else coder_id
-    if _coder(coder_id).coder_id == coder4.CODER_ID:
+    if _coder(coder_id).coder_id == WHOLE_SYMBOL_CODER_ID:
+        from . import coder4
+
         return coder4.encode_tile(symbols, planes)
     full = symbols.astype(np.int32) << (BITS - planes)
     state = _PlaneCoderState(symbols.shape, _coder(coder_id))
@@ -477,7 +536,9 @@ def decode_tile(segments: Sequence[bytes], planes: int, shape: tuple[int, int, i
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"tile shape must be (C, H, W) with each >= 1, not {shape}")
     coder_id = CODER_ID if coder_id is None else coder_id
-    if _coder(coder_id).coder_id == coder4.CODER_ID:
+    if _coder(coder_id).coder_id == WHOLE_SYMBOL_CODER_ID:
+        from . import coder4
+
         if len(segments) > 1:
             raise ValueError(f"{len(segments)} segments for one coder-4 tile")
         for segment in segments:
@@ -497,14 +558,17 @@ def decode_tile(segments: Sequence[bytes], planes: int, shape: tuple[int, int, i
             _refine_plane(state, plane, _unpack_plane(segment, shape))
             continue
         decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(segment, dtype=np.uint32))
+        budget = SegmentBudget(len(segment))
 
         def code(probs, where, chunk):
             if checkpoint is not None:
                 checkpoint()
             try:
-                return decoder.decode(_MODEL, probs)
+                bits = decoder.decode(_MODEL, probs)
             except AssertionError as exc:  # constriction's word for "not a stream this model wrote"
                 raise TinyCodecError(f"corrupt .tcz payload: {exc}") from None
+            budget.spend(probs, bits)
+            return bits
 
         _walk_plane(state, plane, code)
     decoded = len(segments)

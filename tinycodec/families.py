@@ -9,8 +9,12 @@ Both share the magic, the extension records and the checksum conventions (format
 
 from __future__ import annotations
 
+import dataclasses
+
 from .errors import TinyCodecError
 from .limits import DEFAULT_LIMITS, Limits
+
+_READ_CHUNK = 1 << 20
 
 TINYCOMPRESS = "tinycompress"
 PYRAMID = "pyramid"
@@ -54,3 +58,35 @@ def payload_length(head: bytes, limits: Limits = DEFAULT_LIMITS) -> int:
         return sum(n for _, n in table)
     _, table, _ = container.read_header(head, limits=limits)
     return sum(sum(lengths) for _, lengths in table)
+
+
+def read_declared(stream, *, limits: Limits = DEFAULT_LIMITS, max_pixels: int | None = None) -> bytes:
+    """Read one .tcz file (either family) from a binary stream, no further than its verified header allows.
+
+    The guard for every reader of streams (``tinycodec.read_tcz``, the Pillow plugin): the header is read
+    and verified first (magic, checksum, pixel limit, payload floor and ceiling); then exactly the declared
+    payload, plus one byte so that the decoder can report trailing data. Something that is not a .tcz file
+    costs a 12-byte read; a valid file followed by gigabytes costs one byte more than the file.
+    """
+    if max_pixels is not None:
+        limits = dataclasses.replace(limits, max_pixels=max_pixels)
+    from . import container
+
+    head = _read_up_to(stream, 12)
+    header_len = container.header_length(head)
+    # at least the fixed fields, so that a too-small header length is reported as such, not as truncation
+    head += _read_up_to(stream, max(header_len, min_header(head)) - len(head))
+    payload = _read_up_to(stream, payload_length(head, limits))
+    return head + payload + _read_up_to(stream, 1)
+
+
+def _read_up_to(stream, n: int) -> bytes:
+    """Up to ``n`` bytes (fewer only at the end of the stream); memory grows with what arrives, not with n."""
+    parts, got = [], 0
+    while got < n:
+        part = stream.read(min(n - got, _READ_CHUNK))
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)

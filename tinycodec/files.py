@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import tempfile
 import time
 from dataclasses import dataclass
@@ -23,8 +25,7 @@ PathLike = str | os.PathLike
 # Test hook: with this set to N, write_atomic writes half of its output, sleeps N seconds,
 # then writes the rest, so that tests can kill a real tcenc/tcdec in the middle of a write.
 PAUSE_MID_WRITE_ENV = "TINYCODEC_TEST_PAUSE_MID_WRITE"
-TEMP_SUFFIX = ".part"  # temporary outputs are hidden: ".NAME.XXXXXXXX.part" beside NAME
-_READ_CHUNK = 1 << 20
+TEMP_SUFFIX = ".part"  # temporary outputs are hidden: ".NAME.PID.XXXXXXXX.part" beside NAME
 
 
 def read_image(path: PathLike | BinaryIO) -> Image.Image:
@@ -57,55 +58,46 @@ def read_tcz(source: PathLike | BinaryIO, *, limits: Limits = DEFAULT_LIMITS) ->
     decoder refuses it, or decodes its complete planes with ``partial=True``).
     """
     if not isinstance(source, (str, os.PathLike)):
-        return _read_tcz_stream(source, limits)
+        return families.read_declared(source, limits=limits)
     try:
         with open(source, "rb") as f:
-            return _read_tcz_stream(f, limits)
+            return families.read_declared(f, limits=limits)
     except FileNotFoundError:
         raise TinyCodecError(f"no such file: {source}") from None
     except IsADirectoryError:
         raise TinyCodecError(f"is a directory: {source}") from None
 
 
-def _read_tcz_stream(stream: BinaryIO, limits: Limits) -> bytes:
-    head = _read_up_to(stream, 12)
-    header_len = container.header_length(head)
-    # at least the fixed fields, so that a too-small header length is reported as such, not as truncation
-    head += _read_up_to(stream, max(header_len, families.min_header(head)) - len(head))
-    payload = _read_up_to(stream, families.payload_length(head, limits))
-    return head + payload + _read_up_to(stream, 1)
-
-
-def _read_up_to(stream: BinaryIO, n: int) -> bytes:
-    """Up to ``n`` bytes (fewer only at the end of the stream); memory grows with what arrives, not with n."""
-    parts, got = [], 0
-    while got < n:
-        part = stream.read(min(n - got, _READ_CHUNK))
-        if not part:
-            break
-        parts.append(part)
-        got += len(part)
-    return b"".join(parts)
-
-
 def write_atomic(path: PathLike, data: bytes | None = None, *, image: Image.Image | None = None,
-                 format: str | None = None, options: dict | None = None) -> None:
+                 format: str | None = None, options: dict | None = None, overwrite: bool = True) -> None:
     """Write bytes, or an image via Pillow, so that ``path`` is either complete or untouched.
 
-    The data goes to a hidden temporary file in the target directory
-    (``.NAME.XXXXXXXX.part``), which is flushed to disk and then renamed over
-    ``path``. Any exception on the way (KeyboardInterrupt and the CLI's SIGTERM
-    included) removes the temporary file; only SIGKILL or a power cut can leave
-    one behind, and never a partial file under the final name. ``options`` are
-    passed to ``Image.save``; images are streamed into the file, not rendered in
-    memory first (a 100-megapixel PNG would double the peak).
+    The guard every output file goes through. The data goes to a hidden temporary file in the
+    target directory (``.NAME.PID.XXXXXXXX.part``), which is flushed to disk and then put in
+    place: renamed over ``path`` with ``overwrite``, otherwise hard-linked to ``path``, which
+    fails if anything is there, however late it appeared (two racing writers: one wins, the
+    other gets "already exists"). Any exception on the way (KeyboardInterrupt and the CLI's
+    SIGTERM included) removes the temporary file; after a SIGKILL or a power cut, the next
+    write into the same folder removes temporaries whose process is gone. ``options`` are
+    passed to ``Image.save``; images are streamed into the file, not rendered in memory first.
+
+    What is at ``path`` decides how (:func:`output_target`): a symbolic link is followed (a
+    dangling one is refused); a FIFO or a character device (``/dev/null``) is written through,
+    never replaced; a terminal, a folder, a block device or a socket is refused. Every error
+    names ``path``, never the temporary file.
     """
     path = Path(path)
     if image is None and data is None:
         raise TypeError("write_atomic needs data or image")
     fmt = (format or _format_for(path)) if image is not None else None  # an unknown format fails before writing
+    target, through = output_target(path, overwrite)
+    if through:
+        _write_through(path, data, image, fmt, options)
+        return
+    _remove_stale_temporaries(target.parent)
     try:  # the name is capped so that the temporary name stays within NAME_MAX
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:200]}.", suffix=TEMP_SUFFIX, dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:200]}.{os.getpid()}.", suffix=TEMP_SUFFIX,
+                                   dir=target.parent)
     except OSError as exc:  # name the file the user asked for, not our temporary one
         raise OSError(exc.errno, exc.strerror, str(path)) from None
     try:
@@ -122,13 +114,164 @@ def write_atomic(path: PathLike, data: bytes | None = None, *, image: Image.Imag
                 f.write(data[half:])
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        if overwrite:
+            os.replace(tmp, target)
+        else:
+            _place_new(tmp, target, path)
     except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
-        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
+        if isinstance(exc, OSError) and exc.errno is not None:
             raise OSError(exc.errno, exc.strerror, str(path)) from None  # say which output failed
         raise
-    _fsync_dir(path.parent)
+    _fsync_dir(target.parent)
+
+
+def output_target(path: PathLike, overwrite: bool) -> tuple[Path, bool]:
+    """Where an output to ``path`` goes: (file to create or replace, False) or (``path``, True) to
+    write through it. Raises TinyCodecError for what must not be written (see :func:`write_atomic`).
+
+    Also the early check of the CLI, before any work; :func:`write_atomic` checks again when it
+    places the file, since anything can appear in between.
+    """
+    path = Path(path)
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return path, False
+    except NotADirectoryError:
+        raise TinyCodecError(f"{path}: a part of the path is not a folder") from None
+    target = path
+    if stat.S_ISLNK(st.st_mode):  # followed: the link stays, its target is written
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            raise TinyCodecError(f"{path} is a dangling symbolic link: not writing through it") from None
+        target = Path(os.path.realpath(path))
+    if stat.S_ISREG(st.st_mode):
+        if not overwrite:
+            raise TinyCodecError(f"{path} already exists (use -f to overwrite)")
+        return target, False
+    if stat.S_ISDIR(st.st_mode):
+        raise TinyCodecError(f"{path} is a folder")
+    if stat.S_ISFIFO(st.st_mode) or stat.S_ISCHR(st.st_mode):
+        return path, True
+    raise TinyCodecError(f"{path} is not a regular file, a pipe or a character device: not writing to it")
+
+
+def _write_through(path: Path, data: bytes | None, image: Image.Image | None, fmt: str | None,
+                   options: dict | None) -> None:
+    """Write into an existing FIFO or character device (never created, truncated or replaced)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+    if os.isatty(fd):
+        os.close(fd)
+        raise TinyCodecError(f"{path} is a terminal: refusing to write binary data to it")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if image is not None:
+                image.save(_NoFileno(f), format=fmt, **(options or {}))
+                f.flush()
+            else:
+                write_fully(f, data, str(path))
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+
+
+# link() is not supported everywhere (FAT, some network and FUSE file systems)
+_NO_LINK = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK, errno.ENOSYS}
+
+
+def _place_new(tmp: str, target: Path, path: Path) -> None:
+    """Put the finished temporary file at ``target`` only if nothing is there: link() fails
+    if the name exists, atomically. Where hard links do not exist, the name is reserved with
+    O_EXCL and then replaced."""
+    try:
+        os.link(tmp, target)
+    except FileExistsError:
+        raise TinyCodecError(f"{path} already exists (use -f to overwrite)") from None
+    except OSError as exc:
+        if exc.errno not in _NO_LINK:
+            raise
+        try:
+            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:
+            raise TinyCodecError(f"{path} already exists (use -f to overwrite)") from None
+        os.replace(tmp, target)
+        return
+    os.unlink(tmp)
+
+
+_CLEANED: set[str] = set()
+
+
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Remove ``.NAME.PID.XXXXXXXX.part`` files whose process is gone (a SIGKILL, a power cut).
+
+    Once per folder per process. A live process keeps its own (its PID still exists, or
+    belongs to another user); the PID may be reused, which only keeps a stale file longer.
+    Temporaries of a writer in another PID namespace (a container) that shares the folder
+    look orphaned: such setups should give each writer its own folder.
+    """
+    key = os.path.abspath(folder)
+    if key in _CLEANED:
+        return
+    _CLEANED.add(key)
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(".") and name.endswith(TEMP_SUFFIX)):
+            continue
+        parts = name[: -len(TEMP_SUFFIX)].rsplit(".", 2)
+        if len(parts) != 3 or not parts[1].isdigit() or len(parts[2]) != 8:
+            continue
+        pid = int(parts[1])
+        if pid == os.getpid() or _process_exists(pid):
+            continue
+        try:
+            if entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+        except OSError:
+            pass  # not ours to remove, or already gone
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # another user's process, or a PID we cannot ask about: assume alive
+    return True
+
+
+def write_fully(stream: BinaryIO, data: bytes, name: str = "<stdout>") -> None:
+    """Write all of ``data`` to an open stream (stdout, a pipe, a device) or raise OSError naming ``name``.
+
+    The guard for every output that is not a file written by :func:`write_atomic`. A raw file
+    object (stdout under ``python -u`` or PYTHONUNBUFFERED) may write only part of a buffer and
+    say so in its return value, which ``write`` callers ignore: with RLIMIT_FSIZE or a full disk
+    the output was cut short and the command succeeded. Here every write loops until done.
+    """
+    view = memoryview(data).cast("B")
+    try:
+        try:
+            fd = stream.fileno()
+        except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+            fd = None
+        stream.flush()  # whatever was written before goes first
+        while view:
+            n = os.write(fd, view) if fd is not None else stream.write(view)
+            if not n:  # None: a non-blocking stream that would block; 0: nothing was written
+                raise OSError(errno.EIO, "write made no progress")
+            view = view[n:]
+        stream.flush()
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, name) from None
 
 
 class _NoFileno:
@@ -240,15 +383,18 @@ def decode_file(src: PathLike, dst: PathLike, *, partial: bool = False, keep_met
     return image
 
 
-def save_image(image: Image.Image, dst: PathLike, format: str | None = None, *, keep_metadata: bool = True) -> None:
+def save_image(image: Image.Image, dst: PathLike, format: str | None = None, *, keep_metadata: bool = True,
+               overwrite: bool = True) -> None:
     """Save atomically, format from the extension unless given; tinycodec's errors.
 
     The image's ICC profile and EXIF block (``image.info``) are written too,
-    in the formats that hold them, unless ``keep_metadata`` is False.
+    in the formats that hold them, unless ``keep_metadata`` is False. Without
+    ``overwrite`` an existing file is never replaced (see :func:`write_atomic`).
     """
     fmt = format or _format_for(Path(dst))  # fail before writing anything
     try:
-        write_atomic(dst, image=image, format=fmt, options=_metadata_options(image, keep_metadata))
+        write_atomic(dst, image=image, format=fmt, options=_metadata_options(image, keep_metadata),
+                     overwrite=overwrite)
     except (KeyError, ValueError, OSError) as exc:
         if isinstance(exc, OSError) and exc.errno is not None:
             raise  # a real I/O failure (disk full, permissions): the caller reports it

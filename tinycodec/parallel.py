@@ -12,6 +12,9 @@ started when there are at least two work items.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, TypeVar
@@ -19,16 +22,34 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
-def _single_threaded_worker() -> None:
+PARENT_POLL_SECONDS = 0.5
+
+
+def _single_threaded_worker(parent: int | None = None) -> None:
+    if parent is not None:
+        threading.Thread(target=_exit_with_parent, args=(parent,), name="tinycodec-parent-watch", daemon=True).start()
     import torch
 
     torch.set_num_threads(1)
 
 
+def _exit_with_parent(parent: int) -> None:
+    """End this worker once its parent is gone (a SIGKILL gives the pool no chance to stop it):
+    the parent's death re-parents the worker, so ``getppid`` changes."""
+    while True:
+        time.sleep(PARENT_POLL_SECONDS)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
 def process_pool(workers: int) -> ProcessPoolExecutor:
-    """A pool of ``workers`` spawned processes, each running PyTorch on one thread."""
+    """A pool of ``workers`` spawned processes, each running PyTorch on one thread.
+
+    The guard every pool goes through: its workers exit within PARENT_POLL_SECONDS of their
+    parent's death, and the multiprocessing resource tracker, whose last clients they are, with them.
+    """
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=_single_threaded_worker)
+                               initializer=_single_threaded_worker, initargs=(os.getpid(),))
 
 
 def map_in_order(fn: Callable[..., T], arg_tuples: Sequence[tuple[Any, ...]], workers: int = 1) -> list[T]:

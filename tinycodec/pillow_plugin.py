@@ -8,12 +8,13 @@ Registered by ``import tinycodec``. A thin layer over the Python API:
 * ``verify()`` checks structure and every checksum without decoding;
 * with ``ImageFile.LOAD_TRUNCATED_IMAGES = True`` a truncated file decodes
   progressively, as Pillow does for other formats: the bit-planes that arrived
-  of a file saved with ``progressive=True`` (entropy coder 3), the tiles that
-  arrived whole of a default (coder 4) file;
-* saving takes ``scale`` (4, 16, 64, 256), ``planes`` (1..8), ``progressive``
-  (as for JPEG: a file whose every prefix decodes), and
-  ``icc_profile`` / ``exif`` like Pillow's other savers (by default the
-  image's own).
+  of a TinyCompress file saved with ``progressive=True`` (entropy coder 3), the
+  tiles that arrived whole of a default (coder 4) file;
+* saving takes ``scale`` (4, 16, 64, 256), ``planes`` (1..8) and ``progressive``
+  (as for JPEG: a file whose every prefix decodes) for TinyCompress, or
+  ``quality`` (0..100, and ``effort``, ``refine``) for the pyramid family, and
+  ``icc_profile`` / ``exif`` like Pillow's other savers (by default the image's
+  own).
 
 Data errors surface as Pillow's do: ``OSError`` when loading or saving,
 ``SyntaxError`` from ``verify()``.
@@ -21,13 +22,16 @@ Data errors surface as Pillow's do: ``OSError`` when loading or saving,
 
 from __future__ import annotations
 
+import dataclasses
 from typing import IO
 
 from PIL import Image, ImageFile
 
-from . import codec, container
+from . import codec, container, families
 from .errors import TinyCodecError
+from .files import write_fully
 from .image import to_planar
+from .limits import DEFAULT_LIMITS
 from .metadata import ORIENTATION_TAG, Metadata
 
 FORMAT = "TCZ"
@@ -50,14 +54,26 @@ class TczImageFile(ImageFile.ImageFile):
         try:
             head = start + self.fp.read(max(container.header_length(start) - len(start), 0))
             # Pillow applies its own decompression-bomb limit after _open; ours would only get in its way.
-            header, _, _ = container.read_header(head, max_pixels=container.MAX_DIMENSION**2)
+            unlimited = container.MAX_DIMENSION**2
+            if families.identify(start) == families.PYRAMID:
+                from .pyramid.container import read_header as read_pyramid_header
+
+                header = read_pyramid_header(head, limits=dataclasses.replace(DEFAULT_LIMITS, max_pixels=unlimited))[0]
+                downscale = None
+            else:
+                header, _, _ = container.read_header(head, max_pixels=unlimited)
+                downscale = container.find_downscale(header)
         except TinyCodecError as exc:
             raise SyntaxError(str(exc)) from None
-        self._size = (header.width, header.height)
+        # the size decoding produces: a --downscale file decodes to its original size
+        self._size = (downscale[1], downscale[2]) if downscale else (header.width, header.height)
         self._mode = header.mode
         Metadata.from_extensions(header.extensions).attach(self)
-        self.info["tcz_scale"] = header.scale
-        self.info["tcz_planes"] = header.planes
+        if hasattr(header, "quality"):
+            self.info["tcz_quality"] = header.quality
+        else:
+            self.info["tcz_scale"] = header.scale
+            self.info["tcz_planes"] = header.planes
         tile = (_DECODER, (0, 0, *self.size), 0, (self.info,))  # the decoder reports planes decoded there
         self.tile = [ImageFile._Tile(*tile) if hasattr(ImageFile, "_Tile") else tile]  # _Tile: Pillow >= 11
 
@@ -67,7 +83,8 @@ class TczImageFile(ImageFile.ImageFile):
             raise RuntimeError("verify must be called directly after open")
         self.fp.seek(0)
         try:
-            codec.verify(self.fp.read(), max_pixels=self.size[0] * self.size[1])
+            limit = self.size[0] * self.size[1]
+            codec.verify(families.read_declared(self.fp, max_pixels=limit), max_pixels=limit)
         except TinyCodecError as exc:
             raise SyntaxError(str(exc)) from None
         finally:
@@ -87,11 +104,12 @@ class _TczDecoder(ImageFile.PyDecoder):
         assert self.fd is not None
         width, height = self.state.xsize, self.state.ysize
         try:
-            image = codec.decode(self.fd.read(), partial=bool(ImageFile.LOAD_TRUNCATED_IMAGES),
-                                 max_pixels=width * height)
+            data = families.read_declared(self.fd, max_pixels=width * height)  # not what follows the file
+            image = codec.decode(data, partial=bool(ImageFile.LOAD_TRUNCATED_IMAGES), max_pixels=width * height)
         except TinyCodecError as exc:
             raise OSError(str(exc)) from None
-        self.image_info[codec.INFO_PLANES_DECODED] = image.info[codec.INFO_PLANES_DECODED]
+        if codec.INFO_PLANES_DECODED in image.info:
+            self.image_info[codec.INFO_PLANES_DECODED] = image.info[codec.INFO_PLANES_DECODED]
         self.set_as_raw(image.tobytes(), image.mode)
         return -1, 0
 
@@ -110,14 +128,18 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
         value = exif.get(ORIENTATION_TAG)
         orientation = value if isinstance(value, int) and 1 <= value <= 8 else None
     try:
-        data = codec.encode_planar(
-            to_planar(im), int(options.get("scale", codec.DEFAULT_SCALE)),
-            int(options.get("planes", codec.DEFAULT_PLANES)), metadata=Metadata(icc or None, orientation),
-            refine=int(options.get("refine", 0)), progressive=bool(options.get("progressive", False)),
-        )
+        if options.get("quality") is not None:
+            data = codec.encode_pyramid(to_planar(im), int(options["quality"]), str(options.get("effort", "fast")),
+                                        int(options.get("refine", 0)), Metadata(icc or None, orientation))
+        else:
+            data = codec.encode_planar(
+                to_planar(im), int(options.get("scale", codec.DEFAULT_SCALE)),
+                int(options.get("planes", codec.DEFAULT_PLANES)), metadata=Metadata(icc or None, orientation),
+                refine=int(options.get("refine", 0)), progressive=bool(options.get("progressive", False)),
+            )
     except TinyCodecError as exc:
         raise OSError(str(exc)) from None
-    fp.write(data)
+    write_fully(fp, data, filename.decode(errors="replace") if isinstance(filename, bytes) else str(filename or "<stream>"))
 
 
 def register() -> None:

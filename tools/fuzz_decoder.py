@@ -21,9 +21,12 @@ files have several tiles; entropy coders 4 and 3, the default and the progressiv
   insertion, deletion, cross-over between files, trailing garbage; then, half
   of the time, the header CRC is recomputed at the declared header length.
 
-Each input goes to one of three targets: the public ``tinycodec.decode``, the
-container layer alone (``container.unpack``, fast) or the entropy layer alone
-(``entropy.decode_tile`` on mutated segments and shapes). The documented
+Each input goes to one of four targets: the public ``tinycodec.decode``, the
+container layer alone (``container.unpack``, fast), the entropy layer alone
+(``entropy.decode_tile`` on mutated segments and shapes), or *bomb*:
+``tinycodec.decode`` with the default limits on a file that declares a large
+image (up to the default pixel cap) with segments of a few bytes, so that the
+campaign's own pixel cap cannot hide decompression bombs. The documented
 outcome for bad data is :class:`tinycodec.TinyCodecError`; anything else
 raised is a *crash*, grouped by exception type and the innermost tinycodec
 frame. An input that runs longer than ``--hang-seconds`` (5 s) is a *hang*
@@ -81,6 +84,8 @@ with atheris.instrument_imports(include=["tinycodec"]) if _INSTRUMENT else conte
     from tinycodec import container, entropy
     from tinycodec.codec import _tile_slices
     from tinycodec.errors import TinyCodecError
+    from tinycodec.limits import DEFAULT_LIMITS
+    from tinycodec.zoo import current_entry, model_name
 
 import torch  # noqa: E402
 
@@ -605,6 +610,40 @@ class Fuzzer:
                 data = reseal_header(data)
         return data, rng.random() < 0.3
 
+    def make_bomb(self) -> tuple[bytes, bool]:
+        """A resealed file declaring up to the default pixel cap, with segments of 4 to 64 bytes.
+
+        Tiles of 8 to 1024 elements (the largest tile's decoder state is about 40 MB, so that a
+        memory finding means more than one tile's legitimate state); model and weights match the
+        scale, so that the file reaches the entropy decoder when its table passes the floor.
+        """
+        rng = self.rng
+        raw = rng.choice(self.raw_seeds).copy()
+        f = raw.fixed
+        depth = rng.randrange(1, 5)
+        f["depth"], f["planes"], f["coder"] = depth, rng.randrange(1, 9), rng.choice(sorted(entropy.CODERS))
+        f["flags"] = rng.choice([0, container.FLAG_ALPHA])
+        cap = DEFAULT_LIMITS.max_pixels
+        pixels = rng.choice([cap, cap // 2, 13377 * 13377, 10**8, 10**7, rng.randrange(1 << 16, cap)])
+        f["width"] = rng.randrange(max(1, -(-pixels // container.MAX_DIMENSION)), min(container.MAX_DIMENSION, pixels) + 1)
+        f["height"] = max(1, min(container.MAX_DIMENSION, pixels // int(f["width"])))
+        entry = current_entry(model_name(4**depth))
+        raw.name, raw.weights_id, raw.name_len = entry.model.encode(), entry.short_id, None
+        raw.extensions = [e for e in raw.extensions if e[0] != container.EXT_DOWNSCALE]  # it fixes the geometry
+        for tile in sorted({rng.choice([8, 64, 256, 1024]), 1024}):  # the first that fits the header
+            header = container.Header(int(f["width"]), int(f["height"]), 3, bool(f["flags"]), depth, int(f["planes"]),
+                                      int(f["coder"]), tile, (0, 0, 0), (1, 1, 1), "x", b"")
+            rows, cols = header.tiles
+            if rows * cols * header.n_groups <= 12_000:
+                break
+        f["tile"] = tile
+        donor = [seg for g in rng.choice(self.raw_seeds).groups for seg in g]
+        raw.groups = [[rng.choice(donor)[:64] if rng.random() < 0.3 else _garbage(rng, rng.choice([4, 4, 8, 16, 64]))
+                       for _ in range(rows * cols)] for _ in range(header.n_groups)]
+        raw.groups = [[seg[: len(seg) - len(seg) % 4] or b"\0\0\0\x80" for seg in g] for g in raw.groups]
+        raw.length_codes, raw.payload_len = {}, None
+        return raw.to_bytes(reseal=True), rng.random() < 0.3
+
     def make_tile(self) -> tuple[list[bytes], int, tuple[int, int, int]]:
         rng = self.rng
         segments, planes, shape = rng.choice(self.tiles)
@@ -635,7 +674,15 @@ class Fuzzer:
     def run_one(self) -> None:
         rng = self.rng
         pick = rng.random()
-        if pick < 0.5:
+        if pick < 0.05:
+            target = "bomb"
+            data, partial = self.make_bomb()
+
+            def call():
+                tinycodec.decode_with_info(data, partial=partial)  # the default limits, not the campaign's cap
+
+            reproducer = data
+        elif pick < 0.5:
             target = "decode"
             data, partial = self.make_file()
 

@@ -48,7 +48,7 @@ def validate(encoder: AmortisedEncoder, decoder: PyramidDecoder, val: list[torch
     for q in VAL_QUALITIES:
         bpps, psnrs, rd = [], [], []
         for x in val:
-            qq = torch.tensor([q])
+            qq = torch.tensor([q], device=x.device)
             bpp, mse, _ = rd_forward(encoder, decoder, x[None], qq, noise=False)
             bpps.append(bpp.item())
             psnrs.append(-10 * math.log10(mse.item()))
@@ -72,7 +72,9 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--noise-steps", type=int, default=8000,
                     help="distortion from noisy latents before this step, from rounded ones (straight-through) after")
+    ap.add_argument("--step-lr-scale", type=float, default=10.0, help="learning-rate factor of the quantiser steps")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (checkpoints load on either)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--val-every", type=int, default=200)
     ap.add_argument("--checkpoint-minutes", type=float, default=8.0)
@@ -82,17 +84,33 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
-    encoder, decoder = AmortisedEncoder(), PyramidDecoder()
+    device = torch.device(args.device)
+    encoder, decoder = AmortisedEncoder().to(device), PyramidDecoder().to(device)
     params = list(encoder.parameters()) + list(decoder.parameters())
-    opt = torch.optim.Adam(params, lr=args.lr)
+    # The quantiser steps are 18 scalars that set each grid's rate at every quality: at the common learning
+    # rate they move too slowly for the low qualities to reach low rates.
+    step_params = list(decoder.steps.parameters())
+    others = [p for p in params if all(p is not s for s in step_params)]
+    opt = torch.optim.Adam([{"params": others, "lr_scale": 1.0},
+                            {"params": step_params, "lr_scale": args.step_lr_scale}], lr=args.lr)
     ckpt_path = args.checkpoints / "pyramid.pt"
     step, history, best = 0, [], None
     sampler = None
     if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, weights_only=False)  # our own checkpoint; the product never loads these
+        ckpt = torch.load(ckpt_path, weights_only=False, map_location=device)  # ours; the product never loads these
         encoder.load_state_dict(ckpt["encoder"])
         decoder.load_state_dict(ckpt["decoder"])
-        opt.load_state_dict(ckpt["opt"])
+        state = ckpt["opt"]
+        if len(state["param_groups"]) == 1:  # a checkpoint from before the steps' own group: remap its moments
+            old_order = params
+            new_order = others + step_params
+            index = {id(p): i for i, p in enumerate(new_order)}
+            state = {"state": {index[id(old_order[i])]: v for i, v in state["state"].items()},
+                     "param_groups": [{**state["param_groups"][0], "params": list(range(len(others))),
+                                       "lr_scale": 1.0},
+                                      {**state["param_groups"][0], "lr_scale": args.step_lr_scale,
+                                       "params": list(range(len(others), len(new_order)))}]}
+        opt.load_state_dict(state)
         step, history, best = ckpt["step"], ckpt["history"], ckpt.get("best")
         print(f"resumed at step {step}", flush=True)
     else:
@@ -111,7 +129,7 @@ def main() -> None:
     sampler = CropSampler(images, seed=args.seed)
     if ckpt is not None:
         sampler.rng.bit_generator.state = ckpt["sampler_rng"]
-    val = [centre_crop(load_rgb(p), VAL_CROP) for p in image_paths(args.val)]
+    val = [centre_crop(load_rgb(p), VAL_CROP).to(device) for p in image_paths(args.val)]
     q_rng = np.random.default_rng(args.seed + 1)
     macs = decoder_macs_per_pixel()
     print(f"encoder {count_parameters(encoder)} params, decoder {count_parameters(decoder)} params, "
@@ -137,9 +155,9 @@ def main() -> None:
     t0, acc = time.time(), np.zeros(3)
     while step < args.steps and time.time() - start < args.minutes * 60:
         for g in opt.param_groups:
-            g["lr"] = lr_at(step)
-        x = torch.from_numpy(sampler.batch(args.batch, args.crop))
-        q = torch.from_numpy(q_rng.integers(0, layout.MAX_QUALITY + 1, size=args.batch))
+            g["lr"] = lr_at(step) * g.get("lr_scale", 1.0)
+        x = torch.from_numpy(sampler.batch(args.batch, args.crop)).to(device)
+        q = torch.from_numpy(q_rng.integers(0, layout.MAX_QUALITY + 1, size=args.batch)).to(device)
         bpp, mse, _ = rd_forward(encoder, decoder, x, q, noisy_distortion=step < args.noise_steps)
         lam = quality_lambda(q.float())
         # Divide by lambda so every quality contributes gradients of the same size.
@@ -160,8 +178,8 @@ def main() -> None:
             history.append(entry)
             if best is None or entry["validation"]["val_loss"] < best["validation"]["val_loss"]:
                 best = {"step": step, "validation": entry["validation"],
-                        "encoder": {k: v.clone() for k, v in encoder.state_dict().items()},
-                        "decoder": {k: v.clone() for k, v in decoder.state_dict().items()}}
+                        "encoder": {k: v.detach().cpu().clone() for k, v in encoder.state_dict().items()},
+                        "decoder": {k: v.detach().cpu().clone() for k, v in decoder.state_dict().items()}}
             print(json.dumps(entry), flush=True)
             t0, acc = time.time(), np.zeros(3)
         if time.time() - last_save > args.checkpoint_minutes * 60:

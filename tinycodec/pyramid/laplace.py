@@ -26,6 +26,7 @@ ONE = 1 << 30
 RESIDUAL_LIMIT = 2 * LATENT_LIMIT
 ALPHABET = 2 * RESIDUAL_LIMIT + 1
 N_TABLES = SCALE_BINS * MEAN_UNITS
+CODER_PRECISION = 24  # bits of constriction's quantised probabilities (its Categorical default)
 # No symbol gets more than 1 - 2^-10 of the probability: every coded element costs at least
 # MIN_BITS_PER_ELEMENT bits, which gives the format a floor on payload bytes per declared pixel.
 MAX_PROBABILITY_LOG2_GAP = 10
@@ -110,12 +111,21 @@ class TableCoder:
     def __init__(self, tables: np.ndarray) -> None:
         self.tables = tables
         self._models: dict[int, object] = {}
+        self._log2p: np.ndarray | None = None
 
     def model(self, t: int):
         m = self._models.get(t)
         if m is None:
             m = self._models[t] = categorical(self.tables[t])
         return m
+
+    def information(self, residuals: np.ndarray, table: np.ndarray) -> float:
+        """Bits of -log2 P of these residuals under their tables (the decoder's running-past-its-data check)."""
+        if self._log2p is None:
+            # constriction gives every symbol at least 2^-24, so no symbol costs more than 24 bits
+            log2p = np.log2(self.tables) - np.log2(self.tables.sum(axis=1, keepdims=True))
+            self._log2p = np.maximum(log2p, -float(CODER_PRECISION))
+        return float(-self._log2p[table, residuals + RESIDUAL_LIMIT].sum())
 
     def encode(self, encoder, residuals: np.ndarray, table: np.ndarray) -> None:
         encode_grouped(encoder, (residuals + RESIDUAL_LIMIT).astype(np.int32), table, self.model)

@@ -131,8 +131,8 @@ def context_features(grid: torch.Tensor, parent: torch.Tensor | None, parent_str
     grid: (N, 1, h, w) values; parent: (N, 1, h / s, w / s) or None. Returns (N, CONTEXT_FEATURES, h, w).
     """
     n, _, h, w = grid.shape
-    pass_of = torch.from_numpy(layout.pass_of_phase()).repeat(h // 2 + 1, w // 2 + 1)[:h, :w]
-    available = torch.from_numpy(layout.neighbour_available())  # (pass, neighbour)
+    pass_of = torch.from_numpy(layout.pass_of_phase()).repeat(h // 2 + 1, w // 2 + 1)[:h, :w].to(grid.device)
+    available = torch.from_numpy(layout.neighbour_available()).to(grid.device)  # (pass, neighbour)
     feats = []
     for k, (di, dj) in enumerate(layout.NEIGHBOURS):
         mask = available[:, k][pass_of].to(grid.dtype)
@@ -165,7 +165,7 @@ def laplace_bits(y: torch.Tensor, mean: torch.Tensor, scale_index: torch.Tensor)
 
 def grid_rate(values: list[torch.Tensor], context: ContextModel, q: torch.Tensor) -> torch.Tensor:
     """Bits of each image (N,) for integer-valued (or noisy) grids in coding order."""
-    total = torch.zeros(values[0].shape[0])
+    total = torch.zeros(values[0].shape[0], device=values[0].device)
     for g, y in zip(layout.GRIDS, values):
         parent_grid = layout.parent_of(g)
         parent = values[parent_grid.index] if parent_grid else None
