@@ -255,10 +255,12 @@ def min_segment_bytes(symbols: int) -> int:
 
 
 @functools.lru_cache(maxsize=None)
-def _cumulative() -> np.ndarray:
-    """Prefix sums of every table's masses, (512, 512): the total of any slice in two look-ups."""
+def _information() -> tuple[np.ndarray, np.ndarray]:
+    """log2(total / mass) of every whole table's symbols, (512, 511); prefix sums of the masses, (512, 512),
+    for a slice's total in two look-ups."""
     tables = _tables()[0]
-    return np.concatenate([np.zeros((len(tables), 1), np.int64), np.cumsum(tables, axis=1)], axis=1)
+    cums = np.concatenate([np.zeros((len(tables), 1), np.int64), np.cumsum(tables, axis=1)], axis=1)
+    return np.log2(cums[:, -1:] / tables), cums
 
 
 class _Budget:
@@ -268,14 +270,13 @@ class _Budget:
         self.left = BUDGET_MARGIN * (8.0 * length + BUDGET_SLACK_BITS)
 
     def spend(self, keys: np.ndarray, symbols: np.ndarray, width: int) -> None:
-        tables, cums = _tables()[0], _cumulative()
+        info, cums = _information()
         full = keys < laplace.N_TABLES
-        table, c = np.divmod(np.where(full, keys, keys - laplace.N_TABLES), np.where(full, 1 << 20, 256))
-        table = np.where(full, keys, table)
-        start = np.where(full, 0, LIMIT - c)
-        stop = np.where(full, 2 * LIMIT + 1, LIMIT - c + width)
-        mass = tables[table, start + symbols]
-        self.left -= float(np.log2((cums[table, stop] - cums[table, start]) / mass).sum())
+        self.left -= float(info[keys[full], symbols[full]].sum())
+        table, c = np.divmod(keys[~full] - laplace.N_TABLES, 256)  # sliced: the values LIMIT - c ...
+        start = LIMIT - c
+        mass = _tables()[0][table, start + symbols[~full]]
+        self.left -= float(np.log2((cums[table, start + width] - cums[table, start]) / mass).sum())
         if self.left < 0:
             raise TinyCodecError("corrupt .tcz payload: a segment's range decoder ran past its data")
 
