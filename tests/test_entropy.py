@@ -161,3 +161,10 @@ def test_coder_4_stores_noise_raw_and_checks_raw_segments():
 def test_coder_4_refuses_streams_it_did_not_write():
     with pytest.raises(TinyCodecError, match="corrupt .tcz payload"):
         decode_tile([b"\xff" * 8], 8, (1, 1, 1), None, 4)  # not a stream any encoder wrote
+
+
+@pytest.mark.parametrize("segment, planes", [(bytes(4), 8), (bytes(8), 1), (b"\xff" * 4, 5)])
+def test_coder_4_refuses_a_segment_that_runs_past_its_data(segment, planes):
+    # A few bytes declared for a whole tile: the information budget stops it after a pass, not at the end.
+    with pytest.raises(TinyCodecError, match="ran past its data"):
+        decode_tile([segment], planes, (3, 256, 256), None, 4)
