@@ -131,7 +131,7 @@ def test_tiles_are_independent_and_lossless_in_layout(photo):
 
 
 def test_files_of_every_entropy_coder_decode(monkeypatch):
-    """Files written by earlier coders (1, 2) still decode, to the same image; an unknown coder is refused."""
+    """Files written by earlier coders (1, 2, 3) still decode, to the same image; an unknown coder is refused."""
     import dataclasses
 
     from tinycodec import container, entropy
@@ -146,7 +146,8 @@ def test_files_of_every_entropy_coder_decode(monkeypatch):
         assert old != current
         assert np.array_equal(np.asarray(decode(old)), np.asarray(decode(current)))
     unknown = max(entropy.CODERS) + 1
-    unpacked = container.unpack(current)
+    # A reader lays out the groups of a coder it does not know one per plane (container.group_planes).
+    unpacked = container.unpack(encode(rgba, scale=16, planes=6, progressive=True))
     future = container.pack(dataclasses.replace(unpacked.header, coder_id=unknown), unpacked.groups)
     with pytest.raises(TinyCodecError, match=f"entropy coder {unknown}, unknown to this tinycodec"):
         decode(future)
@@ -176,3 +177,14 @@ def test_file_helpers(tmp_path, photo):
     with pytest.raises(TinyCodecError, match="not an image"):
         tinycodec.encode_file(tmp_path / "text.png", tmp_path / "x.tcz")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png", "out.png", "out.tcz", "text.png"]
+
+
+def test_default_coder_per_operating_point():
+    """Coder 4 by default; coder 3 for progressive files and where coder 4 does not pay (entropy.FEW_PLANES)."""
+    from tinycodec import container, entropy
+
+    img = photo_like(24, 32)
+    for scale, planes, progressive, coder in ((16, 3, False, 4), (4, 4, False, 4), (4, 3, False, 3), (4, 1, False, 3),
+                                              (16, 8, True, 3)):
+        data = encode(img, scale=scale, planes=planes, progressive=progressive)
+        assert container.unpack(data).header.coder_id == coder == entropy.coder_for(scale, planes, progressive)

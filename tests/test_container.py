@@ -138,8 +138,16 @@ def test_empty_segment_rejected(tcz):
         decode(pack(hdr, [[b""] for _ in range(hdr.n_groups)]))
 
 
-def test_partial_decoding_of_a_prefix(tcz):
+@pytest.fixture(scope="module")
+def progressive_tcz() -> bytes:
+    return encode(photo_like(40, 56), scale=16, planes=6, progressive=True)
+
+
+def test_partial_decoding_of_a_prefix(progressive_tcz):
+    # Progressive (coder 3) files: one segment group per plane, so every group boundary adds one plane.
+    tcz = progressive_tcz
     hdr, table, header_len = read_header(tcz)
+    assert len(table) == hdr.planes
     ends = np.cumsum([sum(lengths) for _, lengths in table]) + header_len
     decoded = []
     for end in ends:
@@ -148,6 +156,16 @@ def test_partial_decoding_of_a_prefix(tcz):
     assert decoded == list(range(1, hdr.planes + 1))
     with pytest.raises(TinyCodecError, match="not even the first bit-plane"):
         decode(tcz[:header_len], partial=True)
+
+
+def test_partial_decoding_of_a_default_file_needs_whole_tiles(tcz):
+    # Coder 4 holds all planes of a tile in one segment: a cut file decodes only the tiles that arrived whole.
+    hdr, table, header_len = read_header(tcz)
+    assert hdr.coder_id == 4 and len(table) == 1 and len(table[0][1]) == 1
+    with pytest.raises(TinyCodecError, match="no tile arrived whole.*--progressive"):
+        decode(tcz[: len(tcz) - 1], partial=True)
+    _, info = decode_with_info(tcz, partial=True)
+    assert info.planes_decoded == hdr.planes
 
 
 def test_partial_still_checks_what_arrived(tcz):

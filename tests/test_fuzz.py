@@ -50,8 +50,9 @@ def test_fuzz_reproducers_raise_only_the_documented_error(path):
         case = json.loads(path.read_text())
         segments = [bytes.fromhex(s) for s in case["segments"]]
         for coder in [case["coder"]] if "coder" in case else sorted(entropy.CODERS):
+            given = segments[:1] if coder in container.WHOLE_SYMBOL_CODERS else segments  # one segment per tile
             try:
-                entropy.decode_tile(segments, case["planes"], tuple(case["shape"]), None, coder)
+                entropy.decode_tile(given, case["planes"], tuple(case["shape"]), None, coder)
             except TinyCodecError:
                 pass
     else:

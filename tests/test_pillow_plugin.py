@@ -69,14 +69,20 @@ def test_verify(saved):
         Image.open(io.BytesIO(bytes(data))).load()
 
 
-def test_truncated_file_follows_pillow_flag(saved, monkeypatch):
-    cut = saved.read_bytes()[: int(saved.stat().st_size * 0.7)]
+def test_truncated_file_follows_pillow_flag(saved, tmp_path, monkeypatch):
+    # Saved progressive (coder 3, one segment group per plane): a prefix decodes to the planes that arrived.
+    path = tmp_path / "progressive.tcz"
+    Image.fromarray(photo_like(48, 64)).save(path, scale=16, planes=6, progressive=True)
+    cut = path.read_bytes()[: int(path.stat().st_size * 0.7)]
     with pytest.raises(OSError, match="truncated"):
         Image.open(io.BytesIO(cut)).load()
     monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
     im = Image.open(io.BytesIO(cut))
     im.load()
     assert 1 <= im.info["tcz_planes_decoded"] < 6 and im.size == (64, 48)
+    # A default file's one tile holds every plane: cut, nothing of it arrived whole.
+    with pytest.raises(OSError, match="no tile arrived whole"):
+        Image.open(io.BytesIO(saved.read_bytes()[: int(saved.stat().st_size * 0.7)])).load()
 
 
 def test_modes_round_trip_through_pillow(tmp_path):

@@ -21,7 +21,7 @@ def image():
 @pytest.fixture(scope="module")
 def tiled(image):
     """Scale 4, 8x8-element tiles: a 32x48 latent in 4 x 6 tiles."""
-    return encode(image, scale=4, planes=8, tile=8)
+    return encode(image, scale=4, planes=8, tile=8, progressive=True)  # coder 3: one group per plane
 
 
 def test_group_ends(tiled):
@@ -70,7 +70,7 @@ def test_before_the_first_segment_nothing_decodes(tiled):
 def test_partial_alpha_is_approximated():
     rgb = photo_like(24, 32)
     alpha = np.tile(np.linspace(0, 255, 32).astype(np.uint8), (24, 1))
-    data = encode(np.dstack([rgb, alpha]), scale=16, planes=4)
+    data = encode(np.dstack([rgb, alpha]), scale=16, planes=4, progressive=True)
     ends = group_ends(data)
     with pytest.warns(PartialAlphaWarning):
         out, info = decode_with_info(data[: ends[4 + 5]], partial=True)  # colour + 6 of 8 alpha planes

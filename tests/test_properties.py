@@ -29,7 +29,7 @@ SMALL_CAP = Limits(max_pixels=1 << 14)  # keeps any crafted geometry cheap to de
 
 @lru_cache(maxsize=1)
 def valid_files() -> tuple[bytes, ...]:
-    """Small valid files: grey, RGB, RGBA; one plane and eight; several tiles."""
+    """Small valid files: grey, RGB, RGBA; one plane and eight; several tiles; default and progressive."""
     rng = np.random.default_rng(5)
     rgb = rng.integers(0, 256, (12, 20, 3), dtype=np.uint8)
     rgba = np.dstack([rgb, rng.integers(0, 256, (12, 20), dtype=np.uint8)])
@@ -38,6 +38,8 @@ def valid_files() -> tuple[bytes, ...]:
         tinycodec.encode(rgb, scale=4, planes=3, tile=8),
         tinycodec.encode(rgba, scale=64, planes=8),
         tinycodec.encode(rgba[:9, :7], scale=256, planes=2),
+        tinycodec.encode(rgba, scale=64, planes=8, progressive=True),  # coder 3: one group per plane
+        tinycodec.encode(rgb, scale=4, planes=3, tile=8, progressive=True),
     )
 
 
@@ -107,12 +109,14 @@ def test_every_prefix_decodes_its_complete_planes(data):
     for _, lengths in table:
         end += sum(lengths)
         complete += end <= cut
+    # Colour groups come first: one per plane (coder 3), or one holding every plane (coder 4).
+    planes = sum(header.colour_groups[:complete])
     try:
         _, info = tinycodec.decode_with_info(prefix, partial=True)
     except TinyCodecError:
-        assert cut < header_len or complete == 0  # only a file without its first plane is refused
+        assert cut < header_len or complete == 0  # only a file without its first group is refused
     else:
-        assert info.planes_decoded == min(complete, header.planes)
+        assert info.planes_decoded == planes
 
 
 # --------------------------------------------------------------------------- entropy layer
@@ -137,21 +141,26 @@ def tiles(draw):
 @given(tiles())
 def test_entropy_round_trip_any_shape_planes_and_content(tile):
     symbols, planes = tile
-    segments = entropy.encode_tile(symbols, planes)
-    assert len(segments) == planes and all(len(s) % 4 == 0 and s for s in segments)
-    assert np.array_equal(entropy.decode_tile(segments, planes, symbols.shape), symbols)
-    # the payload bound the decoder applies holds for whatever the encoder writes
-    raw_bits = planes * symbols.size
-    assert sum(map(len, segments)) <= Limits().max_payload_bytes(raw_bits, planes)
+    for coder in (entropy.PROGRESSIVE_CODER_ID, entropy.CODER_ID):
+        segments = entropy.encode_tile(symbols, planes, coder)
+        assert len(segments) == len(container.group_planes(coder, planes))
+        assert all(len(s) % 4 == 0 and s for s in segments)
+        assert np.array_equal(entropy.decode_tile(segments, planes, symbols.shape, coder_id=coder), symbols)
+        # the payload bound the decoder applies holds for whatever the encoder writes
+        raw_bits = planes * symbols.size
+        assert sum(map(len, segments)) <= Limits().max_payload_bytes(raw_bits, len(segments))
 
 
 @FAST
 @given(tiles(), st.data())
 def test_entropy_prefix_gives_the_upper_planes(tile, data):
+    # Progressive coder: one segment per plane, any prefix of them decodes.
     symbols, planes = tile
-    segments = entropy.encode_tile(symbols, planes)
+    coder = entropy.PROGRESSIVE_CODER_ID
+    segments = entropy.encode_tile(symbols, planes, coder)
     m = data.draw(st.integers(0, planes))
-    assert np.array_equal(entropy.decode_tile(segments[:m], planes, symbols.shape), symbols >> (planes - m))
+    decoded = entropy.decode_tile(segments[:m], planes, symbols.shape, coder_id=coder)
+    assert np.array_equal(decoded, symbols >> (planes - m))
 
 
 @FAST
@@ -159,12 +168,14 @@ def test_entropy_prefix_gives_the_upper_planes(tile, data):
        st.integers(1, 16))
 def test_entropy_decoder_on_garbage(segments, planes, c, h, w):
     assume(len(segments) <= planes)
+    coder = entropy.CODER_ID if len(segments) <= 1 else entropy.PROGRESSIVE_CODER_ID  # coder 4: one segment
     try:
-        out = entropy.decode_tile(segments, planes, (c, h, w))
+        out = entropy.decode_tile(segments, planes, (c, h, w), coder_id=coder)
     except TinyCodecError:
         return
     assert out.shape == (c, h, w) and out.dtype == np.uint8
-    assert int(out.max(initial=0)) < 2 ** len(segments) or not segments
+    decoded_planes = sum(container.group_planes(coder, planes)[: len(segments)])
+    assert int(out.max(initial=0)) < 2**decoded_planes or not segments
 
 
 # --------------------------------------------------------------------------- container layer

@@ -60,6 +60,7 @@ class EncodeSettings:
     run: dict[str, str] = field(default_factory=dict)  # backend, device, precision
     quality: int | None = None  # set: the pyramid family at this quality (scale, planes, downscale unused)
     effort: str = "fast"
+    progressive: bool = False  # entropy coder 3: any prefix of the file decodes (codec.encode)
 
 
 @dataclass(frozen=True)
@@ -221,7 +222,8 @@ def encode_job(job: Job, settings: EncodeSettings) -> Outcome:
                                       source.metadata)
             else:
                 data = encode_planar(source.planar, settings.scale, settings.planes, metadata=source.metadata,
-                                     downscale=settings.downscale, refine=settings.refine, **settings.run)
+                                     downscale=settings.downscale, refine=settings.refine,
+                                     progressive=settings.progressive, **settings.run)
             write_atomic(job.dst, data, overwrite=settings.force)
             pixels = source.width * source.height
             return Outcome(job, None, job.src.stat().st_size, len(data), pixels, len(data), _notes(caught))

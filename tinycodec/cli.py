@@ -268,16 +268,22 @@ _JOBS_HELP = "Parallel workers: files in parallel with several inputs, tiles of 
                    "STEPS, default 100; seconds per image) or overfit (latents and synthesis network optimised for "
                    "the image, --refine STEPS, default 300; minutes per image on a CPU; the file carries the "
                    "network). Every effort decodes with any tinycodec that reads the pyramid family.")
+@click.option("--progressive", is_flag=True,
+              help="Write entropy coder 3 (one segment per bit-plane) so that any prefix of the file decodes "
+                   "(tcdec --partial) to the planes that arrived, like progressive JPEG. Default: coder 4 (coder 3 "
+                   "at scale 4 with 3 planes or fewer), faster to decode; a cut coder-4 file decodes only "
+                   "its whole tiles.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (no progress bar, no summary).")
 @click.version_option(__version__, "-V", "--version", prog_name="tcenc")
 @_backend_options("tcenc")
 @_user_errors("tcenc")
 def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, jobs: int, strip: bool,
-          force: bool, downscale: str, refine: int, quality: int | None, effort: str, quiet: bool, run: dict) -> None:
+          force: bool, downscale: str, refine: int, quality: int | None, effort: str, progressive: bool, quiet: bool,
+          run: dict) -> None:
     """Encode IMAGES (any format Pillow reads; folders: the images in them; '-' for stdin) to .tcz files."""
     ctx = click.get_current_context()
     if quality is not None:
-        given = [f"--{name}" for name in ("scale", "planes", "downscale")
+        given = [f"--{name}" for name in ("scale", "planes", "downscale", "progressive")
                  if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
         if given:
             raise TinyCodecError(f"{', '.join(given)} set TinyCompress options; -Q/--quality selects the pyramid family")
@@ -287,7 +293,7 @@ def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, 
         sources, problems = batch.expand_inputs(images, batch.image_suffixes())
         settings = batch.EncodeSettings(int(scale), planes, keep_metadata=not strip, force=force,
                                         downscale=int(downscale), refine=refine, run=run, quality=quality,
-                                        effort=effort)
+                                        effort=effort, progressive=progressive)
         jobs_list = batch.plan_jobs(sources, output, batch.TCZ_SUFFIX)
         _run_batch("tcenc", jobs_list, functools.partial(batch.encode_job, settings=settings), jobs, quiet, problems)
         return
@@ -301,7 +307,7 @@ def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, 
             data = encode_pyramid(source.planar, quality, effort, refine, source.metadata)
         else:
             data = encode_planar(source.planar, int(scale), planes, metadata=source.metadata, workers=jobs,
-                                 downscale=int(downscale), refine=refine, **run)
+                                 downscale=int(downscale), refine=refine, progressive=progressive, **run)
         elapsed = time.perf_counter() - start
     _write_output(output, data, force)
     if not quiet:
@@ -314,6 +320,7 @@ def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, 
             how = f"scale {scale}, {planes} planes"
             how += f", downscale {downscale}" if downscale != "1" else ""
             how += f", refined ({refine} steps)" if refine else ""
+            how += ", progressive" if progressive else ""
         _say(f"{image} -> {output}: {source.width}x{source.height} {source.mode}, {how}, "
              f"{len(data)} bytes, {bpp:.4f} bpp, {elapsed * 1000:.0f} ms")
 
@@ -332,7 +339,8 @@ def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, 
               help=f"Learned filter after decoding: {ENHANCE_HELP}. srunet and tinypssr-x2/x4 enlarge the image "
                    "(or restore the size of a --downscale file).")
 @click.option("--partial", is_flag=True, help="Decode a truncated file from what arrived whole: its bit-plane "
-              "segments (TinyCompress) or its coarse-to-fine latent grids (pyramid family).")
+              "segments (TinyCompress files written with tcenc --progressive; a default file only its whole "
+              "tiles) or its coarse-to-fine latent grids (pyramid family).")
 @click.option("--max-pixels", type=click.IntRange(min=0), default=DEFAULT_LIMITS.max_pixels, show_default=True,
               help="Refuse images with more pixels than this (0: no limit).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True, help=_JOBS_HELP)

@@ -99,7 +99,7 @@ def _downscale(planar: Planar, factor: int) -> Planar:
 def encode(image: Image.Image | np.ndarray, scale: int = DEFAULT_SCALE, planes: int = DEFAULT_PLANES,
            *, quality: int | None = None, effort: str = "fast", tile: int = DEFAULT_TILE, keep_metadata: bool = True,
            workers: int = 1, window: int | None = None, downscale: int = 1, refine: int = 0, backend: str = "auto",
-           device: str = "cpu", precision: str = "fp32") -> bytes:
+           device: str = "cpu", precision: str = "fp32", progressive: bool = False) -> bytes:
     """Encode an image to ``.tcz`` bytes.
 
     quality: 0..100 selects the pyramid family (:mod:`tinycodec.pyramid`, rate-distortion optimised;
@@ -133,6 +133,10 @@ def encode(image: Image.Image | np.ndarray, scale: int = DEFAULT_SCALE, planes: 
         backend ``auto`` (the fastest available), ``torch``, ``onnx`` or ``tensorrt``; device ``cpu``
         or ``cuda``; precision ``fp32``, ``fp16`` (cuda) or ``int8``. The file is valid for every
         decoder whatever runs it; another backend gives a slightly different (equally valid) file.
+    progressive: write entropy coder 3, one segment per bit-plane, so that any prefix of the file decodes
+        (``decode(..., partial=True)``) to the planes that arrived; otherwise coder 4 (``entropy.coder_for``:
+        coder 3 at scale 4 with 3 planes or fewer, where coder 4 does not pay), whose tiles are one segment
+        each: faster to decode, and a cut file decodes only its whole tiles.
 
     Raises TinyCodecError for images the codec cannot take (BackendError for a backend that is not
     available here), ValueError for bad arguments.
@@ -142,13 +146,13 @@ def encode(image: Image.Image | np.ndarray, scale: int = DEFAULT_SCALE, planes: 
         return encode_pyramid(to_planar(image), quality, effort, refine, metadata)
     return encode_planar(to_planar(image), scale, planes, metadata=metadata, tile=tile, workers=workers,
                          window=window, downscale=downscale, refine=refine, backend=backend, device=device,
-                         precision=precision)
+                         precision=precision, progressive=progressive)
 
 
 def encode_planar(planar: Planar, scale: int = DEFAULT_SCALE, planes: int = DEFAULT_PLANES, *,
                   metadata: Metadata = Metadata(), tile: int = DEFAULT_TILE, workers: int = 1,
                   window: int | None = None, downscale: int = 1, refine: int = 0, backend: str = "auto",
-                  device: str = "cpu", precision: str = "fp32") -> bytes:
+                  device: str = "cpu", precision: str = "fp32", progressive: bool = False) -> bytes:
     """:func:`encode` for an image already brought to :class:`Planar` form.
 
     Lets a caller drop its PIL image before the networks run (a 100-megapixel
@@ -189,7 +193,8 @@ def encode_planar(planar: Planar, scale: int = DEFAULT_SCALE, planes: int = DEFA
 
     header = Header(
         width=width, height=height, color_channels=1 if planar.grey else 3,
-        has_alpha=planar.alpha is not None, depth=depth, planes=planes, coder_id=entropy.CODER_ID,
+        has_alpha=planar.alpha is not None, depth=depth, planes=planes,
+        coder_id=entropy.coder_for(scale, planes, progressive),
         tile=tile, lo=tuple(float(v) for v in lo), hi=tuple(float(v) for v in hi),
         model=entry.model, weights_id=entry.short_id, extensions=extensions,
     )
@@ -203,8 +208,8 @@ def encode_planar(planar: Planar, scale: int = DEFAULT_SCALE, planes: int = DEFA
     tiles_segments = parallel.map_in_order(entropy.encode_tile, jobs, workers)
     n_tiles = len(tiles_segments) // (2 if planar.alpha is not None else 1)
     colour, alpha = tiles_segments[:n_tiles], tiles_segments[n_tiles:]
-    groups = [[segments[plane] for segments in colour] for plane in range(planes)]
-    groups += [[segments[plane] for segments in alpha] for plane in range(ALPHA_PLANES if alpha else 0)]
+    groups = [[segments[g] for segments in colour] for g in range(len(header.colour_groups))]
+    groups += [[segments[g] for segments in alpha] for g in range(len(header.alpha_groups))]
     return container.pack(header, groups)
 
 
@@ -287,11 +292,11 @@ def _family(data: bytes) -> str:
     return families.identify(bytes(data[:12]))
 
 
-def _planes_per_tile(unpacked: container.Decoded, first_group: int, n_groups: int, n_tiles: int) -> list[int]:
-    """How many planes of the groups [first_group, first_group + n_groups) each tile has.
+def _groups_per_tile(unpacked: container.Decoded, first_group: int, n_groups: int, n_tiles: int) -> list[int]:
+    """How many of the groups [first_group, first_group + n_groups) each tile has.
 
     Complete groups count for every tile; of the group that was cut, the
-    tiles whose segment arrived whole get one plane more.
+    tiles whose segment arrived whole get one group more.
     """
     complete = min(max(len(unpacked.groups) - first_group, 0), n_groups)
     cut_here = len(unpacked.groups) == first_group + complete and complete < n_groups
@@ -299,10 +304,10 @@ def _planes_per_tile(unpacked: container.Decoded, first_group: int, n_groups: in
     return [complete + (1 if t < arrived else 0) for t in range(n_tiles)]
 
 
-def _segments_of_tile(unpacked: container.Decoded, first_group: int, tile: int, planes: int) -> list[bytes]:
-    groups = unpacked.groups
-    return [groups[g][tile] if g < len(groups) else unpacked.next_group[tile]
-            for g in range(first_group, first_group + planes)]
+def _segments_of_tile(unpacked: container.Decoded, first_group: int, tile: int, groups: int) -> list[bytes]:
+    whole = unpacked.groups
+    return [whole[g][tile] if g < len(whole) else unpacked.next_group[tile]
+            for g in range(first_group, first_group + groups)]
 
 
 def decode_with_info(data: bytes, *, partial: bool = False, max_pixels: int | None = None,
@@ -380,13 +385,19 @@ def _decode_unpacked(unpacked: container.Decoded, entry: WeightsEntry, deadline:
     scale, depth = header.scale, header.depth
     tiles = _tile_slices(header)
 
-    colour_planes = _planes_per_tile(unpacked, 0, header.planes, len(tiles))
+    sizes = header.colour_groups
+    colour_groups = _groups_per_tile(unpacked, 0, len(sizes), len(tiles))
+    colour_planes = [sum(sizes[:g]) for g in colour_groups]
     if max(colour_planes) == 0:
+        if len(sizes) == 1 and header.planes > 1:
+            raise TinyCodecError(f"truncated .tcz file: no tile arrived whole (entropy coder {header.coder_id} "
+                                 "holds all planes of a tile in one segment; files written with tcenc "
+                                 "--progressive decode plane by plane)")
         raise TinyCodecError("truncated .tcz file: not even the first bit-plane arrived")
     lh, lw = header.latent_size
-    jobs = [(_segments_of_tile(unpacked, 0, t, m), header.planes, (3, *_extent(rows, cols, lh, lw)), deadline.check,
+    jobs = [(_segments_of_tile(unpacked, 0, t, g), header.planes, (3, *_extent(rows, cols, lh, lw)), deadline.check,
              header.coder_id)
-            for t, ((rows, cols), m) in enumerate(zip(tiles, colour_planes))]
+            for t, ((rows, cols), g) in enumerate(zip(tiles, colour_groups))]
     alpha_tiles, alpha_planes, alpha_jobs = _alpha_jobs(unpacked, deadline)
     # Colour and alpha tiles in one go: with workers > 1 that is one process pool, not two.
     decoded = parallel.map_in_order(entropy.decode_tile, jobs + alpha_jobs, workers)
@@ -436,10 +447,12 @@ def _alpha_jobs(unpacked: container.Decoded, deadline: Deadline) -> tuple[list, 
     if not header.has_alpha:
         return [], [], []
     tiles = _tile_slices(header, 1 << header.depth)
-    planes = _planes_per_tile(unpacked, header.planes, ALPHA_PLANES, len(tiles))
-    jobs = [(_segments_of_tile(unpacked, header.planes, t, m), ALPHA_PLANES,
+    first, sizes = len(header.colour_groups), header.alpha_groups
+    groups = _groups_per_tile(unpacked, first, len(sizes), len(tiles))
+    planes = [sum(sizes[:g]) for g in groups]
+    jobs = [(_segments_of_tile(unpacked, first, t, g), ALPHA_PLANES,
              (1, *_extent(rows, cols, header.height, header.width)), deadline.check, header.coder_id)
-            for t, ((rows, cols), m) in enumerate(zip(tiles, planes)) if m]
+            for t, ((rows, cols), g) in enumerate(zip(tiles, groups)) if g]
     return tiles, planes, jobs
 
 

@@ -33,6 +33,13 @@ DOWNSCALE_FACTORS = (2, 4)
 MAX_LATENT = 1e30  # |lo|, |hi| bound: keeps hi - lo finite in float32
 MODEL_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._-")  # format_spec.md; as the pyramid family's
 SEGMENT_WORD = 4  # every coder writes 32-bit words: every segment length is a multiple of 4
+WHOLE_SYMBOL_CODERS = (4,)  # coders whose tile is one segment holding every kept plane (format_spec.md)
+
+
+def group_planes(coder_id: int, planes: int) -> tuple[int, ...]:
+    """The planes each segment group of a channel set holds, most significant first: one group per plane
+    (progressive) for coders 1-3, one group for all of them for coder 4."""
+    return (planes,) if coder_id in WHOLE_SYMBOL_CODERS else (1,) * planes
 
 _FIXED = struct.Struct("<8sBBHIIBBBBH3f3f")  # up to and including hi[3]
 _U32 = struct.Struct("<I")
@@ -81,8 +88,17 @@ class Header:
         return -(-lh // self.tile), -(-lw // self.tile)
 
     @property
+    def colour_groups(self) -> tuple[int, ...]:
+        """Planes per colour group (group_planes)."""
+        return group_planes(self.coder_id, self.planes)
+
+    @property
+    def alpha_groups(self) -> tuple[int, ...]:
+        return group_planes(self.coder_id, ALPHA_PLANES) if self.has_alpha else ()
+
+    @property
     def n_groups(self) -> int:
-        return self.planes + (ALPHA_PLANES if self.has_alpha else 0)
+        return len(self.colour_groups) + len(self.alpha_groups)
 
     @property
     def raw_bits(self) -> int:
@@ -330,8 +346,9 @@ def read_header(data: bytes, *, limits: Limits = DEFAULT_LIMITS,
 
 
 def tile_decisions(header: Header, group: int) -> list[int]:
-    """Binary decisions each tile's segment of ``group`` codes: channels x tile height x width."""
-    if group < header.planes:  # colour planes: 3 latent channels (grey too), tiles of the latent
+    """Elements each tile's segment of ``group`` codes: channels x tile height x width (coders 1-3: one
+    binary decision each; coder 4: one symbol of the group's planes each)."""
+    if group < len(header.colour_groups):  # colour: 3 latent channels (grey too), tiles of the latent
         channels, (height, width), side = 3, header.latent_size, header.tile
     else:  # alpha planes: one channel, the same grid in pixels
         channels, (height, width), side = 1, (header.height, header.width), header.tile << header.depth

@@ -29,7 +29,8 @@ they grow large so the model follows changing image content. Everything that dec
 integer arithmetic plus exactly rounded float64 operations, so every machine and
 every inference backend produces the same bitstream.
 
-Every coder shares this walk; the file header names the one that wrote it
+Coder 4 (the encoder's default, ``tinycodec/coder4.py``) codes each element's kept planes as one symbol
+instead, one segment per tile, with this module's walk of three polyphase levels. Coders 1-3 share this walk; the file header names the one that wrote it
 (``CODERS``). Coder 2 differs from coder 1 in two
 ways, both for small tiles and low rates, where 1,980 contexts per plane
 learn too slowly:
@@ -44,7 +45,7 @@ learn too slowly:
   scale-64/256 latent are nearly random, and an adaptive coder that learnt
   skewed statistics on the planes above spends more than one bit per bit on them.
 
-Coder 3, which the encoder writes, is coder 2 with three polyphase levels: the
+Coder 3, which ``tcenc --progressive`` writes, is coder 2 with three polyphase levels: the
 first pass, a quarter of the plane coded with no neighbour known on its own
 plane, becomes 1/64 of it, the rest coded from neighbours 4, 2 and 1 away. Its
 chunk sizes carry over from pass to pass within a channel's plane, so that its ten
@@ -182,8 +183,25 @@ class Coder:
 # of its 10 passes made decoding 1.4-2x slower than coder 2; carried over, 2.5-3.6x fewer chunks for
 # 0.4-0.9% more bits (same latents), and about coder 2's speed (Kodak latents, coder alone: 1.06-1.08x).
 CODERS = {1: Coder(1, backoff=False, raw_planes=False), 2: Coder(2, backoff=True, raw_planes=True),
-          3: Coder(3, backoff=True, raw_planes=True, levels=3, carry_chunks=True)}
-CODER_ID = 3  # what the encoder writes
+          3: Coder(3, backoff=True, raw_planes=True, levels=3, carry_chunks=True),
+          4: Coder(4, backoff=False, raw_planes=True, levels=3)}  # whole symbols: tinycodec/coder4.py
+CODER_ID = 4  # what the encoder writes
+WHOLE_SYMBOL_CODER_ID = 4  # tinycodec/coder4.py (its CODER_ID)
+PROGRESSIVE_CODER_ID = 3  # what it writes when asked for a file that decodes plane by plane (tcenc --progressive)
+# Scale levels and plane counts where coder 4's Laplace tables fit the few-valued symbols worse than coder 3's
+# binary contexts (TC-4 latents at 3 planes: 3.7% more bytes on validation images, 2 planes: 4.3%); there the
+# encoder writes coder 3, which is also no slower at so few planes.
+FEW_PLANES = {4: 3}
+
+
+def coder_for(scale: int, planes: int, progressive: bool = False) -> int:
+    """The coder the encoder writes at this operating point: :data:`CODER_ID`, or coder 3 for progressive
+    files and, while the default is coder 4, where coder 4 does not pay (:data:`FEW_PLANES`)."""
+    if progressive:
+        return PROGRESSIVE_CODER_ID
+    if CODER_ID == WHOLE_SYMBOL_CODER_ID and planes <= FEW_PLANES.get(scale, 0):
+        return PROGRESSIVE_CODER_ID
+    return CODER_ID
 
 _MODEL = constriction.stream.model.Categorical(perfect=False)
 
@@ -386,6 +404,10 @@ class _PlaneCoderState:
 
 def min_segment_bytes(coder_id: int, decisions: int) -> int:
     """The payload floor of coder ``coder_id`` (4, a word, for a coder this tinycodec does not know)."""
+    if coder_id == WHOLE_SYMBOL_CODER_ID:
+        from . import coder4  # here, not at the top: coder4 imports the pyramid package, which imports container
+
+        return coder4.min_segment_bytes(decisions)
     return CODERS[coder_id].min_segment_bytes(decisions) if coder_id in CODERS else 4
 
 
@@ -461,10 +483,16 @@ def _coder(coder_id: int) -> Coder:
     return CODERS[coder_id]
 
 
-def encode_tile(symbols: np.ndarray, planes: int, coder_id: int = CODER_ID) -> list[bytes]:
-    """Code a ``(C, H, W)`` uint8 array of values < 2**planes; one segment per plane, MSB first."""
+def encode_tile(symbols: np.ndarray, planes: int, coder_id: int | None = None) -> list[bytes]:
+    """Code a ``(C, H, W)`` uint8 array of values < 2**planes; one segment per plane, MSB first (coder 4: one
+    segment). ``coder_id`` None: :data:`CODER_ID` as it is at the call."""
     if symbols.ndim != 3 or symbols.dtype != np.uint8:
         raise ValueError("symbols must be a (C, H, W) uint8 array")
+    coder_id = CODER_ID if coder_id is None else coder_id
+    if _coder(coder_id).coder_id == WHOLE_SYMBOL_CODER_ID:
+        from . import coder4
+
+        return coder4.encode_tile(symbols, planes)
     full = symbols.astype(np.int32) << (BITS - planes)
     state = _PlaneCoderState(symbols.shape, _coder(coder_id))
     raw_length = _raw_length(symbols.shape)
@@ -493,7 +521,7 @@ def encode_tile(symbols: np.ndarray, planes: int, coder_id: int = CODER_ID) -> l
 
 
 def decode_tile(segments: Sequence[bytes], planes: int, shape: tuple[int, int, int],
-                checkpoint: Callable[[], None] | None = None, coder_id: int = CODER_ID) -> np.ndarray:
+                checkpoint: Callable[[], None] | None = None, coder_id: int | None = None) -> np.ndarray:
     """Inverse of :func:`encode_tile` for the first ``len(segments)`` planes.
 
     Returns uint8 values of the decoded planes only: ``symbols >> (planes - len(segments))``.
@@ -507,6 +535,16 @@ def decode_tile(segments: Sequence[bytes], planes: int, shape: tuple[int, int, i
         raise ValueError(f"{len(segments)} segments for {planes} planes")
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"tile shape must be (C, H, W) with each >= 1, not {shape}")
+    coder_id = CODER_ID if coder_id is None else coder_id
+    if _coder(coder_id).coder_id == WHOLE_SYMBOL_CODER_ID:
+        from . import coder4
+
+        if len(segments) > 1:
+            raise ValueError(f"{len(segments)} segments for one coder-4 tile")
+        for segment in segments:
+            if len(segment) % 4:
+                raise TinyCodecError("corrupt .tcz payload: segment length is not a multiple of 4")
+        return coder4.decode_tile(segments, planes, shape, checkpoint)
     state = _PlaneCoderState(shape, _coder(coder_id))
     raw_length = _raw_length(shape)
     for plane, segment in zip(range(BITS - 1, -1, -1), segments):

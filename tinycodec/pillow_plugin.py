@@ -7,11 +7,14 @@ Registered by ``import tinycodec``. A thin layer over the Python API:
   decoded; the pixels are decoded on ``load()`` (or anything that needs them);
 * ``verify()`` checks structure and every checksum without decoding;
 * with ``ImageFile.LOAD_TRUNCATED_IMAGES = True`` a truncated file decodes
-  progressively (the bit-planes that arrived), as Pillow does for other formats;
-* saving takes ``scale`` (4, 16, 64, 256) and ``planes`` (1..8) for
-  TinyCompress, or ``quality`` (0..100, and ``effort``, ``refine``) for the
-  pyramid family, and ``icc_profile`` / ``exif`` like Pillow's other savers
-  (by default the image's own).
+  progressively, as Pillow does for other formats: the bit-planes that arrived
+  of a TinyCompress file saved with ``progressive=True`` (entropy coder 3), the
+  tiles that arrived whole of a default (coder 4) file;
+* saving takes ``scale`` (4, 16, 64, 256), ``planes`` (1..8) and ``progressive``
+  (as for JPEG: a file whose every prefix decodes) for TinyCompress, or
+  ``quality`` (0..100, and ``effort``, ``refine``) for the pyramid family, and
+  ``icc_profile`` / ``exif`` like Pillow's other savers (by default the image's
+  own).
 
 Data errors surface as Pillow's do: ``OSError`` when loading or saving,
 ``SyntaxError`` from ``verify()``.
@@ -132,7 +135,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
             data = codec.encode_planar(
                 to_planar(im), int(options.get("scale", codec.DEFAULT_SCALE)),
                 int(options.get("planes", codec.DEFAULT_PLANES)), metadata=Metadata(icc or None, orientation),
-                refine=int(options.get("refine", 0)),
+                refine=int(options.get("refine", 0)), progressive=bool(options.get("progressive", False)),
             )
     except TinyCodecError as exc:
         raise OSError(str(exc)) from None

@@ -265,6 +265,15 @@ class PyramidCodec(Codec):
     def label(self, setting: Setting) -> str:
         return f"Q{setting:g}"
 
+    def unavailable(self) -> str | None:
+        # The family's weights land with its first trained model; until then an install has none.
+        from .pyramid.weights import MODEL
+        from .zoo import registry
+
+        if MODEL not in registry():
+            return f"no pyramid-family weights installed (model '{MODEL}' is not in the weights registry)"
+        return None
+
     def refine_steps(self) -> int:
         return 0
 

@@ -15,11 +15,17 @@ networks alone (the same windows the codec runs, float latent in, uint8 out),
 so that the rest of a row's time, quantising, entropy coding and the container,
 can be read off. The seed's CPU table times "encoding and decoding only", which reads as
 these network times.
+
+Last, the two decode ratios of issue 30, from the same run: the whole decode at TC-16, 8 planes,
+against Pillow's decode of a JPEG of the same image at the quality whose size is nearest the .tcz
+file's (median ms over the images, each JPEG decoded DECODE_REPEATS times, its median taken), and the
+whole decode at TC-4, 8 planes, against the decoder network alone.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import platform
 import statistics
 import sys
@@ -38,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tinycodec  # noqa: E402
 from _data import cpu_info, describe_cpu, write_report  # noqa: E402
 from tinycodec.rd import list_images, load_rgb, ms_ssim_rgb, psnr, psnr_y  # noqa: E402  (as `tinycodec rd`)
-from tinycodec import tiling  # noqa: E402
+from tinycodec import entropy, tiling  # noqa: E402
 from tinycodec.container import read_header  # noqa: E402
 from tinycodec.models import SCALE_DEPTHS  # noqa: E402
 from tinycodec.zoo import current_entry, model_name  # noqa: E402
@@ -79,6 +85,63 @@ def network_ms(images: list[np.ndarray], scale: int) -> tuple[float, float]:
         encode_ms.append((t1 - t0) * 1000)
         decode_ms.append((t2 - t1) * 1000)
     return statistics.median(encode_ms), statistics.median(decode_ms)
+
+
+DECODE_REPEATS = 5
+
+
+def jpeg_like(rgb: np.ndarray, size: int) -> bytes:
+    """Pillow's JPEG of ``rgb`` (default 4:2:0) at the quality 1..95 whose byte size is nearest ``size``."""
+    def encode(quality: int) -> bytes:
+        out = io.BytesIO()
+        Image.fromarray(rgb).save(out, format="JPEG", quality=quality)
+        return out.getvalue()
+
+    lo, hi = 1, 95  # sizes grow with quality: bisect for the first quality at or above the target
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (mid + 1, hi) if len(encode(mid)) < size else (lo, mid)
+    candidates = [encode(q) for q in {max(lo - 1, 1), lo}]
+    return min(candidates, key=lambda data: abs(len(data) - size))
+
+
+def jpeg_decode_ms(data: bytes) -> float:
+    """Median ms of Pillow decoding ``data`` to an array, as the benchmark times tinycodec.decode."""
+    times = []
+    for _ in range(DECODE_REPEATS):
+        t0 = time.perf_counter()
+        np.asarray(Image.open(io.BytesIO(data)))  # the JPEG is RGB: decoded as is
+        times.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(times)
+
+
+def decode_ratios(rows: list[dict], networks: list[dict], images: list[np.ndarray]) -> dict:
+    """Issue 30's ratios: TC-16 (8 planes) whole decode / JPEG decode, TC-4 (8 planes) decode / networks alone."""
+    out = {}
+    by_point = {(r["scale"], r["planes"]): r for r in rows}
+    tc16 = by_point.get((16, 8))
+    if tc16 is not None:
+        jpeg_ms, jpeg_bytes = [], []
+        for per, rgb in zip(tc16["images"], images):
+            data = jpeg_like(rgb, per["bytes"])
+            jpeg_bytes.append(len(data))
+            jpeg_ms.append(jpeg_decode_ms(data))
+        decode_ms = statistics.median(p["decode_ms"] for p in tc16["images"])
+        out["tc16_vs_jpeg"] = {
+            "tcz_decode_ms": decode_ms, "jpeg_decode_ms": statistics.median(jpeg_ms),
+            "ratio": decode_ms / statistics.median(jpeg_ms),
+            "tcz_bytes_mean": float(np.mean([p["bytes"] for p in tc16["images"]])),
+            "jpeg_bytes_mean": float(np.mean(jpeg_bytes)), "jpeg_ms": jpeg_ms}
+        print(f"TC-16, 8 planes: decode {decode_ms:.1f} ms, Pillow JPEG of about the same size "
+              f"({out['tc16_vs_jpeg']['jpeg_bytes_mean']:.0f} vs {out['tc16_vs_jpeg']['tcz_bytes_mean']:.0f} bytes, "
+              f"mean) {statistics.median(jpeg_ms):.2f} ms: {out['tc16_vs_jpeg']['ratio']:.1f}x")
+    tc4, net4 = by_point.get((4, 8)), next((n for n in networks if n["scale"] == 4), None)
+    if tc4 is not None and net4 is not None:
+        out["tc4_vs_networks"] = {"tcz_decode_ms": tc4["decode_ms"], "network_decode_ms": net4["decode_ms"],
+                                  "ratio": tc4["decode_ms"] / net4["decode_ms"]}
+        print(f"TC-4, 8 planes: decode {tc4['decode_ms']:.1f} ms, decoder network alone {net4['decode_ms']:.1f} ms: "
+              f"{out['tc4_vs_networks']['ratio']:.2f}x")
+    return out
 
 
 def print_bicubic_baseline(images: list[np.ndarray], scales: list[int]) -> None:
@@ -138,6 +201,7 @@ def main() -> None:
                 payload_bits = 8 * (len(data) - header_len)
                 per_image.append({
                     "image": path.name,
+                    "bytes": len(data),
                     "bpp": 8 * len(data) / (ref.shape[0] * ref.shape[1]),
                     "coder_saving": 1 - payload_bits / raw_bits,
                     "psnr_rgb": psnr(ref, out),
@@ -161,10 +225,11 @@ def main() -> None:
     print("networks alone, median ms per image (the rest of a row's time: quantising, entropy coding, container):")
     for net in networks:
         print(f"{net['scale']:>5}   encoder {net['encode_ms']:>6.1f}   decoder {net['decode_ms']:>6.1f}")
+    ratios = decode_ratios(rows, networks, images)
     if args.json:
         meta = {"data": str(args.data), "images": len(images), "torch": torch.__version__,
-                "threads": torch.get_num_threads(), "tinycodec": tinycodec.__version__, "machine": platform.machine(), "cpu": cpu}
-        write_report(args.json, {"meta": meta, "results": rows, "networks": networks})
+                "threads": torch.get_num_threads(), "tinycodec": tinycodec.__version__, "coder": entropy.CODER_ID, "machine": platform.machine(), "cpu": cpu}
+        write_report(args.json, {"meta": meta, "results": rows, "networks": networks, "decode_ratios": ratios})
 
 
 if __name__ == "__main__":

@@ -99,7 +99,7 @@ def main() -> None:
     images = list_images(args.data_dir, args.limit)
     for path in images:
         rgb = load_rgb(path)
-        data = tinycodec.encode(rgb, scale=args.scale, planes=args.planes)
+        data = tinycodec.encode(rgb, scale=args.scale, planes=args.planes, progressive=True)
         plane_fractions.append([end / len(data) for end in group_ends(data)])
         jpeg = None if args.no_jpeg else progressive_jpeg(rgb, len(data))
         record = {"image": path.name, "tcz_bytes": len(data), "jpeg_bytes": len(jpeg) if jpeg else None, "cuts": []}

@@ -47,8 +47,9 @@ def latent_symbols(data: bytes) -> np.ndarray:
     for index in range(rows * cols):
         r, c = divmod(index, cols)
         view = out[:, r * t : (r + 1) * t, c * t : (c + 1) * t]
-        view[...] = entropy.decode_tile([g[index] for g in unpacked.groups[: header.planes]], header.planes,
-                                        view.shape)
+        # The colour groups (one per plane for coders 1-3, one for all planes for coder 4), not alpha's.
+        segments = [g[index] for g in unpacked.groups[: len(header.colour_groups)]]
+        view[...] = entropy.decode_tile(segments, header.planes, view.shape, coder_id=header.coder_id)
     return out
 
 

@@ -2,8 +2,9 @@
 
     python tools/compare_coders.py ../shared/data/kodak --json docs/results/coders_kodak.json
 
-Encodes every image at every scale level with 8 and 5 planes once per coder (the encoder writes
-``entropy.CODER_ID``; this tool sets it) and prints mean bpp per coder. The coders are lossless and
+Encodes every image at every scale level with 8 and 5 planes (--planes) once per coder (the encoder writes
+``entropy.coder_for``: coder 4, or coder 3 where coder 4 does not pay; this tool sets ``entropy.CODER_ID``
+and measures every coder at every point) and prints mean bpp per coder. The coders are lossless and
 see the same symbols, so the decoded images are identical; only the bytes differ.
 """
 
@@ -28,6 +29,8 @@ def main() -> None:
     images = [load_rgb(p) for p in image_paths(args.data)]
     pixels = sum(im.shape[0] * im.shape[1] for im in images)
     written_by_default = entropy.CODER_ID
+    few_planes = entropy.FEW_PLANES
+    entropy.FEW_PLANES = {}  # each coder at every operating point, also where the encoder would pick coder 3
     results = []
     try:
         for scale in (4, 16, 64, 256):
@@ -38,11 +41,21 @@ def main() -> None:
                     size = sum(len(tinycodec.encode(im, scale=scale, planes=planes)) for im in images)
                     row[f"bpp_coder{coder}"] = 8 * size / pixels
                 row["change_vs_coder1"] = row[f"bpp_coder{written_by_default}"] / row["bpp_coder1"] - 1
+                # The default coder against the progressive one (tcenc --progressive), the bound of issue 30.
+                progressive = entropy.PROGRESSIVE_CODER_ID
+                row[f"change_vs_coder{progressive}"] = (row[f"bpp_coder{written_by_default}"]
+                                                        / row[f"bpp_coder{progressive}"] - 1)
+                # What the encoder writes by default at this point (entropy.coder_for).
+                entropy.CODER_ID, entropy.FEW_PLANES = written_by_default, few_planes
+                row["default_coder"] = entropy.coder_for(scale, planes)
+                entropy.FEW_PLANES = {}
                 results.append(row)
                 line = "  ".join(f"coder {c} {row[f'bpp_coder{c}']:.4f}" for c in sorted(entropy.CODERS))
-                print(f"scale {scale:3d} planes {planes}: {line} bpp ({100 * row['change_vs_coder1']:+.2f}%)", flush=True)
+                print(f"scale {scale:3d} planes {planes}: {line} bpp (coder {written_by_default}: "
+                      f"{100 * row['change_vs_coder1']:+.2f}% vs coder 1, "
+                      f"{100 * row[f'change_vs_coder{progressive}']:+.2f}% vs coder {progressive})", flush=True)
     finally:
-        entropy.CODER_ID = written_by_default
+        entropy.CODER_ID, entropy.FEW_PLANES = written_by_default, few_planes
     if args.json:
         meta = {"command": " ".join(["python", *sys.argv]), "images": len(images), "default_coder": written_by_default}
         write_report(args.json, {"meta": meta, "results": results})

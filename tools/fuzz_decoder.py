@@ -8,7 +8,7 @@
 
 The mutation fuzzer starts from valid files of every scale x planes x mode
 (L, LA, RGB, RGBA; 8x8 to 48x40 pixels; some with 8-element tiles so that
-files have several tiles) and mutates them at two levels:
+files have several tiles; entropy coders 4 and 3, the default and the progressive one, alternating) and mutates them at two levels:
 
 * structure-aware, on the parsed fields (:class:`RawTcz`): extreme field
   values, inflated widths / heights / tiles / segment and payload lengths,
@@ -227,7 +227,7 @@ def seed_corpus(kind: str = "full", rng_seed: int = 0) -> list[Seed]:
     plus 4 files with every kind of header extension record.
 
     Sizes cycle through 8x8 .. 48x40; a quarter of the files use 8-element tiles,
-    which gives the scale-4 files several tiles.
+    which gives the scale-4 files several tiles. Every other file is progressive (coder 3), the rest coder 4.
     """
     rng = np.random.default_rng(rng_seed)
     seeds = []
@@ -242,8 +242,9 @@ def seed_corpus(kind: str = "full", rng_seed: int = 0) -> list[Seed]:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     data = tinycodec.encode(_seed_image(width, height, mode, rng), scale=scale, planes=planes,
-                                            tile=tile)
-                seeds.append(Seed(f"s{scale}-p{planes}-{mode}-{width}x{height}-t{tile}", data))
+                                            tile=tile, progressive=i % 2 == 0)
+                seeds.append(Seed(f"s{scale}-p{planes}-{mode}-{width}x{height}-t{tile}-c{'3' if i % 2 == 0 else '4'}",
+                                  data))
     seeds += _extension_seeds(rng)
     return seeds
 
@@ -581,8 +582,8 @@ class Fuzzer:
         for seed in self.seeds:
             unpacked = container.unpack(seed.data)
             h = unpacked.header
-            colour = unpacked.groups[: h.planes]
-            alpha = unpacked.groups[h.planes :]
+            colour = unpacked.groups[: len(h.colour_groups)]
+            alpha = unpacked.groups[len(h.colour_groups) :]
             lh, lw = h.latent_size
             for index, (rows, cols) in enumerate(_tile_slices(h)):
                 shape = (3, len(range(lh)[rows]), len(range(lw)[cols]))
@@ -701,6 +702,8 @@ class Fuzzer:
             target = "entropy"
             segments, planes, shape = self.make_tile()
             coder = rng.choice(sorted(entropy.CODERS))  # every coder a file may name
+            if coder in container.WHOLE_SYMBOL_CODERS:
+                segments = segments[:1]  # such a coder's tile is one segment (a file cannot give it more)
 
             def call():
                 entropy.decode_tile(segments, planes, shape, None, coder)

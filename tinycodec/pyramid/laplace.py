@@ -8,7 +8,9 @@ shifts only: every machine builds the same tables, so encoder and decoder agree 
 any platform's ``exp``.
 
 Within one polyphase pass every symbol's table is known before the pass is coded, so the pass is coded as one
-constriction call per table that occurs (stable order by table index), not one call per element.
+constriction call per table that occurs (stable order by table index), not one call per element
+(:func:`encode_grouped` / :func:`decode_grouped`, shared with TinyCompress's entropy coder 4, which builds the
+same tables over a wider alphabet, ``limit`` 255).
 """
 
 from __future__ import annotations
@@ -41,19 +43,23 @@ def table_constants() -> dict[str, np.ndarray]:
     return {"entropy.rho": rho, "entropy.upper": upper, "entropy.lower": lower}
 
 
-def build_tables(rho: np.ndarray, upper: np.ndarray, lower: np.ndarray) -> np.ndarray:
-    """(N_TABLES, ALPHABET) int64 masses; table index = scale_bin * MEAN_UNITS + frac_bin, symbol = r + 2L."""
+def build_tables(rho: np.ndarray, upper: np.ndarray, lower: np.ndarray, limit: int = RESIDUAL_LIMIT) -> np.ndarray:
+    """(N_TABLES, 2 limit + 1) int64 masses; table index = scale_bin * MEAN_UNITS + frac_bin, symbol = r + limit.
+
+    The pyramid family codes residuals within +-RESIDUAL_LIMIT (the default); masses do not depend on ``limit``
+    except through the cap on the largest one, which is taken against the whole table's other masses.
+    """
     rho = rho.astype(np.int64)[:, None]  # (S, 1)
-    powers = np.empty((SCALE_BINS, RESIDUAL_LIMIT), dtype=np.int64)  # rho^k, k = 0 .. 2L-1, Q30
+    powers = np.empty((SCALE_BINS, limit), dtype=np.int64)  # rho^k, k = 0 .. limit-1, Q30
     powers[:, 0] = ONE
-    for k in range(1, RESIDUAL_LIMIT):
+    for k in range(1, limit):
         powers[:, k] = (powers[:, k - 1] * rho[:, 0]) >> 30
     step = ONE - rho  # 1 - rho, Q30
     # P(r) for r >= 1: upper/2 * rho^(r-1) * (1 - rho); r <= -1: lower/2 * rho^(|r|-1) * (1 - rho).
     up = ((upper[:, :, None] * powers[:, None, :]) >> 30) * step[:, :, None] >> 31
     down = ((lower[:, :, None] * powers[:, None, :]) >> 30) * step[:, :, None] >> 31
     centre = ONE - (upper >> 1) - (lower >> 1)
-    tables = np.concatenate([down[:, :, ::-1], centre[:, :, None], up], axis=2).reshape(N_TABLES, ALPHABET)
+    tables = np.concatenate([down[:, :, ::-1], centre[:, :, None], up], axis=2).reshape(N_TABLES, 2 * limit + 1)
     tables = np.maximum(tables, 1)
     # Cap the largest mass so that it is at most (1 - 2^-GAP) of the total.
     peak = tables.max(axis=1)
@@ -62,6 +68,41 @@ def build_tables(rho: np.ndarray, upper: np.ndarray, lower: np.ndarray) -> np.nd
     where = np.argmax(tables, axis=1)
     tables[np.arange(N_TABLES), where] = np.minimum(peak, cap)
     return tables
+
+
+def categorical(masses: np.ndarray):
+    """constriction's lazy categorical model of integer masses (float64 division: exactly rounded everywhere)."""
+    probs = masses.astype(np.float64)
+    return constriction.stream.model.Categorical(probs / probs.sum(), perfect=False)
+
+
+def _groups(keys: np.ndarray) -> tuple[np.ndarray, list[int], list[int], list[int]]:
+    """Stable order by key, and each distinct key with the [start, end) of its run in that order."""
+    order = np.argsort(keys, kind="stable")
+    ordered = keys[order]
+    # Runs of equal keys in the sorted keys (np.unique would sort them again).
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1]))) if len(ordered) else ordered[:0]
+    ends = np.append(starts[1:], len(order))
+    return order, ordered[starts].tolist(), starts.tolist(), ends.tolist()
+
+
+def encode_grouped(encoder, symbols: np.ndarray, keys: np.ndarray, model) -> int:
+    """Code ``symbols`` (int32 alphabet indices) with one constriction call per distinct key, keys in increasing
+    order, symbols of one key in their given order; ``model(key)`` gives the key's model. Returns the calls made."""
+    order, ts, starts, ends = _groups(keys)
+    ordered = symbols[order]
+    for t, s, e in zip(ts, starts, ends):
+        encoder.encode(ordered[s:e], model(t))
+    return len(ts)
+
+
+def decode_grouped(decoder, keys: np.ndarray, model) -> np.ndarray:
+    """Inverse of :func:`encode_grouped`: the alphabet indices (int32) in the order of ``keys``."""
+    order, ts, starts, ends = _groups(keys)
+    out = np.empty(len(keys), dtype=np.int32)
+    for t, s, e in zip(ts, starts, ends):
+        out[order[s:e]] = decoder.decode(model(t), e - s)
+    return out
 
 
 class TableCoder:
@@ -75,9 +116,7 @@ class TableCoder:
     def model(self, t: int):
         m = self._models.get(t)
         if m is None:
-            probs = self.tables[t].astype(np.float64)
-            m = constriction.stream.model.Categorical(probs / probs.sum(), perfect=False)
-            self._models[t] = m
+            m = self._models[t] = categorical(self.tables[t])
         return m
 
     def information(self, residuals: np.ndarray, table: np.ndarray) -> float:
@@ -89,18 +128,7 @@ class TableCoder:
         return float(-self._log2p[table, residuals + RESIDUAL_LIMIT].sum())
 
     def encode(self, encoder, residuals: np.ndarray, table: np.ndarray) -> None:
-        order = np.argsort(table, kind="stable")
-        symbols = (residuals[order] + RESIDUAL_LIMIT).astype(np.int32)
-        ts, starts = np.unique(table[order], return_index=True)
-        ends = np.append(starts[1:], len(order))
-        for t, s, e in zip(ts.tolist(), starts.tolist(), ends.tolist()):
-            encoder.encode(symbols[s:e], self.model(t))
+        encode_grouped(encoder, (residuals + RESIDUAL_LIMIT).astype(np.int32), table, self.model)
 
     def decode(self, decoder, table: np.ndarray) -> np.ndarray:
-        order = np.argsort(table, kind="stable")
-        ts, starts = np.unique(table[order], return_index=True)
-        ends = np.append(starts[1:], len(order))
-        out = np.empty(len(table), dtype=np.int64)
-        for t, s, e in zip(ts.tolist(), starts.tolist(), ends.tolist()):
-            out[order[s:e]] = decoder.decode(self.model(t), e - s)
-        return out - RESIDUAL_LIMIT
+        return decode_grouped(decoder, table, self.model).astype(np.int64) - RESIDUAL_LIMIT
