@@ -488,24 +488,41 @@ def enhance_command(image: str, output: str, filter_name: str, force: bool, quie
 
 @main.command("rd")
 @click.argument("data_dir", type=click.Path(exists=True, file_okay=False))
-@click.option("--out", type=click.Path(file_okay=False), default="docs/results", show_default=True,
-              help="Folder for the JSON per codec, the per-image CSV, the plots and bd_table.md.")
-@click.option("--codecs", type=str, default="jpeg,webp,avif,jxl,tinycodec", show_default=True,
-              help="Comma-separated subset of jpeg, webp, avif, jxl, tinycodec.")
-@click.option("--quick", is_flag=True, help="A small sweep: 4 settings per codec (tinycodec: 8 planes at each scale).")
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Folder for the JSON per codec, the per-image CSV, the plots and bd_table.md (default: a new "
+                   "folder rd-DATASET-DATE-TIME here). An existing folder with results is not overwritten without -f.")
+@click.option("--codecs", type=str, default=None,
+              help="Comma-separated: jpeg, webp, avif, jxl, tinycodec, tinycodec-refined, pyramid, pyramid-refine, "
+                   "pyramid-overfit. Default: jpeg, webp, avif, jxl, tinycodec, pyramid, leaving out (and naming) "
+                   "those that cannot run here.")
+@click.option("-f", "--force", is_flag=True, help="Overwrite the results in an existing --out folder.")
+@click.option("--quick", is_flag=True, help="A small sweep: 4 settings per codec (tinycodec: 8 planes at each scale). "
+              "Its BD-rates span fewer qualities, so they are not comparable with a full sweep's.")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes (each runs single-threaded; timings are per core).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Use only the first N images (by name).")
 @_user_errors("tinycodec rd")
-def rd_command(data_dir: str, out: str, codecs: str, quick: bool, jobs: int, limit: int | None) -> None:
+def rd_command(data_dir: str, out: str | None, codecs: str | None, force: bool, quick: bool, jobs: int,
+               limit: int | None) -> None:
     """Rate-distortion comparison on the images of DATA_DIR: tinycodec against JPEG, WebP, AVIF and JPEG XL.
 
     Writes rd_<codec>.json (CompressAI's results format), rd_per_image.csv, rd_psnr.png, rd_psnr_y.png,
     rd_msssim.png and bd_table.md (Bjontegaard deltas, PCHIP interpolation) to --out.
     """
-    from . import rd  # imported here: tcenc and tcdec need none of it
+    try:
+        from . import rd  # imported here: tcenc and tcdec need none of it
+    except ImportError as exc:
+        raise TinyCodecError(f"tinycodec rd needs the evaluation extra ({exc.name} is missing): "
+                             "pip install 'tinycodec[compare]' (from a checkout: pip install '.[compare]')") from None
 
+    if out is None:
+        out = f"rd-{Path(data_dir).resolve().name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    elif not force and Path(out).is_dir() and any(Path(out).glob("rd_*.json")):
+        raise TinyCodecError(f"{out} already holds rate-distortion results (use -f to overwrite, or another --out)")
     report = rd.run_rd(data_dir, out, codecs=codecs, quick=quick, jobs=jobs, limit=limit)
+    if quick:
+        click.echo("note: --quick sweeps 4 settings per codec; its BD-rates cover fewer qualities and are not "
+                   "comparable with a full sweep's", err=True)
     click.echo(report.table)
     click.echo(f"{report.measurements} measurements on {report.images} images; wrote "
                + ", ".join(str(p) for p in report.files), err=True)

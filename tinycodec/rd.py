@@ -26,6 +26,7 @@ import csv
 import io
 import json
 import math
+import sys
 import multiprocessing
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -325,21 +326,32 @@ CODECS: dict[str, Codec] = {c.key: c for c in (JpegCodec(), WebpCodec(), AvifCod
                                                 RefinedTinyCodec(), PyramidCodec(), RefinedPyramidCodec(),
                                                 OverfitPyramidCodec())}
 ANCHOR = "jpeg"
+# What `tinycodec rd` runs when no --codecs is given: the published codecs and both families' fast efforts.
+DEFAULT_CODECS = ("jpeg", "webp", "avif", "jxl", "tinycodec", "pyramid")
 
 
-def select_codecs(keys: str | Sequence[str] | None) -> list[Codec]:
-    """Codecs by key ('jpeg,webp'), in the canonical order; a clear error for unknown or missing ones."""
+def select_codecs(keys: str | Sequence[str] | None, skipped: list[str] | None = None) -> list[Codec]:
+    """Codecs by key ('jpeg,webp'), in the canonical order; a clear error for unknown ones.
+
+    A codec named in ``keys`` that cannot run here is an error; with ``keys`` None, the default set is
+    taken and the codecs that cannot run are left out, each with its reason appended to ``skipped``.
+    """
     if keys is None:
-        wanted = list(CODECS)
+        wanted = list(DEFAULT_CODECS)
     else:
         wanted = [k.strip().lower() for k in (keys.split(",") if isinstance(keys, str) else keys) if k.strip()]
     unknown = [k for k in wanted if k not in CODECS]
     if unknown or not wanted:
         raise TinyCodecError(f"unknown codec '{','.join(unknown)}': choose from {', '.join(CODECS)}")
-    codecs = [c for k, c in CODECS.items() if k in wanted]
-    for c in codecs:
+    codecs = []
+    for c in (c for k, c in CODECS.items() if k in wanted):
         if reason := c.unavailable():
-            raise TinyCodecError(reason)
+            if keys is not None:
+                raise TinyCodecError(reason)
+            if skipped is not None:
+                skipped.append(f"{c.key}: {reason}")
+            continue
+        codecs.append(c)
     return codecs
 
 
@@ -848,11 +860,14 @@ class Report:
     measurements: int
 
 
-def run_rd(data_dir: str | Path, out_dir: str | Path = "docs/results", codecs: str | None = None,
+def run_rd(data_dir: str | Path, out_dir: str | Path, codecs: str | None = None,
            quick: bool = False, jobs: int = 1, limit: int | None = None, method: str = "pchip",
            progress: bool | None = None) -> Report:
     """The whole comparison: sweep, JSON per codec, per-image CSV, plots and the BD table."""
-    selected = select_codecs(codecs)
+    skipped: list[str] = []
+    selected = select_codecs(codecs, skipped)
+    for line in skipped:
+        print(f"tinycodec rd: skipped {line}", file=sys.stderr)
     images = list_images(data_dir, limit)
     dataset = Path(data_dir).resolve().name
     records = run_sweep(images, selected, quick=quick, jobs=jobs, progress=progress)

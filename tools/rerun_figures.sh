@@ -49,9 +49,9 @@ for step in $STEPS; do
     case $step in
         codec) run codec python tools/bench_codec.py "$K" --json docs/results/bench_codec_kodak.json ;;
         coders) run coders python tools/compare_coders.py "$K" --json docs/results/coders_kodak.json ;;
-        rd) run rd tinycodec rd "$K" --jobs 2 ;;
+        rd) run rd tinycodec rd "$K" --jobs 2 --codecs jpeg,webp,avif,jxl,tinycodec --out docs/results -f ;;
         refined)  # into its own folder: the plain rd step owns docs/results' CSV, plots and bd_table.md
-            run refined tinycodec rd "$K" --codecs jpeg,tinycodec,tinycodec-refined --jobs 2 --out runs/rd_refined
+            run refined tinycodec rd "$K" --codecs jpeg,tinycodec,tinycodec-refined --jobs 2 --out runs/rd_refined -f
             cp runs/rd_refined/rd_tinycodec-refined.json docs/results/
             cp runs/rd_refined/bd_table.md docs/results/bd_table_refined.md
             {
