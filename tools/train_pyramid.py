@@ -63,7 +63,7 @@ def validate(encoder: AmortisedEncoder, decoder: PyramidDecoder, val: list[torch
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("data", help="folder of training photographs (never Kodak)")
+    ap.add_argument("data", help="folder of training photographs (never Kodak), or a .npz of tools/pack_crops.py")
     ap.add_argument("--val", required=True, help="validation folder (checkpoint choice only)")
     ap.add_argument("--minutes", type=float, default=60.0, help="stop after this long (this run)")
     ap.add_argument("--steps", type=int, default=40000, help="length of the learning-rate schedule")
@@ -125,7 +125,10 @@ def main() -> None:
         print(f"wrote {args.export} (step {best['step']}, val_loss {best['validation']['val_loss']:.4f})")
         return
 
-    images = [load_rgb(p) for p in image_paths(args.data)]
+    if args.data.endswith(".npz"):  # crops packed by tools/pack_crops.py (for a GPU machine)
+        images = list(np.load(args.data)["crops"])
+    else:
+        images = [load_rgb(p) for p in image_paths(args.data)]
     sampler = CropSampler(images, seed=args.seed)
     if ckpt is not None:
         sampler.rng.bit_generator.state = ckpt["sampler_rng"]
