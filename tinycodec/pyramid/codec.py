@@ -22,7 +22,7 @@ from ..image import Planar, to_pil, to_planar
 from ..limits import DEFAULT_LIMITS, Deadline, Limits
 from . import bitstream, layout
 from .container import PyramidHeader, pack, unpack
-from .model import LATENT_LIMIT
+from .model import LATENT_LIMIT, quality_lambda
 from .weights import ENCODER_MODEL, MODEL, LoadedDecoder, load_decoder, load_encoder
 
 DEFAULT_QUALITY = 50
@@ -113,19 +113,34 @@ def encode_planar(planar: Planar, quality: int = DEFAULT_QUALITY, effort: str = 
     dec = load_decoder(entry)
     x = _pad(planar.rgb)
     latents = predict_latents(x, quality)
-    weights = b""
+    header = PyramidHeader(w, h, 1 if planar.grey else 3, quality, MODEL, entry.short_id, list(extensions or []))
+
+    def file_of(lat: list[torch.Tensor], weights: bytes = b"") -> tuple[bytes, list[np.ndarray]]:
+        grids = quantise(lat, dec, quality)
+        segments = bitstream.encode_grids(grids, quality, dec.context, dec.coder)
+        header.has_weights = bool(weights)
+        return pack(header, [weights, *segments] if weights else segments), grids
+
+    if effort == "fast":
+        return file_of(latents)[0]
+    from .refine import check_steps, refine_latents
+    check_steps(refine_steps)
     if effort == "refine":
-        from .refine import refine_latents
-        latents = refine_latents(latents, x, dec, quality, refine_steps)
-    elif effort == "overfit":
-        from .overfit import overfit
-        from .refine import check_steps
-        latents, weights, _ = overfit(latents, x, dec, quality, check_steps(refine_steps))
-    grids = quantise(latents, dec, quality)
-    segments = bitstream.encode_grids(grids, quality, dec.context, dec.coder)
-    header = PyramidHeader(w, h, 1 if planar.grey else 3, quality, MODEL, entry.short_id, list(extensions or []),
-                           has_weights=bool(weights))
-    return pack(header, [weights, *segments] if weights else segments)
+        return file_of(refine_latents(latents, x, dec, quality, refine_steps))[0]
+    # overfit: refine first, then optimise latents and synthesis together, and keep whichever file has the
+    # lower rate-distortion cost: on small images the weights' kilobytes do not pay for themselves.
+    from .overfit import overfit
+    refined = refine_latents(latents, x, dec, quality, max(1, refine_steps // 3))
+    plain, plain_grids = file_of(refined)
+    own_latents, weights, own_synthesis = overfit(refined, x, dec, quality, refine_steps)
+    own, own_grids = file_of(own_latents, weights)
+    lam = quality_lambda(float(quality))
+
+    def cost(data: bytes, grids: list[np.ndarray], synthesis: torch.nn.Module | None) -> float:
+        out = synthesise(grids, dec, quality, h, w, synthesis=synthesis).astype(np.float64)
+        return 8 * len(data) / (h * w) + lam * float(np.mean((out - planar.rgb) ** 2)) / 255.0**2
+
+    return own if cost(own, own_grids, own_synthesis) < cost(plain, plain_grids, None) else plain
 
 
 def encode(image: Image.Image | np.ndarray, quality: int = DEFAULT_QUALITY, effort: str = "fast",
