@@ -78,7 +78,8 @@ def categorical(masses: np.ndarray):
 
 def _groups(keys: np.ndarray) -> tuple[np.ndarray, list[int], list[int], list[int]]:
     """Stable order by key, and each distinct key with the [start, end) of its run in that order."""
-    order = np.argsort(keys, kind="stable")
+    small = len(keys) and -(1 << 15) <= keys.min() and keys.max() < (1 << 15)
+    order = np.argsort(keys.astype(np.int16) if small else keys, kind="stable")  # int16: numpy's radix sort
     ordered = keys[order]
     # Runs of equal keys in the sorted keys (np.unique would sort them again).
     starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1]))) if len(ordered) else ordered[:0]
