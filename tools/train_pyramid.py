@@ -2,8 +2,9 @@
 
     python tools/train_pyramid.py ../shared/data/train --val ../shared/data/val --minutes 150
 
-Resumable: the checkpoint (``checkpoints/pyramid.pt``: networks, optimiser, sampler state, history) is
-written every ``--checkpoint-minutes`` and at the end; rerunning the same command continues from it, so a run
+Resumable: the checkpoint (``checkpoints/pyramid.safetensors``: networks, Adam moments, the best validation
+point; step, history and random-generator states in its metadata; no pickle) is written every
+``--checkpoint-minutes`` and at the end; rerunning the same command continues from it, so a run
 spans sessions. The selection rule, fixed before any test figure is looked at: the installed weights are those
 of the validation point with the lowest mean rate-distortion loss over the qualities in ``VAL_QUALITIES``
 (centre crops of the ``--val`` images; Kodak is never read here). ``--export`` writes that best point as
@@ -61,6 +62,53 @@ def validate(encoder: AmortisedEncoder, decoder: PyramidDecoder, val: list[torch
     return out
 
 
+def save_checkpoint(path: Path, ckpt: dict) -> None:
+    """Networks, Adam moments and the best validation point as safetensors; step, history, optimiser settings
+    and random-generator states as JSON in its metadata (no pickle: the file can be committed and shared)."""
+    from safetensors.torch import save_file
+
+    tensors = {f"encoder.{k}": v for k, v in ckpt["encoder"].items()}
+    tensors.update({f"decoder.{k}": v for k, v in ckpt["decoder"].items()})
+    for i, st in ckpt["opt"]["state"].items():
+        tensors.update({f"opt.{i}.{k}": torch.as_tensor(v) for k, v in st.items()})
+    best = ckpt["best"]
+    if best is not None:
+        tensors.update({f"best.encoder.{k}": v for k, v in best["encoder"].items()})
+        tensors.update({f"best.decoder.{k}": v for k, v in best["decoder"].items()})
+    meta = {"step": ckpt["step"], "history": ckpt["history"], "param_groups": ckpt["opt"]["param_groups"],
+            "best": None if best is None else {"step": best["step"], "validation": best["validation"]},
+            "sampler_rng": ckpt["sampler_rng"], "q_rng": ckpt["q_rng"]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp),
+              metadata={"checkpoint": json.dumps(meta)})
+    tmp.replace(path)
+
+
+def load_checkpoint(path: Path, device: torch.device) -> dict:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(path), device=str(device))
+    with safe_open(str(path), "pt") as f:
+        meta = json.loads(f.metadata()["checkpoint"])
+
+    def part(prefix: str) -> dict:
+        return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+    state: dict[int, dict] = {}
+    for k, v in part("opt.").items():
+        i, name = k.split(".", 1)
+        state.setdefault(int(i), {})[name] = v.cpu() if name == "step" else v
+    best = None
+    if meta["best"] is not None:
+        best = {**meta["best"], "encoder": {k: v.cpu() for k, v in part("best.encoder.").items()},
+                "decoder": {k: v.cpu() for k, v in part("best.decoder.").items()}}
+    return {"encoder": part("encoder."), "decoder": part("decoder."),
+            "opt": {"state": state, "param_groups": meta["param_groups"]}, "step": meta["step"],
+            "history": meta["history"], "best": best, "sampler_rng": meta["sampler_rng"], "q_rng": meta["q_rng"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", help="folder of training photographs (never Kodak), or a .npz of tools/pack_crops.py")
@@ -93,11 +141,15 @@ def main() -> None:
     others = [p for p in params if all(p is not s for s in step_params)]
     opt = torch.optim.Adam([{"params": others, "lr_scale": 1.0},
                             {"params": step_params, "lr_scale": args.step_lr_scale}], lr=args.lr)
-    ckpt_path = args.checkpoints / "pyramid.pt"
+    ckpt_path = args.checkpoints / "pyramid.safetensors"
+    legacy = args.checkpoints / "pyramid.pt"
     step, history, best = 0, [], None
     sampler = None
-    if ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, weights_only=False, map_location=device)  # ours; the product never loads these
+    if ckpt_path.exists() or legacy.exists():
+        if ckpt_path.exists():
+            ckpt = load_checkpoint(ckpt_path, device)
+        else:  # a pickle checkpoint of this script's first runs (our own file): read once, saved as safetensors
+            ckpt = torch.load(legacy, weights_only=False, map_location=device)
         encoder.load_state_dict(ckpt["encoder"])
         decoder.load_state_dict(ckpt["decoder"])
         state = ckpt["opt"]
@@ -134,6 +186,8 @@ def main() -> None:
         sampler.rng.bit_generator.state = ckpt["sampler_rng"]
     val = [centre_crop(load_rgb(p), VAL_CROP).to(device) for p in image_paths(args.val)]
     q_rng = np.random.default_rng(args.seed + 1)
+    if ckpt is not None and "q_rng" in ckpt:
+        q_rng.bit_generator.state = ckpt["q_rng"]
     macs = decoder_macs_per_pixel()
     print(f"encoder {count_parameters(encoder)} params, decoder {count_parameters(decoder)} params, "
           f"decoder {macs['total']:.0f} MAC/px ({', '.join(f'{k} {v:.0f}' for k, v in macs.items())}); "
@@ -147,12 +201,10 @@ def main() -> None:
         return args.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * t)))
 
     def save() -> None:
-        args.checkpoints.mkdir(parents=True, exist_ok=True)
-        tmp = ckpt_path.with_suffix(".tmp")
-        torch.save({"encoder": encoder.state_dict(), "decoder": decoder.state_dict(), "opt": opt.state_dict(),
-                    "step": step, "history": history, "best": best,
-                    "sampler_rng": sampler.rng.bit_generator.state}, tmp)
-        tmp.replace(ckpt_path)
+        save_checkpoint(ckpt_path, {"encoder": encoder.state_dict(), "decoder": decoder.state_dict(),
+                                    "opt": opt.state_dict(), "step": step, "history": history, "best": best,
+                                    "sampler_rng": sampler.rng.bit_generator.state,
+                                    "q_rng": q_rng.bit_generator.state})
 
     start = last_save = time.time()
     t0, acc = time.time(), np.zeros(3)
