@@ -106,8 +106,7 @@ def main() -> None:
               f"synthesis {synth_gmacs:.2f} GMAC/s", flush=True)
     report = {"tool": "tools/bench_pyramid.py", "folder": str(args.folder), "threads": args.threads,
               "cpu": cpu_info(), "model": MODEL, "weights": zoo.current_entry(MODEL).short_id.hex(),
-              "decoder_mac_per_pixel": macs, "decoder_parameters": count_parameters(dec.network) -
-              count_parameters(dec.network.context) + sum(v.size for v in dec.context.values()),
+              "decoder_mac_per_pixel": macs, "decoder_parameters": count_parameters(dec.network),
               "rows": rows}
     print(f"decoder: {macs['total']:.0f} MAC/pixel ({', '.join(f'{k} {v:.0f}' for k, v in macs.items() if k != 'total')})")
     if args.json:
