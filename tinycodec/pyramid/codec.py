@@ -125,22 +125,28 @@ def encode_planar(planar: Planar, quality: int = DEFAULT_QUALITY, effort: str = 
         return file_of(latents)[0]
     from .refine import check_steps, refine_latents
     check_steps(refine_steps)
-    if effort == "refine":
-        return file_of(refine_latents(latents, x, dec, quality, refine_steps))[0]
-    # overfit: refine first, then optimise latents and synthesis together, and keep whichever file has the
-    # lower rate-distortion cost: on small images the weights' kilobytes do not pay for themselves.
-    from .overfit import overfit
-    refined = refine_latents(latents, x, dec, quality, max(1, refine_steps // 3))
-    plain, plain_grids = file_of(refined)
-    own_latents, weights, own_synthesis = overfit(refined, x, dec, quality, refine_steps)
-    own, own_grids = file_of(own_latents, weights)
     lam = quality_lambda(float(quality))
 
-    def cost(data: bytes, grids: list[np.ndarray], synthesis: torch.nn.Module | None) -> float:
+    def cost(candidate: tuple[bytes, list[np.ndarray]], synthesis: torch.nn.Module | None = None) -> float:
+        data, grids = candidate
         out = synthesise(grids, dec, quality, h, w, synthesis=synthesis).astype(np.float64)
         return 8 * len(data) / (h * w) + lam * float(np.mean((out - planar.rgb) ** 2)) / 255.0**2
 
-    return own if cost(own, own_grids, own_synthesis) < cost(plain, plain_grids, None) else plain
+    # Every effort keeps the candidate file with the lowest real rate-distortion cost (bytes and decoded
+    # pixels): a few noisy gradient steps can lose to the network's own guess, and on small images an
+    # overfit network's kilobytes do not pay for themselves.
+    candidates = [(cost(fast := file_of(latents)), fast[0])]
+    if effort == "refine":
+        refined = file_of(refine_latents(latents, x, dec, quality, refine_steps))
+        candidates.append((cost(refined), refined[0]))
+    else:
+        from .overfit import overfit
+        start = refine_latents(latents, x, dec, quality, max(1, refine_steps // 3))
+        plain = file_of(start)
+        own_latents, weights, own_synthesis = overfit(start, x, dec, quality, refine_steps)
+        own = file_of(own_latents, weights)
+        candidates += [(cost(plain), plain[0]), (cost(own, own_synthesis), own[0])]
+    return min(candidates, key=lambda c: c[0])[1]
 
 
 def encode(image: Image.Image | np.ndarray, quality: int = DEFAULT_QUALITY, effort: str = "fast",

@@ -19,7 +19,7 @@ from .model import LATENT_LIMIT, MEAN_UNITS, SCALE_BINS, ContextModel
 ACT_BITS = 6
 FIRST_BITS = 10  # first layer: its inputs are integers (latents, q in 0..100), not activations
 WEIGHT_BITS = 8
-ACT_LIMIT = 1 << 12  # activations are clipped to this (64.0 in real units)
+ACT_LIMIT = 1 << 11  # activations are clipped to this (32.0 in real units): keeps the sums of a trained model exact
 EXACT_LIMIT = 1 << 24  # float32 represents every integer below this exactly
 
 def quantise_context(model: ContextModel) -> dict[str, np.ndarray]:

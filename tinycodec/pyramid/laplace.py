@@ -123,9 +123,10 @@ class TableCoder:
     def information(self, residuals: np.ndarray, table: np.ndarray) -> float:
         """Bits of -log2 P of these residuals under their tables (the decoder's running-past-its-data check)."""
         if self._log2p is None:
-            # constriction gives every symbol at least 2^-24, so no symbol costs more than 24 bits
-            log2p = np.log2(self.tables) - np.log2(self.tables.sum(axis=1, keepdims=True))
-            self._log2p = np.maximum(log2p, -float(CODER_PRECISION))
+            # constriction's quantised probability of a symbol is at most p + 2^-24 (each symbol gets its share
+            # of the leftover plus at least one unit): -log2(p + 2^-24) never exceeds what it really costs
+            p = self.tables / self.tables.sum(axis=1, keepdims=True)
+            self._log2p = np.log2(p + 2.0**-CODER_PRECISION)
         return float(-self._log2p[table, residuals + RESIDUAL_LIMIT].sum())
 
     def encode(self, encoder, residuals: np.ndarray, table: np.ndarray) -> None:

@@ -242,6 +242,11 @@ class PyramidDecoder(nn.Module):
         return self.synthesis(upsample_grids(deq))
 
 
+def noise(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Uniform noise on [-1/2, 1/2), the stand-in for rounding in rate estimates."""
+    return torch.rand(x.shape, generator=generator, device=x.device, dtype=x.dtype) - 0.5
+
+
 def round_ste(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.round(x) - x).detach()
 

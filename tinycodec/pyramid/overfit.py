@@ -17,7 +17,7 @@ import torch
 
 from ..errors import TinyCodecError
 from . import layout
-from .model import LATENT_LIMIT, Synthesis, grid_rate, quality_lambda, round_ste, upsample_grids
+from .model import LATENT_LIMIT, Synthesis, grid_rate, noise, quality_lambda, round_ste, upsample_grids
 from .weights import LoadedDecoder
 
 DELTA_BITS = 10
@@ -114,12 +114,13 @@ def overfit(latents: list[torch.Tensor], x: torch.Tensor, dec: LoadedDecoder, qu
     lam = quality_lambda(float(quality))
     pixels = x.shape[-2] * x.shape[-1]
     hard_from = int(steps * 0.8)
+    generator = torch.Generator(device=x.device).manual_seed(0)  # the same image gives the same file
     for i in range(steps):
         for group in opt.param_groups:
             group["lr"] = group["base"] * 0.5 * (1 + math.cos(math.pi * i / steps))
         clipped = [t.clamp(-LATENT_LIMIT, LATENT_LIMIT) for t in z]
         hard = [round_ste(t) for t in clipped]
-        for_rate = hard if i >= hard_from else [t + torch.empty_like(t).uniform_(-0.5, 0.5) for t in clipped]
+        for_rate = hard if i >= hard_from else [t + noise(t, generator) for t in clipped]
         bits = grid_rate(for_rate, context, q)[0]
         recon = synthesis(upsample_grids([h * step_sizes[g.index] for g, h in zip(layout.GRIDS, hard)]))
         loss = bits / pixels + lam * torch.mean((recon - x) ** 2)

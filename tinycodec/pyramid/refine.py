@@ -12,7 +12,7 @@ import math
 import torch
 
 from . import layout
-from .model import LATENT_LIMIT, grid_rate, quality_lambda, round_ste, upsample_grids
+from .model import LATENT_LIMIT, grid_rate, noise, quality_lambda, round_ste, upsample_grids
 from .weights import LoadedDecoder
 
 MAX_REFINE_STEPS = 10_000
@@ -37,12 +37,13 @@ def refine_latents(latents: list[torch.Tensor], x: torch.Tensor, dec: LoadedDeco
     lam = quality_lambda(float(quality))
     pixels = x.shape[-2] * x.shape[-1]
     hard_from = int(steps * 0.8)  # the last steps see the rounding the file will have, in rate too
+    generator = torch.Generator(device=x.device).manual_seed(0)  # the same image gives the same file
     for i in range(steps):
         for group in opt.param_groups:
             group["lr"] = LEARNING_RATE * 0.5 * (1 + math.cos(math.pi * i / steps))
         clipped = [t.clamp(-LATENT_LIMIT, LATENT_LIMIT) for t in z]
         hard = [round_ste(t) for t in clipped]
-        for_rate = hard if i >= hard_from else [t + torch.empty_like(t).uniform_(-0.5, 0.5) for t in clipped]
+        for_rate = hard if i >= hard_from else [t + noise(t, generator) for t in clipped]
         bits = grid_rate(for_rate, net.context, q)[0]
         deq = [h * step_sizes[g.index] for g, h in zip(layout.GRIDS, hard)]
         recon = net.synthesis(upsample_grids(deq))
