@@ -142,27 +142,13 @@ def main() -> None:
     opt = torch.optim.Adam([{"params": others, "lr_scale": 1.0},
                             {"params": step_params, "lr_scale": args.step_lr_scale}], lr=args.lr)
     ckpt_path = args.checkpoints / "pyramid.safetensors"
-    legacy = args.checkpoints / "pyramid.pt"
     step, history, best = 0, [], None
     sampler = None
-    if ckpt_path.exists() or legacy.exists():
-        if ckpt_path.exists():
-            ckpt = load_checkpoint(ckpt_path, device)
-        else:  # a pickle checkpoint of this script's first runs (our own file): read once, saved as safetensors
-            ckpt = torch.load(legacy, weights_only=False, map_location=device)
+    if ckpt_path.exists():
+        ckpt = load_checkpoint(ckpt_path, device)
         encoder.load_state_dict(ckpt["encoder"])
         decoder.load_state_dict(ckpt["decoder"])
-        state = ckpt["opt"]
-        if len(state["param_groups"]) == 1:  # a checkpoint from before the steps' own group: remap its moments
-            old_order = params
-            new_order = others + step_params
-            index = {id(p): i for i, p in enumerate(new_order)}
-            state = {"state": {index[id(old_order[i])]: v for i, v in state["state"].items()},
-                     "param_groups": [{**state["param_groups"][0], "params": list(range(len(others))),
-                                       "lr_scale": 1.0},
-                                      {**state["param_groups"][0], "lr_scale": args.step_lr_scale,
-                                       "params": list(range(len(others), len(new_order)))}]}
-        opt.load_state_dict(state)
+        opt.load_state_dict(ckpt["opt"])
         step, history, best = ckpt["step"], ckpt["history"], ckpt.get("best")
         print(f"resumed at step {step}", flush=True)
     else:

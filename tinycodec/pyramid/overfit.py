@@ -10,14 +10,14 @@ pixels (floating point anyway) depend on the file's weights.
 from __future__ import annotations
 
 import copy
-import math
 import zlib
 
 import torch
 
 from ..errors import TinyCodecError
 from . import layout
-from .model import LATENT_LIMIT, Synthesis, grid_rate, noise, quality_lambda, round_ste, upsample_grids
+from .model import LATENT_LIMIT, Synthesis
+from .refine import optimise
 from .weights import LoadedDecoder
 
 DELTA_BITS = 10
@@ -111,22 +111,7 @@ def overfit(latents: list[torch.Tensor], x: torch.Tensor, dec: LoadedDecoder, qu
          for g, y in zip(layout.GRIDS, latents)]
     opt = torch.optim.Adam([{"params": z, "lr": LATENT_LR, "base": LATENT_LR},
                             {"params": list(synthesis.parameters()), "lr": WEIGHT_LR, "base": WEIGHT_LR}])
-    lam = quality_lambda(float(quality))
-    pixels = x.shape[-2] * x.shape[-1]
-    hard_from = int(steps * 0.8)
-    generator = torch.Generator(device=x.device).manual_seed(0)  # the same image gives the same file
-    for i in range(steps):
-        for group in opt.param_groups:
-            group["lr"] = group["base"] * 0.5 * (1 + math.cos(math.pi * i / steps))
-        clipped = [t.clamp(-LATENT_LIMIT, LATENT_LIMIT) for t in z]
-        hard = [round_ste(t) for t in clipped]
-        for_rate = hard if i >= hard_from else [t + noise(t, generator) for t in clipped]
-        bits = grid_rate(for_rate, context, q)[0]
-        recon = synthesis(upsample_grids([h * step_sizes[g.index] for g, h in zip(layout.GRIDS, hard)]))
-        loss = bits / pixels + lam * torch.mean((recon - x) ** 2)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    optimise(z, opt, steps, synthesis, context, step_sizes, q, x)
     segment, rebuilt = encode_weights(synthesis.cpu(), shared)
     with torch.no_grad():
         grids = [t.detach().cpu().clamp(-LATENT_LIMIT, LATENT_LIMIT) * step_sizes[g.index].cpu()
