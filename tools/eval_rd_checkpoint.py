@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import math
+
 import sys
 from pathlib import Path
 

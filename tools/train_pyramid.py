@@ -165,11 +165,13 @@ def main() -> None:
     if args.export:
         if best is None:
             sys.exit("no validation point yet")
-        if args.family != "pyramid":
-            sys.exit(f"--export: no weights format for the {args.family} family yet")
-        from tinycodec.pyramid.weights import export_decoder
-        export_decoder(best["encoder"], best["decoder"], args.export,
-                       {"step": str(best["step"]), "validation": json.dumps(best["validation"])})
+        metadata = {"step": str(best["step"]), "validation": json.dumps(best["validation"])}
+        if args.family == "shallow":  # registered directly (an unfrozen version is replaced in place)
+            from tinycodec.shallow.weights import export
+            export(best["encoder"], best["decoder"], args.export, metadata)
+        else:
+            from tinycodec.pyramid.weights import export_decoder
+            export_decoder(best["encoder"], best["decoder"], args.export, metadata)
         print(f"wrote {args.export} (step {best['step']}, val_loss {best['validation']['val_loss']:.4f})")
         return
 

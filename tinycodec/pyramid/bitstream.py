@@ -13,8 +13,8 @@ import constriction
 import numpy as np
 
 from . import fixedpoint, layout
-from .laplace import SegmentReader, TableCoder
-from .model import LATENT_LIMIT
+from ..laplace import SegmentReader, TableCoder, table_index
+
 
 GRID_DTYPE = np.int16  # values lie in [-127, 127]: 2 bytes per latent, not 8, on a 100-megapixel image
 CHUNK_ELEMENTS = 1 << 17  # context features of at most this many elements at once (~10 MB)
@@ -70,7 +70,7 @@ def _passes(padded: np.ndarray, parent: np.ndarray | None, parent_stride: int, q
         for r0 in range(0, ph, step):
             feats = _pass_features(padded, ppad, parent_stride, p, q, slice(r0, min(ph, r0 + step)))
             mean, scale = fixedpoint.evaluate(context, feats)
-            m, t = fixedpoint.table_index(mean, scale)
+            m, t = table_index(mean, scale)
             means.append(m)
             tables.append(t)
         yield (slice(a, None, 2), slice(b, None, 2)), np.concatenate(means), np.concatenate(tables)

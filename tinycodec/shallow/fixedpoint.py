@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..pyramid.model import LATENT_LIMIT, LOG_SCALE_STEP, MEAN_UNITS, SCALE_BINS, SCALE_MIN
+from ..laplace import LATENT_LIMIT, LOG_SCALE_STEP, MEAN_UNITS, SCALE_BINS, SCALE_MIN
 from .model import HYPER_CHANNELS, LATENT_CHANNELS, MAX_QUALITY, HyperSynthesis, QuantiserSteps
 
 WEIGHT_BITS = 10
@@ -44,10 +44,10 @@ def quantise_hyper(hyper: HyperSynthesis, steps: QuantiserSteps) -> dict[str, np
     w2[:, LATENT_CHANNELS:] /= LOG_SCALE_STEP
     b2[LATENT_CHANNELS:] /= LOG_SCALE_STEP
     s2 = np.array([_exponent(w2[:, c]) for c in range(w2.shape[1])], dtype=np.int64)
-    out = {"hyper.up1.weight": np.round(w1 * 2.0**s1).astype(np.int64),
+    out = {"hyper.up1.weight": np.round(w1 * 2.0**s1).astype(np.int16),
            "hyper.up1.bias": np.round(b1 * 2.0**s1).astype(np.int64),
            "hyper.up1.exponent": np.array([s1], dtype=np.int64),
-           "hyper.up2.weight": np.round(w2 * 2.0**s2[None, :, None, None]).astype(np.int64),
+           "hyper.up2.weight": np.round(w2 * 2.0**s2[None, :, None, None]).astype(np.int16),
            "hyper.up2.bias": np.round(b2 * 2.0 ** (s2 + ACT_BITS)).astype(np.int64),
            "hyper.up2.exponent": s2}
     q = torch.arange(QUALITIES)
@@ -77,7 +77,7 @@ def check_hyper(t: dict[str, np.ndarray]) -> None:
         if k not in t or tuple(t[k].shape) != shape:
             raise ValueError(f"{k}: expected shape {shape}")
     limit = 1 << (WEIGHT_BITS - 1)
-    if np.abs(w1).max() >= limit or np.abs(w2).max() >= limit:
+    if np.abs(w1.astype(np.int64)).max() >= limit or np.abs(w2.astype(np.int64)).max() >= limit:
         raise ValueError("weights outside their bit range")
     s1, s2 = int(t["hyper.up1.exponent"][0]), t["hyper.up2.exponent"]
     if not 0 <= s1 <= 40 or s2.min() < 0 or s2.max() > 40:

@@ -20,9 +20,16 @@ import math
 import constriction
 import numpy as np
 
-from ..errors import TinyCodecError
+from .errors import TinyCodecError
 
-from .model import LATENT_LIMIT, LOG_SCALE_STEP, MEAN_UNITS, SCALE_BINS, SCALE_MIN
+
+# A latent's model: mean in units of 1/MEAN_UNITS, scale as an index into a log-spaced table.
+MEAN_UNITS = 8
+SCALE_BINS = 64
+SCALE_MIN = 0.04
+SCALE_MAX = 40.0
+LOG_SCALE_STEP = math.log(SCALE_MAX / SCALE_MIN) / (SCALE_BINS - 1)
+LATENT_LIMIT = 127  # integer latents are clipped to [-LATENT_LIMIT, LATENT_LIMIT]
 
 ONE = 1 << 30
 RESIDUAL_LIMIT = 2 * LATENT_LIMIT
@@ -70,6 +77,13 @@ def build_tables(rho: np.ndarray, upper: np.ndarray, lower: np.ndarray, limit: i
     where = np.argmax(tables, axis=1)
     tables[np.arange(N_TABLES), where] = np.minimum(peak, cap)
     return tables
+
+
+def table_index(mean: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rounded mean m, table index) from a fixed-point mean (1/MEAN_UNITS) and scale bin."""
+    m = (mean + MEAN_UNITS // 2) // MEAN_UNITS
+    frac = mean - MEAN_UNITS * m + MEAN_UNITS // 2  # 0 .. 7
+    return m, scale * MEAN_UNITS + frac
 
 
 def categorical(masses: np.ndarray):
