@@ -185,3 +185,14 @@ def test_bitstream_is_stable_for_the_installed_weights():
     Tied to the installed shallow weights: retraining is a new weights version and a new hash here."""
     img = photo_like(48, 80)
     assert hashlib.sha256(tinycodec.encode(img, quality=40)).hexdigest()[:16] == GOLDEN_BITSTREAM
+
+
+def test_windowed_analysis_matches_the_whole_image(monkeypatch):
+    from tinycodec.shallow.weights import ENCODER_MODEL, load_encoder
+
+    encoder = load_encoder(zoo.current_entry(ENCODER_MODEL))
+    x = torch.from_numpy(photo_like(192, 320).transpose(2, 0, 1).astype(np.float32) / 255)[None]
+    whole = codec.analyse(encoder, x)
+    monkeypatch.setattr(codec, "ANALYSIS_WINDOW", 64)
+    windowed = codec.analyse(encoder, x)
+    assert torch.allclose(whole, windowed, atol=1e-4)

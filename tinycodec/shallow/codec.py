@@ -23,8 +23,9 @@ from ..errors import TinyCodecError
 from ..image import Planar, to_pil, to_planar
 from ..limits import DEFAULT_LIMITS, Limits
 from ..pyramid.model import LATENT_LIMIT, LOG_SCALE_STEP, SCALE_MIN, quality_lambda
+from ..tiling import spans
 from . import bitstream, layout
-from .model import rd_from_latents
+from .model import LATENT_CHANNELS, ShallowEncoder, rd_from_latents
 from .weights import ENCODER_MODEL, MODEL, LoadedDecoder, load_decoder, load_encoder
 
 FAMILY = 2  # the family byte of its files (container_v2)
@@ -34,6 +35,8 @@ DEFAULT_REFINE_STEPS = 100
 MAX_REFINE_STEPS = 10_000
 REFINE_LEARNING_RATE = 0.05  # in units of one quantisation step
 BAND_LATENT_ROWS = 16  # synthesis runs on bands of 16 latent rows (256 output rows)
+ANALYSIS_WINDOW = 1024  # the analysis runs on windows of this side on larger images
+ANALYSIS_HALO = 64  # its receptive field reaches 46 pixels beyond a latent's 16; a multiple of 16 keeps y aligned
 
 
 def _pad(rgb: np.ndarray) -> torch.Tensor:
@@ -41,6 +44,24 @@ def _pad(rgb: np.ndarray) -> torch.Tensor:
     ph, pw = layout.padded_size(h, w)
     x = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1)[None].float() / 255.0
     return F.pad(x, (0, pw - w, 0, ph - h), mode="replicate") if (ph, pw) != (h, w) else x
+
+
+@torch.no_grad()
+def analyse(encoder: ShallowEncoder, x: torch.Tensor) -> torch.Tensor:
+    """y of a padded image (1, 3, H, W), window by window on large images (the same values up to float
+    rounding: each window reads a halo wider than the receptive field), so the 128-channel activations
+    never exist for the whole image."""
+    _, _, h, w = x.shape
+    if max(h, w) <= ANALYSIS_WINDOW + 2 * ANALYSIS_HALO:
+        return encoder.analysis(x)
+    y = x.new_zeros(1, LATENT_CHANNELS, h // 16, w // 16)
+    for r in spans(h, ANALYSIS_WINDOW, ANALYSIS_HALO):
+        for c in spans(w, ANALYSIS_WINDOW, ANALYSIS_HALO):
+            part = encoder.analysis(x[:, :, r.outer_start : r.outer_stop, c.outer_start : c.outer_stop])
+            y[:, :, r.start // 16 : r.stop // 16, c.start // 16 : c.stop // 16] = part[
+                :, :, (r.start - r.outer_start) // 16 : (r.stop - r.outer_start) // 16,
+                (c.start - c.outer_start) // 16 : (c.stop - c.outer_start) // 16]
+    return y
 
 
 def _z_log_scale(dec: LoadedDecoder, quality: int) -> torch.Tensor:
@@ -116,8 +137,8 @@ def encode_planar(planar: Planar, quality: int = DEFAULT_QUALITY, effort: str = 
     dec = load_decoder(entry)
     encoder = load_encoder(zoo.current_entry(ENCODER_MODEL))
     x = _pad(planar.rgb)
+    y = analyse(encoder, x)
     with torch.no_grad():
-        y = encoder.analysis(x)
         z = encoder.hyper_analysis(y)
     header = HeaderV2(FAMILY, w, h, 1 if planar.grey else 3, quality, MODEL, entry.short_id, list(extensions or []))
 
