@@ -12,7 +12,7 @@ import tinycodec
 from tinycodec import container_v2, zoo
 from tinycodec.errors import TinyCodecError
 from tinycodec.laplace import LATENT_LIMIT, LOG_SCALE_STEP, MEAN_UNITS, SCALE_BINS
-from tinycodec.shallow import bitstream, codec, fixedpoint, layout, model
+from tinycodec.shallow import bitstream, codec, fixedpoint, layout, model, synthesis
 from tinycodec.shallow.weights import MODEL, load_decoder
 
 from .conftest import photo_like
@@ -36,8 +36,8 @@ def test_integer_hyper_synthesis_follows_its_float_twin(dec):
     for q in (0, 50, 100):
         mean8, scale = fixedpoint.entropy_parameters(dec.tensors, kz, q)
         with torch.no_grad():
-            fm, fl = dec.hyper(torch.from_numpy(kz).float()[None])
-        ls = dec.log_step(q)[0][:, None, None]
+            fm, fl = codec.float_networks(dec)[1](torch.from_numpy(kz).float()[None])
+        ls = torch.log(torch.from_numpy(dec.step(q)))[:, None, None]
         fm8 = (fm[0] * torch.exp(-ls) * MEAN_UNITS).numpy()
         fbin = ((fl[0] - ls - np.log(0.04)) / LOG_SCALE_STEP).numpy()
         inside = np.abs(fm8) < LATENT_LIMIT * MEAN_UNITS
@@ -110,10 +110,33 @@ def test_grey_images_decode_grey_and_alpha_is_refused():
 def test_banded_synthesis_equals_whole_image_synthesis(dec, monkeypatch):
     rng = np.random.default_rng(3)
     k = rng.integers(-4, 5, size=(model.LATENT_CHANNELS, 40, 3)).astype(np.int16)
-    banded = codec.synthesise(k, dec, 60, 640, 48)
-    monkeypatch.setattr(codec, "BAND_LATENT_ROWS", 1000)
-    whole = codec.synthesise(k, dec, 60, 640, 48)
+    banded = synthesis.synthesise(k, dec.tensors, 60, 640, 48)
+    monkeypatch.setattr(synthesis, "BAND_LATENT_ROWS", 1000)
+    whole = synthesis.synthesise(k, dec.tensors, 60, 640, 48)
     assert np.array_equal(banded, whole)
+
+
+def test_numpy_synthesis_matches_the_pytorch_network(dec):
+    rng = np.random.default_rng(4)
+    k = rng.integers(-6, 7, size=(model.LATENT_CHANNELS, 5, 7)).astype(np.int16)
+    ours = synthesis.synthesise(k, dec.tensors, 30, 80, 112).astype(int)
+    with torch.no_grad():
+        y = torch.from_numpy(k.astype(np.float32) * dec.step(30)[:, None, None])[None]
+        ref = (codec.float_networks(dec)[0](y)[0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
+    assert np.abs(ours - ref.astype(int)).max() <= 1
+
+
+def test_decoding_does_not_import_pytorch(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "a.tcz"
+    path.write_bytes(tinycodec.encode(photo_like(40, 72), quality=50))
+    code = ("import sys; from tinycodec.shallow import decode; im = decode(open(sys.argv[1], 'rb').read()); "
+            "assert im.size == (72, 40); print('torch' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"
 
 
 def test_a_file_cut_before_its_latents_decodes_to_a_preview():
@@ -188,7 +211,8 @@ def test_bitstream_is_stable_for_the_installed_weights():
 
 
 def test_windowed_analysis_matches_the_whole_image(monkeypatch):
-    from tinycodec.shallow.weights import ENCODER_MODEL, load_encoder
+    from tinycodec.shallow.codec import load_encoder
+    from tinycodec.shallow.weights import ENCODER_MODEL
 
     encoder = load_encoder(zoo.current_entry(ENCODER_MODEL))
     x = torch.from_numpy(photo_like(192, 320).transpose(2, 0, 1).astype(np.float32) / 255)[None]

@@ -12,11 +12,25 @@ computed in integers, so every machine parses a file the same way. Data flow::
 
     .tcz ──> z ──> hyper-synthesis ──> y ──x step(q)──> tconv 8x8/4 (28 ch) ──IGDN──> tconv 8x8/4 ──> RGB
 
-Modules: ``layout`` (shapes, segments), ``model`` (float networks, training loss), ``fixedpoint`` (the integer
-hyper-synthesis and per-quality tables), ``bitstream`` (latents <-> segments), ``weights``, ``codec``.
+Modules: ``layout`` (shapes, segments), ``model`` (PyTorch networks, training loss), ``fixedpoint`` (the
+integer hyper-synthesis and per-quality tables), ``synthesis`` (the decoder networks in numpy), ``bitstream``
+(latents <-> segments), ``weights``, ``decoder`` (numpy only), ``codec`` (encoding; PyTorch).
 """
 
-from .codec import DEFAULT_QUALITY, DEFAULT_REFINE_STEPS, EFFORTS, decode, decode_with_info, encode, encode_planar, verify
+from .decoder import decode, decode_with_info, verify
+
+DEFAULT_QUALITY = 50
+DEFAULT_REFINE_STEPS = 100
+EFFORTS = ("fast", "refine")
 
 __all__ = ["DEFAULT_QUALITY", "DEFAULT_REFINE_STEPS", "EFFORTS", "decode", "decode_with_info", "encode",
            "encode_planar", "verify"]
+
+
+def __getattr__(name: str):
+    # The encoder needs PyTorch; decoding must not import it.
+    if name in ("encode", "encode_planar"):
+        from . import codec
+
+        return getattr(codec, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,15 +1,14 @@
-"""Shallow family: image <-> .tcz bytes, at two encoder efforts with one bitstream.
+"""Shallow family: image -> .tcz bytes, at two encoder efforts with one bitstream (decoding: decoder.py).
 
     image --pad to 64--> analysis --/ step(q), round--> y integers;  hyper-analysis --round--> z integers
                                    \\-- gradient steps on y and z (effort "refine")
     z --per-channel Laplace--> segment 0;  y --integer hyper-synthesis(z) Laplace--> segment 1  --> container
-
-and back: container --> z --> hyperprior --> y --> x step(q) --> synthesis --> image.
 """
 
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -17,24 +16,22 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .. import zoo
-from ..container import EXT_CRITICAL
-from ..container_v2 import HeaderV2, InfoV2, check_quality, pack, unpack
+from ..container_v2 import HeaderV2, check_quality, pack
 from ..errors import TinyCodecError
-from ..image import Planar, to_pil, to_planar
-from ..limits import DEFAULT_LIMITS, Limits
-from ..pyramid.model import LATENT_LIMIT, LOG_SCALE_STEP, SCALE_MIN, quality_lambda
+from ..image import Planar, to_planar
+from ..laplace import LATENT_LIMIT, LOG_SCALE_STEP, SCALE_MIN
+from ..pyramid.model import quality_lambda
 from ..tiling import spans
-from . import bitstream, layout
-from .model import LATENT_CHANNELS, ShallowEncoder, rd_from_latents
-from .weights import ENCODER_MODEL, MODEL, LoadedDecoder, load_decoder, load_encoder
+from . import bitstream, fixedpoint, layout
+from .decoder import FAMILY
+from .model import LATENT_CHANNELS, HyperSynthesis, ShallowEncoder, Synthesis, rd_from_latents
+from .synthesis import synthesise
+from .weights import ENCODER_MODEL, MODEL, LoadedDecoder, load_decoder
 
-FAMILY = 2  # the family byte of its files (container_v2)
-DEFAULT_QUALITY = 50
-EFFORTS = ("fast", "refine")
-DEFAULT_REFINE_STEPS = 100
+from . import DEFAULT_QUALITY, DEFAULT_REFINE_STEPS, EFFORTS  # noqa: E402,I001 (the package's constants)
+
 MAX_REFINE_STEPS = 10_000
 REFINE_LEARNING_RATE = 0.05  # in units of one quantisation step
-BAND_LATENT_ROWS = 16  # synthesis runs on bands of 16 latent rows (256 output rows)
 ANALYSIS_WINDOW = 1024  # the analysis runs on windows of this side on larger images
 ANALYSIS_HALO = 64  # its receptive field reaches 46 pixels beyond a latent's 16; a multiple of 16 keeps y aligned
 
@@ -64,13 +61,44 @@ def analyse(encoder: ShallowEncoder, x: torch.Tensor) -> torch.Tensor:
     return y
 
 
+@lru_cache(maxsize=2)
+def load_encoder(entry: zoo.WeightsEntry) -> ShallowEncoder:
+    return _fitted(ShallowEncoder(), zoo.load_tensors(entry), "", entry.model)
+
+
+@lru_cache(maxsize=2)
+def float_networks(dec: LoadedDecoder) -> tuple[Synthesis, HyperSynthesis]:
+    """PyTorch twins of the decoder (refinement differentiates through them)."""
+    return (_fitted(Synthesis(), dec.tensors, "synthesis.", dec.entry.model),
+            _fitted(fixedpoint.dequantised_hyper(dec.tensors), {}, None, dec.entry.model))
+
+
+def _fitted(module: torch.nn.Module, tensors: dict[str, np.ndarray], prefix: str | None, what: str):
+    if prefix is not None:
+        state = {}
+        for k, v in module.state_dict().items():
+            t = tensors.get(prefix + k)
+            if t is None or tuple(t.shape) != tuple(v.shape):
+                raise TinyCodecError(f"{what} weights do not fit this tinycodec's network ({k}); reinstall tinycodec")
+            state[k] = torch.from_numpy(np.array(t, dtype=np.float32))
+        module.load_state_dict(state)
+    module.eval()
+    for p in module.parameters():  # refinement differentiates with respect to the latents only
+        p.requires_grad_(False)
+    return module
+
+
+def _log_step(dec: LoadedDecoder, quality: int) -> torch.Tensor:
+    return torch.log(torch.from_numpy(dec.step(quality).astype(np.float32)))[None]
+
+
 def _z_log_scale(dec: LoadedDecoder, quality: int) -> torch.Tensor:
     bins = torch.from_numpy(dec.tensors["quality.z_scale_bin"][quality].astype(np.float32))
     return (math.log(SCALE_MIN) + bins * LOG_SCALE_STEP)[None]
 
 
 def _integers(y: torch.Tensor, z: torch.Tensor, dec: LoadedDecoder, quality: int) -> tuple[np.ndarray, np.ndarray]:
-    step = torch.exp(dec.log_step(quality))[0][:, None, None]
+    step = torch.from_numpy(dec.step(quality).astype(np.float32))[:, None, None]
     k = torch.round(y[0] / step).clamp(-LATENT_LIMIT, LATENT_LIMIT)
     kz = torch.round(z[0]).clamp(-LATENT_LIMIT, LATENT_LIMIT)
     return kz.numpy().astype(bitstream.LATENT_DTYPE), k.numpy().astype(bitstream.LATENT_DTYPE)
@@ -80,7 +108,8 @@ def refine_latents(y: torch.Tensor, z: torch.Tensor, x: torch.Tensor, dec: Loade
                    steps: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Gradient steps on y and z (the decoder fixed) under rate + lambda * MSE; cosine learning rate, noisy
     rate for the first 80% of the steps, rounded after; the noise is seeded (the same image, the same file)."""
-    log_step, z_log_scale = dec.log_step(quality), _z_log_scale(dec, quality)
+    log_step, z_log_scale = _log_step(dec, quality), _z_log_scale(dec, quality)
+    synthesis, hyper = float_networks(dec)
     step = torch.exp(log_step)[:, :, None, None]
     k = (y / step).detach().clone().requires_grad_(True)  # in quantisation steps, so one learning rate fits all
     zz = z.detach().clone().requires_grad_(True)
@@ -90,7 +119,7 @@ def refine_latents(y: torch.Tensor, z: torch.Tensor, x: torch.Tensor, dec: Loade
     for i in range(steps):
         for group in opt.param_groups:
             group["lr"] = REFINE_LEARNING_RATE * 0.5 * (1 + math.cos(math.pi * i / steps))
-        bpp, mse, _ = rd_from_latents(dec.synthesis, dec.hyper, log_step, z_log_scale, k * step, zz, x,
+        bpp, mse, _ = rd_from_latents(synthesis, hyper, log_step, z_log_scale, k * step, zz, x,
                                       noise=i < int(0.8 * steps), generator=generator)
         loss = bpp.sum() + lam * mse.sum()
         opt.zero_grad(set_to_none=True)
@@ -103,25 +132,6 @@ def check_steps(steps: int) -> int:
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= MAX_REFINE_STEPS:
         raise TinyCodecError(f"refinement steps must be an integer from 1 to {MAX_REFINE_STEPS}, not {steps!r}")
     return steps
-
-
-@torch.no_grad()
-def synthesise(k: np.ndarray, dec: LoadedDecoder, quality: int, height: int, width: int) -> np.ndarray:
-    """Integer y (M, h, w) -> (height, width, 3) uint8, in bands of latent rows (each with a one-row margin:
-    a 8x8 stride-4 transposed conv twice reaches one latent row beyond the band, exactly as on the whole)."""
-    y = torch.from_numpy(k.astype(np.float32))[None] * torch.exp(dec.log_step(quality))[0][None, :, None, None]
-    out = np.empty((height, width, 3), dtype=np.uint8)
-    rows = y.shape[2]
-    for r0 in range(0, rows, BAND_LATENT_ROWS):
-        r1 = min(rows, r0 + BAND_LATENT_ROWS)
-        if 16 * r0 >= height:
-            break
-        e0, e1 = max(0, r0 - 1), min(rows, r1 + 1)
-        rgb = dec.synthesis(y[:, :, e0:e1])
-        band = rgb[0, :, 16 * (r0 - e0) : 16 * (r1 - e0), :width]
-        o1 = min(height, 16 * r1)
-        out[16 * r0 : o1] = (band[:, : o1 - 16 * r0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
-    return out
 
 
 def encode_planar(planar: Planar, quality: int = DEFAULT_QUALITY, effort: str = "fast",
@@ -154,7 +164,7 @@ def encode_planar(planar: Planar, quality: int = DEFAULT_QUALITY, effort: str = 
 
     def cost(candidate: tuple[bytes, np.ndarray]) -> float:
         data, k = candidate
-        out = synthesise(k, dec, quality, h, w).astype(np.float64)
+        out = synthesise(k, dec.tensors, quality, h, w).astype(np.float64)
         return 8 * len(data) / (h * w) + lam * float(np.mean((out - planar.rgb) ** 2)) / 255.0**2
 
     # Keep whichever file has the lower real rate-distortion cost: noisy steps can lose to the network's guess.
@@ -166,43 +176,3 @@ def encode(image: Image.Image | np.ndarray, quality: int = DEFAULT_QUALITY, effo
            refine_steps: int = DEFAULT_REFINE_STEPS) -> bytes:
     """PIL image or HxW[xC] uint8 array -> .tcz bytes of the shallow family."""
     return encode_planar(to_planar(image), quality, effort, refine_steps)
-
-
-def _open(data: bytes, partial: bool, limits: Limits):
-    unpacked = unpack(bytes(data), partial=partial, limits=limits)
-    header = unpacked.header
-    for ext_type, _ in header.extensions:
-        if ext_type & EXT_CRITICAL:
-            raise TinyCodecError(f"file needs header extension {ext_type}, unknown to this tinycodec: upgrade")
-    if header.model != MODEL:
-        raise TinyCodecError(f"file names model '{header.model}', unknown to this tinycodec's shallow family")
-    if header.has_weights:
-        raise TinyCodecError("corrupt .tcz header: the shallow family carries no decoder weights in its files")
-    return unpacked, zoo.entry_for_file(header.model, header.weights_id)
-
-
-def verify(data: bytes, limits: Limits = DEFAULT_LIMITS) -> None:
-    _open(data, False, limits)
-
-
-def decode_with_info(data: bytes, *, partial: bool = False, limits: Limits = DEFAULT_LIMITS) -> tuple[Image.Image, InfoV2]:
-    unpacked, entry = _open(data, partial, limits)
-    header = unpacked.header
-    if unpacked.segments[0] is None:
-        raise TinyCodecError("truncated .tcz file: its hyper-latents did not arrive whole")
-    dec = load_decoder(entry)
-    deadline = limits.deadline(header.width, header.height)
-    try:
-        kz, k, whole = bitstream.decode_latents(unpacked.segments, layout.hyper_shape(header.height, header.width),
-                                                layout.latent_shape(header.height, header.width), header.quality,
-                                                dec.tensors, dec.coder)
-        deadline.check()
-        rgb = synthesise(k, dec, header.quality, header.height, header.width)
-    except MemoryError:
-        raise TinyCodecError(f"not enough memory to decode a {header.width}x{header.height} image here") from None
-    image = to_pil(rgb, None, header.color_channels == 1)
-    return image, InfoV2(header.width, header.height, header.quality, header.model, image.mode, 2, 1 + whole)
-
-
-def decode(data: bytes, *, partial: bool = False, limits: Limits = DEFAULT_LIMITS) -> Image.Image:
-    return decode_with_info(data, partial=partial, limits=limits)[0]

@@ -11,13 +11,16 @@ file: no ``exp`` or ``log`` is evaluated at decode time.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ..laplace import LATENT_LIMIT, LOG_SCALE_STEP, MEAN_UNITS, SCALE_BINS, SCALE_MIN
-from .model import HYPER_CHANNELS, LATENT_CHANNELS, MAX_QUALITY, HyperSynthesis, QuantiserSteps
+from .layout import HYPER_CHANNELS, LATENT_CHANNELS, MAX_QUALITY
+from .synthesis import tconv
+
+if TYPE_CHECKING:  # PyTorch only where weights are made or refined, never to decode
+    from .model import HyperSynthesis, QuantiserSteps
 
 WEIGHT_BITS = 10
 ACT_BITS = 8
@@ -35,6 +38,8 @@ def _exponent(w: np.ndarray) -> int:
 
 def quantise_hyper(hyper: HyperSynthesis, steps: QuantiserSteps) -> dict[str, np.ndarray]:
     """Float hyper-synthesis and quantiser steps -> the integer tensors of the decoder file."""
+    import torch
+
     w1 = hyper.up1.weight.detach().double().numpy()
     b1 = hyper.up1.bias.detach().double().numpy()
     s1 = _exponent(w1)
@@ -99,15 +104,13 @@ def _shift_round(x: np.ndarray, bits: np.ndarray) -> np.ndarray:
 
 def entropy_parameters(t: dict[str, np.ndarray], kz: np.ndarray, quality: int) -> tuple[np.ndarray, np.ndarray]:
     """kz (Z, h, w) integers -> (mean in 1/MEAN_UNITS, scale bin) of every latent, both (M, 4h, 4w) int64."""
-    x = torch.from_numpy(np.ascontiguousarray(kz, dtype=np.float64))[None]
     s1 = int(t["hyper.up1.exponent"][0])
-    acc = F.conv_transpose2d(x, torch.from_numpy(t["hyper.up1.weight"].astype(np.float64)),
-                             torch.from_numpy(t["hyper.up1.bias"].astype(np.float64)), stride=2, padding=1)
+    acc = tconv(np.asarray(kz, dtype=np.float64), t["hyper.up1.weight"].astype(np.float64),
+                t["hyper.up1.bias"].astype(np.float64), 2)
     # ReLU, then to ACT_BITS fraction bits (floor: exact in float64, division by a power of two)
-    hidden = torch.floor(acc.clamp_(min=0) * 2.0 ** (ACT_BITS - s1)).clamp_(max=ACT_LIMIT)
-    acc = F.conv_transpose2d(hidden, torch.from_numpy(t["hyper.up2.weight"].astype(np.float64)),
-                             torch.from_numpy(t["hyper.up2.bias"].astype(np.float64)), stride=2, padding=1)
-    out = acc[0].numpy().astype(np.int64)
+    hidden = np.minimum(np.floor(np.maximum(acc, 0) * 2.0 ** (ACT_BITS - s1)), ACT_LIMIT)
+    out = tconv(hidden, t["hyper.up2.weight"].astype(np.float64), t["hyper.up2.bias"].astype(np.float64), 2)
+    out = out.astype(np.int64)
     m = LATENT_CHANNELS
     mean = _shift_round(out[:m] * t["quality.inv_step"][quality][:, None, None], np.int64(MEAN_BITS))
     units = (t["hyper.up2.exponent"][m:] + ACT_BITS)[:, None, None]
@@ -118,6 +121,10 @@ def entropy_parameters(t: dict[str, np.ndarray], kz: np.ndarray, quality: int) -
 
 def dequantised_hyper(t: dict[str, np.ndarray]) -> HyperSynthesis:
     """A float HyperSynthesis equal to the integer one up to its rounding (for refinement's gradients)."""
+    import torch
+
+    from .model import HyperSynthesis
+
     net = HyperSynthesis()
     s1, s2 = int(t["hyper.up1.exponent"][0]), t["hyper.up2.exponent"].astype(np.float64)
     w2 = t["hyper.up2.weight"] / 2.0 ** s2[None, :, None, None]

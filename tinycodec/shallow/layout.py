@@ -7,9 +7,14 @@ on z alone.
 
 from __future__ import annotations
 
-from .model import ALIGN, HYPER_CHANNELS, LATENT_CHANNELS, MAX_QUALITY
-
-__all__ = ["ALIGN", "MAX_QUALITY", "padded_size", "latent_shape", "hyper_shape", "segment_elements"]
+LATENT_CHANNELS = 160  # M: y at 1/16 resolution
+HYPER_CHANNELS = 64  # Z: z at 1/64
+HYPER_HIDDEN = 80
+SYNTHESIS_CHANNELS = 28  # C: the 1/4-resolution stage of the synthesis
+ANALYSIS_CHANNELS = 128
+ANCHOR_QUALITIES = (0.0, 25.0, 50.0, 75.0, 100.0)
+MAX_QUALITY = 100
+ALIGN = 64  # image sides are padded to a multiple of this (z is at 1/64)
 
 
 def padded_size(height: int, width: int) -> tuple[int, int]:

@@ -22,16 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..pyramid.model import LATENT_LIMIT, SCALE_BINS, LOG_SCALE_STEP, SCALE_MIN, laplace_bits, quality_lambda
-
-LATENT_CHANNELS = 160  # M: y at 1/16 resolution
-HYPER_CHANNELS = 64  # Z: z at 1/64
-HYPER_HIDDEN = 80
-SYNTHESIS_CHANNELS = 28  # C: the 1/4-resolution stage of the synthesis
-ANALYSIS_CHANNELS = 128
-ANCHOR_QUALITIES = (0.0, 25.0, 50.0, 75.0, 100.0)
-MAX_QUALITY = 100
-ALIGN = 64  # image sides are padded to a multiple of this (z is at 1/64)
+from ..laplace import LATENT_LIMIT, LOG_SCALE_STEP, SCALE_BINS, SCALE_MIN
+from ..pyramid.model import laplace_bits, quality_lambda
+from .layout import (ANALYSIS_CHANNELS, ANCHOR_QUALITIES, HYPER_CHANNELS, HYPER_HIDDEN, LATENT_CHANNELS, MAX_QUALITY,
+                     SYNTHESIS_CHANNELS)
 
 
 class GDN(nn.Module):
