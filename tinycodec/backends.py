@@ -24,19 +24,19 @@ from __future__ import annotations
 import importlib.util
 import logging
 from functools import lru_cache
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
-import torch
 
 from .errors import TinyCodecError
-from .networks import Network
+from .options import BACKENDS, DEVICES, PRECISIONS
+
+if TYPE_CHECKING:
+    import torch
+
+    from .networks import Network
 
 log = logging.getLogger("tinycodec")
-
-BACKENDS = ("auto", "torch", "onnx", "tensorrt")
-DEVICES = ("cpu", "cuda")
-PRECISIONS = ("fp32", "fp16", "int8")
 
 # What each backend can run, per device.
 SUPPORTED: dict[tuple[str, str], tuple[str, ...]] = {
@@ -108,6 +108,8 @@ def _has_module(name: str) -> bool:
 
 
 def cuda_available() -> bool:
+    import torch  # only a CUDA request asks
+
     return torch.cuda.is_available()
 
 
@@ -169,6 +171,8 @@ def check_request(backend: str = "auto", device: str = "cpu", precision: str = "
 
 def threads() -> int:
     """Threads each runner uses: PyTorch's setting (OMP_NUM_THREADS / torch.set_num_threads), for every backend."""
+    import torch
+
     return max(1, torch.get_num_threads())
 
 
@@ -181,6 +185,8 @@ class TorchRunner:
     backend = "torch"
 
     def __init__(self, net: Network, device: str = "cpu", precision: str = "fp32") -> None:
+        import torch
+
         self.network, self.device, self.precision = net.name, device, precision
         module = net.build()
         # channels_last runs these few-channel convolutions about 3x faster on CPU; not TinyPSSR's one channel.
@@ -192,18 +198,22 @@ class TorchRunner:
     @classmethod
     def from_module(cls, module: torch.nn.Module, name: str = "module", channels_last: bool = True) -> "TorchRunner":
         """Wrap an already built fp32 CPU module (tests, training tools)."""
+        import torch
+
         runner = cls.__new__(cls)
         runner.network, runner.device, runner.precision = name, "cpu", "fp32"
         runner._channels_last, runner._dtype, runner.module = channels_last, torch.float32, module.eval()
         return runner
 
-    @torch.inference_mode()
     def run(self, x: np.ndarray) -> np.ndarray:
-        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device, self._dtype)
-        if self._channels_last:
-            t = t.contiguous(memory_format=torch.channels_last)
-        y = self.module(t)
-        return np.ascontiguousarray(y.float().cpu().numpy())
+        import torch
+
+        with torch.inference_mode():
+            t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device, self._dtype)
+            if self._channels_last:
+                t = t.contiguous(memory_format=torch.channels_last)
+            y = self.module(t)
+            return np.ascontiguousarray(y.float().cpu().numpy())
 
 
 class OnnxRunner:

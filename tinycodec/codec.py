@@ -16,14 +16,10 @@ from .errors import TinyCodecError
 from .image import Planar, to_pil, to_planar
 from .limits import DEFAULT_LIMITS, Deadline, Limits
 from .metadata import Metadata
-from .models import SCALE_DEPTHS
-from .refine import check_steps as check_refine_steps, refine_latent
+from .options import DEFAULT_PLANES, DEFAULT_SCALE, SCALE_DEPTHS, SCALES
 from .zoo import WeightsEntry, current_entry, entry_for_file, model_name
 
-DEFAULT_SCALE = 16
-DEFAULT_PLANES = 8
 DEFAULT_TILE = 256  # latent elements per tile side (entropy coding)
-SCALES = tuple(sorted(SCALE_DEPTHS))
 
 # Encoder-side pixel cap: the decoder's default, so that no file is written that a default reader refuses.
 MAX_IMAGE_PIXELS = DEFAULT_LIMITS.max_pixels
@@ -166,6 +162,8 @@ def encode_planar(planar: Planar, scale: int = DEFAULT_SCALE, planes: int = DEFA
     _check_workers(workers, window)
     if downscale != 1 and downscale not in DOWNSCALE_FACTORS:
         raise ValueError(f"downscale must be 1 or one of {DOWNSCALE_FACTORS}, not {downscale}")
+    from .refine import check_steps as check_refine_steps, refine_latent  # here: it imports PyTorch, decoding does not
+
     check_refine_steps(refine)  # before any network runs
     backends.check_request(backend, device, precision)
     height, width = planar.rgb.shape[:2]

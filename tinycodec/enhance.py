@@ -15,12 +15,10 @@ from PIL import Image
 
 from . import backends, runtime
 from .errors import TinyCodecError
-from .filters import FILTERS, FilterSpec
 from .image import to_pil, to_planar
+from .options import FILTERS, NONE, PRECISIONS, FilterSpec
 from .zoo import current_entry
 
-NONE = "none"
-PRECISIONS = backends.PRECISIONS
 DEFAULT_TILE = 512  # input pixels per tile side: bounds memory on large images
 
 

@@ -14,11 +14,12 @@ from typing import BinaryIO
 from PIL import Image, UnidentifiedImageError
 
 from . import container, families
-from .codec import DEFAULT_PLANES, DEFAULT_SCALE, decode, encode_planar
+from .codec import decode, encode_planar
 from .errors import TinyCodecError
 from .image import Planar, to_planar
 from .limits import DEFAULT_LIMITS, Limits
 from .metadata import Metadata
+from .options import DEFAULT_PLANES, DEFAULT_SCALE
 
 PathLike = str | os.PathLike
 

@@ -25,7 +25,14 @@ Modules: ``layout`` (grids, passes, contexts), ``model`` (float networks, traini
 segments), ``container`` (the version-2 header), ``weights``, ``refine``, ``codec`` (image <-> bytes).
 """
 
-from .codec import DEFAULT_QUALITY, EFFORTS, PyramidInfo, decode, decode_with_info, encode, encode_planar, verify
-
 __all__ = ["DEFAULT_QUALITY", "EFFORTS", "PyramidInfo", "decode", "decode_with_info", "encode", "encode_planar",
            "verify"]
+
+
+def __getattr__(name: str):
+    # The API comes from .codec on first use (PEP 562): reading a header (.container) needs no networks.
+    if name in __all__:
+        from . import codec
+
+        return getattr(codec, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

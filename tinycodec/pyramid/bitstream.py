@@ -15,7 +15,7 @@ import numpy as np
 from ..errors import TinyCodecError
 from . import fixedpoint, layout
 from .laplace import TableCoder
-from .model import LATENT_LIMIT
+from .laplace import LATENT_LIMIT
 
 GRID_DTYPE = np.int16  # values lie in [-127, 127]: 2 bytes per latent, not 8, on a 100-megapixel image
 CHUNK_ELEMENTS = 1 << 17

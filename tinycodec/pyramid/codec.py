@@ -20,6 +20,7 @@ from .. import zoo
 from ..errors import TinyCodecError
 from ..image import Planar, to_pil, to_planar
 from ..limits import DEFAULT_LIMITS, Deadline, Limits
+from ..options import PYRAMID_STEPS
 from . import bitstream, layout
 from .container import PyramidHeader, pack, unpack
 from .model import LATENT_LIMIT, quality_lambda
@@ -27,8 +28,8 @@ from .weights import ENCODER_MODEL, MODEL, LoadedDecoder, load_decoder, load_enc
 
 DEFAULT_QUALITY = 50
 EFFORTS = ("fast", "refine", "overfit")
-DEFAULT_REFINE_STEPS = 100
-DEFAULT_OVERFIT_STEPS = 300
+DEFAULT_REFINE_STEPS = PYRAMID_STEPS["refine"]
+DEFAULT_OVERFIT_STEPS = PYRAMID_STEPS["overfit"]
 BAND_ROWS = 128  # synthesis runs on bands of this many output rows (cache-friendly; ~200 bytes per pixel of a band)
 ENCODE_WINDOW = 1024  # the encoder network runs on windows of this side (plus margins) on larger images
 ENCODE_MARGIN = 128

@@ -20,7 +20,13 @@ import math
 import constriction
 import numpy as np
 
-from .model import LATENT_LIMIT, LOG_SCALE_STEP, MEAN_UNITS, SCALE_BINS, SCALE_MIN
+# Context-model output: mean in units of 1/MEAN_UNITS, scale as an index into a log-spaced table.
+MEAN_UNITS = 8
+SCALE_BINS = 64
+SCALE_MIN = 0.04
+SCALE_MAX = 40.0
+LOG_SCALE_STEP = math.log(SCALE_MAX / SCALE_MIN) / (SCALE_BINS - 1)
+LATENT_LIMIT = 127  # integer latents are clipped to [-LATENT_LIMIT, LATENT_LIMIT]
 
 ONE = 1 << 30
 RESIDUAL_LIMIT = 2 * LATENT_LIMIT
