@@ -63,6 +63,7 @@ def test_file_errors_answer_without_pytorch(tmp_path):
 
 def test_decoding_imports_only_what_it_runs(tmp_path):
     import numpy as np
+    from PIL import Image
 
     import tinycodec
 
@@ -70,13 +71,17 @@ def test_decoding_imports_only_what_it_runs(tmp_path):
     (tmp_path / "tc.tcz").write_bytes(tinycodec.encode(rgb, scale=16))
     out = probe("tcdec", tmp_path / "tc.tcz", "-o", tmp_path / "tc.png")
     assert out["code"] == 0
-    assert not {"onnxruntime", "onnx", "matplotlib"} & set(out["heavy"])
+    # The codec's networks run in numpy where PyTorch is not loaded (backends.AUTO_TORCH_ON_CPU).
+    assert out["heavy"] == ["constriction", "numpy", "safetensors"]
     assert out["pyramid"] == ["tinycodec.pyramid", "tinycodec.pyramid.container", "tinycodec.pyramid.laplace",
                               "tinycodec.pyramid.layout"]  # the header's family check, not the family's networks
     (tmp_path / "py.tcz").write_bytes(tinycodec.encode(rgb, quality=50))
     out = probe("tcdec", tmp_path / "py.tcz", "-o", tmp_path / "py.png")
     assert out["code"] == 0
     assert not {"onnxruntime", "onnx", "matplotlib"} & set(out["heavy"])
+    Image.fromarray(rgb).save(tmp_path / "in.png")
+    out = probe("tcenc", tmp_path / "in.png", "-o", tmp_path / "in.tcz")
+    assert out["code"] == 0 and out["heavy"] == ["constriction", "numpy", "safetensors"]
 
 
 def test_import_tinycodec_is_light_and_the_api_loads_on_use():

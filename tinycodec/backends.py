@@ -10,11 +10,13 @@ device and precision:
 | torch      | cuda   | fp32, fp16         | a CUDA build of PyTorch and a GPU          |
 | onnx       | cpu    | fp32, int8         | onnx + onnxruntime (installed with tinycodec) |
 | tensorrt   | cuda   | fp32, fp16, int8   | tensorrt 10 and a CUDA build of PyTorch    |
+| numpy      | cpu    | fp32               | (always there; the codec's networks only)  |
 
 ``auto`` takes the first available backend of :data:`AUTO_ORDER` for the
 device and precision (orders measured by tools/bench_backends.py, see
 docs/results/); asked for int8 on the CPU, it runs the networks that int8 makes
-slower there in fp32 (:data:`AUTO_FP32_INSTEAD_OF_INT8_ON_CPU`). Asking for a backend, device or precision that is not there is
+slower there in fp32 (:data:`AUTO_FP32_INSTEAD_OF_INT8_ON_CPU`), and the codec's networks in numpy
+where PyTorch is not loaded (:data:`AUTO_TORCH_ON_CPU`). Asking for a backend, device or precision that is not there is
 a :class:`BackendError`, never a silent fallback. With logging at INFO
 (``-v`` on the command lines) every choice is reported once.
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import sys
 from functools import lru_cache
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
@@ -44,7 +47,9 @@ SUPPORTED: dict[tuple[str, str], tuple[str, ...]] = {
     ("torch", "cuda"): ("fp32", "fp16"),
     ("onnx", "cpu"): ("fp32", "int8"),
     ("tensorrt", "cuda"): ("fp32", "fp16", "int8"),
+    ("numpy", "cpu"): ("fp32",),
 }
+CODEC_ONLY = ("numpy",)  # backends that run the codec's networks but not the enhancement filters
 
 # ``auto``: fastest first. On this project's 2-core x86 CPU, ONNX Runtime ran every network faster
 # than PyTorch in fp32 except the codec's tiny networks, where the two are close (see
@@ -75,6 +80,9 @@ AUTO_FP32_INSTEAD_OF_INT8_ON_CPU = ("tinycompress-", "tinypssr-")
 # copy per convolution for that padding, PyTorch does not: on kodim23, 2 threads, the scale-4 decoder
 # took 31 ms in ONNX Runtime against 18 ms in PyTorch, the encoder 67 against 59 ms (zero padding,
 # before: 26 against 25 and 52 against 71 ms). docs/results/bench_backends_cpu.json has the figures.
+# Where PyTorch is not loaded yet, ``auto`` runs them in numpy instead (numpy_backend.py): importing
+# PyTorch takes longer than a Kodak-size decode or encode in numpy (tools/bench_startup.py), so a
+# command-line run is several times faster; a process that has loaded PyTorch keeps it.
 AUTO_TORCH_ON_CPU = ("tinycompress-",)
 
 
@@ -164,9 +172,13 @@ def resolve_backend(backend: str = "auto", device: str = "cpu", precision: str =
     return backend
 
 
-def check_request(backend: str = "auto", device: str = "cpu", precision: str = "fp32") -> None:
-    """Fail early (before any decoding work) for a request that cannot run here."""
+def check_request(backend: str = "auto", device: str = "cpu", precision: str = "fp32", *,
+                  filters: bool = False) -> None:
+    """Fail early (before any decoding work) for a request that cannot run here; ``filters``: for an
+    enhancement filter, which the codec-only backends do not run."""
     resolve_backend(backend, device, precision)
+    if filters and backend in CODEC_ONLY:
+        raise BackendError(f"backend '{backend}' runs the codec's networks only, not the enhancement filters")
 
 
 def threads() -> int:
@@ -240,6 +252,10 @@ def _make_runner(net: Network, backend: str, device: str, precision: str) -> Run
         return TorchRunner(net, device, precision)
     if backend == "onnx":
         return OnnxRunner(net, device, precision)
+    if backend == "numpy":
+        from .numpy_backend import NumpyRunner
+
+        return NumpyRunner(net, device, precision)
     from .tensorrt_backend import TensorRTRunner
 
     return TensorRTRunner(net, device, precision)
@@ -261,8 +277,12 @@ def _auto_choice(net: Network, fastest: str, device: str, precision: str) -> tup
         fastest, precision = resolve_backend("auto", device, "fp32"), "fp32"
         why.append("int8 was asked, but fp32 runs this network faster here, and exactly")
     if device == "cpu" and precision == "fp32" and net.name.startswith(AUTO_TORCH_ON_CPU):
-        fastest = "torch"
-        why.append("PyTorch runs this network faster than ONNX Runtime here")
+        if "torch" in sys.modules:
+            fastest = "torch"
+            why.append("PyTorch runs this network faster than ONNX Runtime here")
+        else:
+            fastest = "numpy"
+            why.append("PyTorch is not loaded, and numpy runs this network in less time than loading it takes")
     return fastest, precision, "auto: " + ("; ".join(why) or f"fastest available for {precision} on {device}")
 
 
@@ -278,8 +298,8 @@ def get_runner(net: Network, backend: str = "auto", device: str = "cpu", precisi
     else:
         run_precision, how = precision, "as asked"
     runner = _cached_runner(net, concrete, device, run_precision)
-    if (net, backend, device, precision) not in _reported:  # first use in this process: say what runs it
-        _reported.add((net, backend, device, precision))
+    if (net, backend, device, precision, concrete) not in _reported:  # first use in this process: say what runs it
+        _reported.add((net, backend, device, precision, concrete))
         log.info("%s: %s on %s, %s (%s)", net.name, concrete, device, run_precision, how)
     return runner
 

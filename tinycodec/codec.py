@@ -162,9 +162,10 @@ def encode_planar(planar: Planar, scale: int = DEFAULT_SCALE, planes: int = DEFA
     _check_workers(workers, window)
     if downscale != 1 and downscale not in DOWNSCALE_FACTORS:
         raise ValueError(f"downscale must be 1 or one of {DOWNSCALE_FACTORS}, not {downscale}")
-    from .refine import check_steps as check_refine_steps, refine_latent  # here: it imports PyTorch, decoding does not
+    if refine:  # refinement runs in PyTorch: imported only when asked for
+        from .refine import check_steps as check_refine_steps, refine_latent
 
-    check_refine_steps(refine)  # before any network runs
+        check_refine_steps(refine)  # before any network runs
     backends.check_request(backend, device, precision)
     height, width = planar.rgb.shape[:2]
     if width * height > MAX_IMAGE_PIXELS:
@@ -317,7 +318,7 @@ def decode_with_info(data: bytes, *, partial: bool = False, max_pixels: int | No
     choice = parse_filter(enhance)  # an unknown filter fails before any work
     backends.check_request(backend, device, precision)  # and so does a backend that is not here
     if choice is not None:
-        backends.check_request(backend, device, choice.precision)
+        backends.check_request(backend, device, choice.precision, filters=True)
     limits = _effective_limits(limits, max_pixels)
     if _family(data) == families.PYRAMID:
         return _decode_pyramid(bytes(data), partial, limits, choice, backend, device)

@@ -81,7 +81,7 @@ def enhance(image: Image.Image | np.ndarray, filter: str, *, tile: int = DEFAULT
     choice = parse_filter(filter)
     if choice is None:
         return to_pil(planar.rgb, planar.alpha, planar.grey)
-    backends.check_request(backend, device, choice.precision)
+    backends.check_request(backend, device, choice.precision, filters=True)
     return enhance_planes(planar.rgb, planar.alpha, planar.grey, choice, tile, backend=backend, device=device)
 
 

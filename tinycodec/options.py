@@ -16,7 +16,7 @@ DEFAULT_SCALE = 16
 DEFAULT_PLANES = 8
 DOWNSCALE_FACTORS = (2, 4)  # tcenc --downscale; the container's downscale record allows these
 
-BACKENDS = ("auto", "torch", "onnx", "tensorrt")
+BACKENDS = ("auto", "torch", "onnx", "tensorrt", "numpy")
 DEVICES = ("cpu", "cuda")
 PRECISIONS = ("fp32", "fp16", "int8")
 
