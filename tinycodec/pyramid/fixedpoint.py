@@ -10,6 +10,7 @@ division by a power of two, also exact. (On a GPU, TF32 would break this: the de
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -102,7 +103,9 @@ def _floor_shift(x, bits: int):
         x.mul_(1.0 / (1 << bits)).floor_()
 
 
-TORCH_FROM = 4096  # rows: below, numpy (no thread-pool wake-ups per call); above, torch (3x numpy's sgemm here)
+# Rows: below, numpy (no thread-pool wake-ups per call); above, torch where it is loaded (3x numpy's sgemm
+# here), never imported for this alone (it takes longer to import than a decode's context model to run).
+TORCH_FROM = 4096
 
 
 def evaluate(tensors: dict[str, np.ndarray], features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -113,7 +116,7 @@ def evaluate(tensors: dict[str, np.ndarray], features: np.ndarray) -> tuple[np.n
     """
     n = len([k for k in tensors if k.startswith("context.") and k.endswith(".weight")])
     h = np.asarray(features, dtype=np.float32)
-    big = h.shape[0] >= TORCH_FROM
+    big = h.shape[0] >= TORCH_FROM and "torch" in sys.modules
     if big:
         import torch
 
