@@ -100,3 +100,11 @@ print(light)
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "True"
+
+
+def test_python_m_tinycodec_is_the_tinycodec_command():
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "tinycodec", "--help"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 0 and done.stdout.startswith("Usage: tinycodec ")
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert not {"torch", "numpy", "onnxruntime"} & imported
