@@ -57,7 +57,7 @@ def _probe(kind: str, src: str, dst: str, backend: str) -> dict[str, float]:
     from tinycodec.pyramid import container as pyramid_container
     stage("import the codec's modules")
     pyramid = kind == "decode" and Path(src).read_bytes()[8] == pyramid_container.VERSION
-    if pyramid or backend == "torch":
+    if backend == "torch":
         import torch  # noqa: F401
         stage("import PyTorch")
 

@@ -22,7 +22,8 @@ Data flow::
 
 Modules: ``layout`` (grids, passes, contexts), ``model`` (float networks, training losses), ``fixedpoint``
 (the integer context model), ``laplace`` (integer tables, grouped coding), ``bitstream`` (grids <->
-segments), ``container`` (the version-2 header), ``weights``, ``refine``, ``codec`` (image <-> bytes).
+segments), ``container`` (the version-2 header), ``synthesis`` (the decoder's float part in numpy),
+``weights``, ``refine``, ``codec`` (image <-> bytes).
 """
 
 __all__ = ["DEFAULT_QUALITY", "EFFORTS", "PyramidInfo", "decode", "decode_with_info", "encode", "encode_planar",
