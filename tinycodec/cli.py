@@ -34,6 +34,12 @@ from .options import (BACKENDS, DEFAULT_PLANES, DEFAULT_SCALE, DEVICES, DOWNSCAL
 # Only light modules above: --help, -V and usage errors must answer without numpy or PyTorch
 # (tests/test_startup.py). The codec's modules are imported where a command first needs them.
 
+# numpy's BLAS on one thread unless the user chose: the codec's matrix products are small, and OpenBLAS's
+# spinning threads made a Kodak-size tcdec 1.4-2.2x slower on a busy 2-core machine (tools/bench_startup.py).
+# OpenBLAS reads this when numpy is first imported, which in a command is after this module.
+if "OPENBLAS_NUM_THREADS" not in os.environ and "OMP_NUM_THREADS" not in os.environ:
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
+
 ENHANCE_HELP = f"{NONE}, {', '.join(FILTERS)} (add -int8 or -fp16 to run a filter in that precision)"
 
 
