@@ -21,6 +21,7 @@ import threading
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -30,6 +31,11 @@ from .limits import DEFAULT_LIMITS
 from .options import (BACKENDS, DEFAULT_PLANES, DEFAULT_SCALE, DEVICES, DOWNSCALE_FACTORS, FILTERS,
                       MAX_REFINE_STEPS, NONE, PRECISIONS, PYRAMID_STEPS as DEFAULT_PYRAMID_STEPS,
                       REFINE_STEPS as DEFAULT_REFINE_STEPS, SCALES)
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from . import batch
 
 # Only light modules above: --help, -V and usage errors must answer without numpy or PyTorch
 # (tests/test_startup.py). The codec's modules are imported where a command first needs them.

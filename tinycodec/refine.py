@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from .networks import codec_network
-from .options import MAX_REFINE_STEPS as MAX_STEPS, REFINE_STEPS as DEFAULT_STEPS, SCALE_DEPTHS
+from .options import MAX_REFINE_STEPS as MAX_STEPS, REFINE_STEPS as DEFAULT_STEPS, SCALE_DEPTHS  # noqa: F401
 from .quantize import BITS, LEVELS, bin_centre_codes
 from .tiling import Span, decoder_halo, spans
 from .zoo import WeightsEntry
