@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# This checkout first, whatever else the environment puts on the path.
+_ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
 HEAVY = ("torch", "onnxruntime", "onnx", "numpy", "tqdm", "matplotlib", "safetensors", "constriction")
 
 _PROBE = """
@@ -32,7 +34,7 @@ def probe(command: str, *args, cwd: Path = ROOT) -> dict:
     """Run a command of tinycodec.cli in a fresh interpreter; its exit code and the heavy modules it loaded."""
     script = _PROBE.format(command=command, args=[str(a) for a in args], heavy=HEAVY)
     done = subprocess.run([sys.executable, "-c", script], cwd=cwd, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          env=_ENV)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -97,14 +99,14 @@ assert sorted(tinycodec.__all__) == sorted(n for n in tinycodec.__all__ if hasat
 print(light)
 """
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          env=_ENV)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "True"
 
 
 def test_python_m_tinycodec_is_the_tinycodec_command():
     done = subprocess.run([sys.executable, "-X", "importtime", "-m", "tinycodec", "--help"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                          capture_output=True, text=True, timeout=300, env=_ENV)
     assert done.returncode == 0 and done.stdout.startswith("Usage: tinycodec ")
     imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
     assert not {"torch", "numpy", "onnxruntime"} & imported
