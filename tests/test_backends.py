@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import json
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -55,6 +56,53 @@ def test_auto_int8_runs_fp32_where_int8_is_slower_but_explicit_int8_is_honoured(
         assert get_runner(net, "auto", "cpu", "int8").precision == "fp32"
     assert "fp32 runs this network faster here" in caplog.text
     assert get_runner(net, "onnx", "cpu", "int8").precision == "int8"
+
+
+def test_auto_runs_the_codec_in_numpy_where_pytorch_is_not_loaded(monkeypatch, caplog):
+    monkeypatch.delitem(sys.modules, "torch")  # as in a fresh tcdec process (tests/test_startup.py runs one)
+    backends.clear_cache()
+    with caplog.at_level("INFO", logger="tinycodec"):
+        assert get_runner(network("tinycompress-s16.decoder")).backend == "numpy"
+        assert get_runner(network("tinycompress-s4.encoder"), "auto", "cpu", "int8").backend == "numpy"
+    assert "tinycompress-s16.decoder: numpy on cpu, fp32 (auto: PyTorch is not loaded" in caplog.text
+    backends.clear_cache()
+
+
+@pytest.mark.parametrize("name", CODEC_NETS)
+def test_numpy_backend_matches_pytorch(name):
+    net = network(name)
+    rng = np.random.default_rng(1)
+    for side in (8, 64):  # odd latent sizes included (example_shape: 1.5 x side)
+        n, c, h, w = net.example_shape(side)
+        x = rng.random((2, c, h, w), dtype=np.float32)
+        if net.part == "decoder":
+            x = x * 40 - 20  # latents are not confined to [0, 1]
+        y_numpy = get_runner(net, "numpy").run(x)
+        y_torch = get_runner(net, "torch").run(x)
+        assert y_numpy.shape == y_torch.shape and y_numpy.dtype == np.float32
+        assert np.abs(y_numpy - y_torch).max() <= 1e-4 * max(1.0, np.abs(y_torch).max())
+
+
+def test_numpy_backend_decodes_as_pytorch_does():
+    rgb = photo_like(72, 104, seed=5)
+    for scale in (4, 256):
+        data = tinycodec.encode(rgb, scale=scale, backend="numpy")  # a valid file, as another backend's
+        assert psnr(np.asarray(tinycodec.decode(data)), rgb) > 20
+        a = np.asarray(tinycodec.decode(data, backend="numpy"), dtype=int)
+        b = np.asarray(tinycodec.decode(data, backend="torch"), dtype=int)
+        assert np.abs(a - b).max() <= 1
+
+
+def test_numpy_backend_runs_no_filter():
+    data = tinycodec.encode(photo_like(16, 16), scale=4, backend="torch")
+    with pytest.raises(BackendError, match="codec's networks only"):
+        tinycodec.decode(data, backend="numpy", enhance="unet")  # refused before any decoding
+    with pytest.raises(BackendError, match="codec's networks only"):
+        tinycodec.enhance(photo_like(16, 16), "tinypssr-x2", backend="numpy")
+    with pytest.raises(BackendError, match="codec's networks only"):
+        get_runner(network("unet"), "numpy")
+    with pytest.raises(BackendError, match="does not run on cuda"):
+        backends.resolve_backend("numpy", "cuda")
 
 
 @pytest.mark.parametrize("request_, message", [

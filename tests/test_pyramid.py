@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import struct
 import subprocess
+import sys
 import time
 import zlib
 
@@ -230,6 +231,21 @@ def test_band_synthesis_has_no_seams(dec, monkeypatch):
     monkeypatch.setattr(codec, "BAND_ROWS", 24)
     banded = codec.synthesise(grids, dec, 50, 190, 128)
     assert np.abs(whole.astype(int) - banded.astype(int)).max() <= 1
+
+
+def test_synthesis_in_numpy_matches_pytorch(dec, monkeypatch):
+    """Without PyTorch loaded the float part runs in numpy (pyramid/synthesis.py): the same pixels up to
+    float rounding, banded as seamlessly; an odd size and a quality of each end."""
+    for q, (h, w) in ((0, (190, 128)), (100, (64, 70))):
+        grids = random_grids(-(-h // 64) * 64, -(-w // 64) * 64, seed=q + 2, spread=3)
+        with_torch = codec.synthesise(grids, dec, q, h, w).astype(int)
+        with monkeypatch.context() as m:
+            m.delitem(sys.modules, "torch")
+            whole = codec.synthesise(grids, dec, q, h, w).astype(int)
+            m.setattr(codec, "BAND_ROWS", 24)
+            banded = codec.synthesise(grids, dec, q, h, w).astype(int)
+        assert np.abs(whole - with_torch).max() <= 1 and (whole != with_torch).mean() < 0.001
+        assert np.abs(whole - banded).max() <= 1
 
 
 def test_grey_images_stay_grey_and_alpha_is_refused():

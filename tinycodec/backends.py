@@ -10,11 +10,13 @@ device and precision:
 | torch      | cuda   | fp32, fp16         | a CUDA build of PyTorch and a GPU          |
 | onnx       | cpu    | fp32, int8         | onnx + onnxruntime (installed with tinycodec) |
 | tensorrt   | cuda   | fp32, fp16, int8   | tensorrt 10 and a CUDA build of PyTorch    |
+| numpy      | cpu    | fp32               | (always there; the codec's networks only)  |
 
 ``auto`` takes the first available backend of :data:`AUTO_ORDER` for the
 device and precision (orders measured by tools/bench_backends.py, see
 docs/results/); asked for int8 on the CPU, it runs the networks that int8 makes
-slower there in fp32 (:data:`AUTO_FP32_INSTEAD_OF_INT8_ON_CPU`). Asking for a backend, device or precision that is not there is
+slower there in fp32 (:data:`AUTO_FP32_INSTEAD_OF_INT8_ON_CPU`), and the codec's networks in numpy
+where PyTorch is not loaded (:data:`AUTO_TORCH_ON_CPU`). Asking for a backend, device or precision that is not there is
 a :class:`BackendError`, never a silent fallback. With logging at INFO
 (``-v`` on the command lines) every choice is reported once.
 """
@@ -23,20 +25,21 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import sys
 from functools import lru_cache
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
-import torch
 
 from .errors import TinyCodecError
-from .networks import Network
+from .options import BACKENDS, DEVICES, PRECISIONS
+
+if TYPE_CHECKING:
+    import torch
+
+    from .networks import Network
 
 log = logging.getLogger("tinycodec")
-
-BACKENDS = ("auto", "torch", "onnx", "tensorrt")
-DEVICES = ("cpu", "cuda")
-PRECISIONS = ("fp32", "fp16", "int8")
 
 # What each backend can run, per device.
 SUPPORTED: dict[tuple[str, str], tuple[str, ...]] = {
@@ -44,7 +47,9 @@ SUPPORTED: dict[tuple[str, str], tuple[str, ...]] = {
     ("torch", "cuda"): ("fp32", "fp16"),
     ("onnx", "cpu"): ("fp32", "int8"),
     ("tensorrt", "cuda"): ("fp32", "fp16", "int8"),
+    ("numpy", "cpu"): ("fp32",),
 }
+CODEC_ONLY = ("numpy",)  # backends that run the codec's networks but not the enhancement filters
 
 # ``auto``: fastest first. On this project's 2-core x86 CPU, ONNX Runtime ran every network faster
 # than PyTorch in fp32 except the codec's tiny networks, where the two are close (see
@@ -75,6 +80,9 @@ AUTO_FP32_INSTEAD_OF_INT8_ON_CPU = ("tinycompress-", "tinypssr-")
 # copy per convolution for that padding, PyTorch does not: on kodim23, 2 threads, the scale-4 decoder
 # took 31 ms in ONNX Runtime against 18 ms in PyTorch, the encoder 67 against 59 ms (zero padding,
 # before: 26 against 25 and 52 against 71 ms). docs/results/bench_backends_cpu.json has the figures.
+# Where PyTorch is not loaded yet, ``auto`` runs them in numpy instead (numpy_backend.py): importing
+# PyTorch takes longer than a Kodak-size decode or encode in numpy (tools/bench_startup.py), so a
+# command-line run is several times faster; a process that has loaded PyTorch keeps it.
 AUTO_TORCH_ON_CPU = ("tinycompress-",)
 
 
@@ -108,6 +116,8 @@ def _has_module(name: str) -> bool:
 
 
 def cuda_available() -> bool:
+    import torch  # only a CUDA request asks
+
     return torch.cuda.is_available()
 
 
@@ -162,13 +172,19 @@ def resolve_backend(backend: str = "auto", device: str = "cpu", precision: str =
     return backend
 
 
-def check_request(backend: str = "auto", device: str = "cpu", precision: str = "fp32") -> None:
-    """Fail early (before any decoding work) for a request that cannot run here."""
+def check_request(backend: str = "auto", device: str = "cpu", precision: str = "fp32", *,
+                  filters: bool = False) -> None:
+    """Fail early (before any decoding work) for a request that cannot run here; ``filters``: for an
+    enhancement filter, which the codec-only backends do not run."""
     resolve_backend(backend, device, precision)
+    if filters and backend in CODEC_ONLY:
+        raise BackendError(f"backend '{backend}' runs the codec's networks only, not the enhancement filters")
 
 
 def threads() -> int:
     """Threads each runner uses: PyTorch's setting (OMP_NUM_THREADS / torch.set_num_threads), for every backend."""
+    import torch
+
     return max(1, torch.get_num_threads())
 
 
@@ -181,6 +197,8 @@ class TorchRunner:
     backend = "torch"
 
     def __init__(self, net: Network, device: str = "cpu", precision: str = "fp32") -> None:
+        import torch
+
         self.network, self.device, self.precision = net.name, device, precision
         module = net.build()
         # channels_last runs these few-channel convolutions about 3x faster on CPU; not TinyPSSR's one channel.
@@ -192,18 +210,22 @@ class TorchRunner:
     @classmethod
     def from_module(cls, module: torch.nn.Module, name: str = "module", channels_last: bool = True) -> "TorchRunner":
         """Wrap an already built fp32 CPU module (tests, training tools)."""
+        import torch
+
         runner = cls.__new__(cls)
         runner.network, runner.device, runner.precision = name, "cpu", "fp32"
         runner._channels_last, runner._dtype, runner.module = channels_last, torch.float32, module.eval()
         return runner
 
-    @torch.inference_mode()
     def run(self, x: np.ndarray) -> np.ndarray:
-        t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device, self._dtype)
-        if self._channels_last:
-            t = t.contiguous(memory_format=torch.channels_last)
-        y = self.module(t)
-        return np.ascontiguousarray(y.float().cpu().numpy())
+        import torch
+
+        with torch.inference_mode():
+            t = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device, self._dtype)
+            if self._channels_last:
+                t = t.contiguous(memory_format=torch.channels_last)
+            y = self.module(t)
+            return np.ascontiguousarray(y.float().cpu().numpy())
 
 
 class OnnxRunner:
@@ -230,6 +252,10 @@ def _make_runner(net: Network, backend: str, device: str, precision: str) -> Run
         return TorchRunner(net, device, precision)
     if backend == "onnx":
         return OnnxRunner(net, device, precision)
+    if backend == "numpy":
+        from .numpy_backend import NumpyRunner
+
+        return NumpyRunner(net, device, precision)
     from .tensorrt_backend import TensorRTRunner
 
     return TensorRTRunner(net, device, precision)
@@ -251,8 +277,12 @@ def _auto_choice(net: Network, fastest: str, device: str, precision: str) -> tup
         fastest, precision = resolve_backend("auto", device, "fp32"), "fp32"
         why.append("int8 was asked, but fp32 runs this network faster here, and exactly")
     if device == "cpu" and precision == "fp32" and net.name.startswith(AUTO_TORCH_ON_CPU):
-        fastest = "torch"
-        why.append("PyTorch runs this network faster than ONNX Runtime here")
+        if "torch" in sys.modules:
+            fastest = "torch"
+            why.append("PyTorch runs this network faster than ONNX Runtime here")
+        else:
+            fastest = "numpy"
+            why.append("PyTorch is not loaded, and numpy runs this network in less time than loading it takes")
     return fastest, precision, "auto: " + ("; ".join(why) or f"fastest available for {precision} on {device}")
 
 
@@ -268,8 +298,8 @@ def get_runner(net: Network, backend: str = "auto", device: str = "cpu", precisi
     else:
         run_precision, how = precision, "as asked"
     runner = _cached_runner(net, concrete, device, run_precision)
-    if (net, backend, device, precision) not in _reported:  # first use in this process: say what runs it
-        _reported.add((net, backend, device, precision))
+    if (net, backend, device, precision, concrete) not in _reported:  # first use in this process: say what runs it
+        _reported.add((net, backend, device, precision, concrete))
         log.info("%s: %s on %s, %s (%s)", net.name, concrete, device, run_precision, how)
     return runner
 

@@ -21,25 +21,30 @@ import threading
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import numpy as np
 
-from . import __version__, batch, families
-from .backends import BACKENDS, DEVICES, PRECISIONS
-from .codec import (DEFAULT_PLANES, DEFAULT_SCALE, SCALES, FilterSkippedWarning, PartialAlphaWarning,
-                    decode_with_info, encode, encode_planar, encode_rd)
-from .container import DOWNSCALE_FACTORS
-from .enhance import NONE, enhance, parse_filter
-from .filters import FILTERS
+from . import __version__
 from .errors import TinyCodecError, describe_os_error, printable
-from .files import (format_for_suffix, output_target, read_image, read_source, read_tcz, save_image, save_image_to,
-                    write_atomic, write_fully)
-from .image import HighBitDepthWarning
 from .limits import DEFAULT_LIMITS
-from .metadata import MetadataWarning
-from .refine import DEFAULT_STEPS as DEFAULT_REFINE_STEPS, MAX_STEPS as MAX_REFINE_STEPS
+from .options import (BACKENDS, DEFAULT_PLANES, DEFAULT_SCALE, DEVICES, DOWNSCALE_FACTORS, FILTERS,
+                      MAX_REFINE_STEPS, NONE, PRECISIONS, RD_FAMILIES, RD_STEPS,
+                      REFINE_STEPS as DEFAULT_REFINE_STEPS, SCALES)
 
+if TYPE_CHECKING:
+    import numpy as np
+
+    from . import batch
+
+# Only light modules above: --help, -V and usage errors must answer without numpy or PyTorch
+# (tests/test_startup.py). The codec's modules are imported where a command first needs them.
+
+# numpy's BLAS on one thread unless the user chose: the codec's matrix products are small, and OpenBLAS's
+# spinning threads made a Kodak-size tcdec 1.4-2.2x slower on a busy 2-core machine (tools/bench_startup.py).
+# OpenBLAS reads this when numpy is first imported, which in a command is after this module.
+if "OPENBLAS_NUM_THREADS" not in os.environ and "OMP_NUM_THREADS" not in os.environ:
+    os.environ["OPENBLAS_NUM_THREADS"] = "1"
 
 ENHANCE_HELP = f"{NONE}, {', '.join(FILTERS)} (add -int8 or -fp16 to run a filter in that precision)"
 
@@ -149,6 +154,10 @@ def _log_to_stderr(prog: str) -> None:
 @contextlib.contextmanager
 def _notes(prog: str, quiet: bool):
     """Collect the warnings tinycodec gives users and print them as notes afterwards."""
+    from .codec import FilterSkippedWarning, PartialAlphaWarning
+    from .image import HighBitDepthWarning
+    from .metadata import MetadataWarning
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         yield
@@ -163,6 +172,8 @@ def _check_output(path: str, force: bool, inputs: str) -> None:
     """Never overwrite silently (a default output name can be the user's original), and never the input."""
     if path == "-":
         return
+    from .files import output_target
+
     if path == inputs or (inputs != "-" and _same_file(path, inputs)):
         raise TinyCodecError("output and input are the same file")
     output_target(path, force)  # early, before any work; checked again when the file is put in place
@@ -177,6 +188,8 @@ def _same_file(a: str, b: str) -> bool:
 
 
 def _write_output(path: str, data: bytes, force: bool) -> None:
+    from .files import write_atomic, write_fully
+
     if path == "-":
         if sys.stdout.isatty():
             raise TinyCodecError("refusing to write binary data to a terminal: use -o FILE or a pipe")
@@ -188,6 +201,8 @@ def _write_output(path: str, data: bytes, force: bool) -> None:
 
 def _single_output(source: str, output: str | None, suffix: str) -> str:
     """Output name for one input: -o as given, in the folder -o, or beside the input ('-' to '-')."""
+    from . import batch
+
     if output is not None and output != "-" and batch.is_directory_target(output):
         if source == "-":
             raise TinyCodecError("-o is a folder, but stdin has no file name: give -o FILE")
@@ -212,6 +227,8 @@ def _run_batch(prog: str, jobs: list[batch.Job], work, workers: int, quiet: bool
     """Run the jobs with a progress bar (on a terminal, unless -q); report failures by name, and the inputs
     that gave no job (``problems``) first; exit 1 if any."""
     from tqdm import tqdm  # only batch mode needs it
+
+    from . import batch
 
     for name, message in problems:
         _say(f"{prog}: error: {name}: {message}")
@@ -261,7 +278,7 @@ _JOBS_HELP = "Parallel workers: files in parallel with several inputs, tiles of 
 @click.option("-Q", "--quality", type=click.IntRange(0, 100), default=None, metavar="0..100",
               help="Code with a rate-distortion-optimised family at this quality; higher is larger and better. "
                    "-s/--planes/--downscale then do not apply.")
-@click.option("--family", type=click.Choice(["shallow", "pyramid"]), default="shallow", show_default=True,
+@click.option("--family", type=click.Choice(list(RD_FAMILIES)), default=RD_FAMILIES[0], show_default=True,
               help="With -Q: shallow (transform codec with a hyperprior) or pyramid (hierarchical latent grids, "
                    "experimental).")
 @click.option("--effort", type=click.Choice(["fast", "refine", "overfit"]), default="fast", show_default=True,
@@ -282,6 +299,10 @@ def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, 
           force: bool, downscale: str, refine: int, quality: int | None, family: str, effort: str, progressive: bool,
           quiet: bool, run: dict) -> None:
     """Encode IMAGES (any format Pillow reads; folders: the images in them; '-' for stdin) to .tcz files."""
+    from . import batch
+    from .codec import encode_planar, encode_rd
+    from .files import read_source
+
     ctx = click.get_current_context()
     if quality is not None:
         given = [f"--{name}" for name in ("scale", "planes", "downscale", "progressive")
@@ -319,7 +340,7 @@ def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, 
         if quality is not None:
             how = f"{family}, quality {quality}, effort {effort}"
             if effort != "fast":
-                how += f" ({refine or families.DEFAULT_RD_STEPS[effort]} steps)"
+                how += f" ({refine or RD_STEPS[effort]} steps)"
         else:
             how = f"scale {scale}, {planes} planes"
             how += f", downscale {downscale}" if downscale != "1" else ""
@@ -357,6 +378,11 @@ def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, 
 def tcdec(files: tuple[str, ...], output: str | None, fmt: str, enhance: str, partial: bool, max_pixels: int,
           jobs: int, strip: bool, force: bool, quiet: bool, run: dict) -> None:
     """Decode .tcz FILES (folders: the .tcz files in them; '-' for stdin) to images."""
+    from . import batch
+    from .codec import decode_with_info
+    from .enhance import parse_filter
+    from .files import format_for_suffix, read_tcz, save_image, save_image_to
+
     parse_filter(enhance)  # an unknown name fails before any reading or decoding
     suffix = "." + fmt.lower().lstrip(".")
     format_for_suffix(suffix)  # an unknown format fails here, before any work
@@ -407,6 +433,8 @@ def main() -> None:
 
 
 def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    import numpy as np
+
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
 
@@ -419,6 +447,11 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 @_user_errors("tinycodec demo")
 def demo(image: str | None, outdir: str | None) -> None:
     """Round-trip a photograph with each family and print bpp and PSNR, with JPEG's PSNR at the same bpp."""
+    import numpy as np
+
+    from .codec import decode_with_info, encode
+    from .files import read_image, save_image, write_atomic
+
     if image is None:
         from matplotlib import cbook  # matplotlib ships this photograph (Grace Hopper, 512x600)
 
@@ -430,7 +463,7 @@ def demo(image: str | None, outdir: str | None) -> None:
     click.echo(f"{'setting':>14} {'bytes':>8} {'bpp':>7} {'PSNR dB':>8} {'JPEG dB':>8} {'enc ms':>7} {'dec ms':>7}")
     settings = [("tinycompress", {"scale": s, "planes": p}, f"s{s} p{p}") for s, p in
                 [(4, 8), (16, 8), (16, 6), (64, 8), (256, 8)]]
-    settings += [(family, {"quality": q, "family": family}, f"{family} Q{q}") for family in families.RD_FAMILIES
+    settings += [(family, {"quality": q, "family": family}, f"{family} Q{q}") for family in RD_FAMILIES
                  for q in (10, 40, 70, 95)]
     for _, kwargs, label in settings:
         t0 = time.perf_counter()
@@ -455,6 +488,10 @@ def demo(image: str | None, outdir: str | None) -> None:
 
 def _jpeg_curve(im, ref: np.ndarray) -> tuple[list[float], list[float]]:
     """(bpp, PSNR) of Pillow JPEG at qualities 5..100 on this image, sorted by bpp."""
+    import numpy as np
+
+    from .files import read_image
+
     points = []
     for q in [*range(5, 100, 5), 98, 100]:
         buf = io.BytesIO()
@@ -475,6 +512,9 @@ def _jpeg_curve(im, ref: np.ndarray) -> tuple[list[float], list[float]]:
 @_user_errors("tinycodec enhance")
 def enhance_command(image: str, output: str, filter_name: str, force: bool, quiet: bool, run: dict) -> None:
     """Run a learned filter on any IMAGE: upscale a photograph (tinypssr-x2/x4, srunet) or clean one (unet)."""
+    from .enhance import enhance, parse_filter
+    from .files import read_image, save_image
+
     if parse_filter(filter_name) is None:
         raise TinyCodecError("--filter none does nothing: choose a filter")
     if run.pop("precision") != "fp32":

@@ -16,14 +16,10 @@ from .errors import TinyCodecError
 from .image import Planar, to_pil, to_planar
 from .limits import DEFAULT_LIMITS, Deadline, Limits
 from .metadata import Metadata
-from .models import SCALE_DEPTHS
-from .refine import check_steps as check_refine_steps, refine_latent
+from .options import DEFAULT_PLANES, DEFAULT_SCALE, SCALE_DEPTHS, SCALES
 from .zoo import WeightsEntry, current_entry, entry_for_file, model_name
 
-DEFAULT_SCALE = 16
-DEFAULT_PLANES = 8
 DEFAULT_TILE = 256  # latent elements per tile side (entropy coding)
-SCALES = tuple(sorted(SCALE_DEPTHS))
 
 # Encoder-side pixel cap: the decoder's default, so that no file is written that a default reader refuses.
 MAX_IMAGE_PIXELS = DEFAULT_LIMITS.max_pixels
@@ -167,7 +163,10 @@ def encode_planar(planar: Planar, scale: int = DEFAULT_SCALE, planes: int = DEFA
     _check_workers(workers, window)
     if downscale != 1 and downscale not in DOWNSCALE_FACTORS:
         raise ValueError(f"downscale must be 1 or one of {DOWNSCALE_FACTORS}, not {downscale}")
-    check_refine_steps(refine)  # before any network runs
+    if refine:  # refinement runs in PyTorch: imported only when asked for
+        from .refine import check_steps as check_refine_steps, refine_latent
+
+        check_refine_steps(refine)  # before any network runs
     backends.check_request(backend, device, precision)
     height, width = planar.rgb.shape[:2]
     if width * height > MAX_IMAGE_PIXELS:
@@ -320,7 +319,7 @@ def decode_with_info(data: bytes, *, partial: bool = False, max_pixels: int | No
     choice = parse_filter(enhance)  # an unknown filter fails before any work
     backends.check_request(backend, device, precision)  # and so does a backend that is not here
     if choice is not None:
-        backends.check_request(backend, device, choice.precision)
+        backends.check_request(backend, device, choice.precision, filters=True)
     limits = _effective_limits(limits, max_pixels)
     if (family := _family(data)) != families.TINYCOMPRESS:
         return _decode_rd(bytes(data), family, partial, limits, choice, backend, device)

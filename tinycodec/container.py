@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from .entropy import min_segment_bytes
 from .errors import TinyCodecError
 from .limits import DEFAULT_LIMITS, Limits
+from .options import DOWNSCALE_FACTORS
 
 MAGIC = b"\x89TCZ\r\n\x1a\n"
 FORMAT_VERSION = 1
@@ -29,7 +30,6 @@ EXT_ICC_PROFILE = 0x01  # zlib-compressed ICC profile
 EXT_ORIENTATION = 0x02  # EXIF orientation, one byte 1..8
 ALPHA_PLANES = 8
 EXT_DOWNSCALE = 0x10  # non-critical: a decoder that skips it shows the coded (smaller) image
-DOWNSCALE_FACTORS = (2, 4)
 MAX_LATENT = 1e30  # |lo|, |hi| bound: keeps hi - lo finite in float32
 MODEL_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._-")  # format_spec.md; as the pyramid family's
 SEGMENT_WORD = 4  # every coder writes 32-bit words: every segment length is a multiple of 4

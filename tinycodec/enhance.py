@@ -15,12 +15,10 @@ from PIL import Image
 
 from . import backends, runtime
 from .errors import TinyCodecError
-from .filters import FILTERS, FilterSpec
 from .image import to_pil, to_planar
+from .options import FILTERS, NONE, PRECISIONS, FilterSpec
 from .zoo import current_entry
 
-NONE = "none"
-PRECISIONS = backends.PRECISIONS
 DEFAULT_TILE = 512  # input pixels per tile side: bounds memory on large images
 
 
@@ -83,7 +81,7 @@ def enhance(image: Image.Image | np.ndarray, filter: str, *, tile: int = DEFAULT
     choice = parse_filter(filter)
     if choice is None:
         return to_pil(planar.rgb, planar.alpha, planar.grey)
-    backends.check_request(backend, device, choice.precision)
+    backends.check_request(backend, device, choice.precision, filters=True)
     return enhance_planes(planar.rgb, planar.alpha, planar.grey, choice, tile, backend=backend, device=device)
 
 

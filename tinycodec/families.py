@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from . import options
 from .errors import TinyCodecError
 from .limits import DEFAULT_LIMITS, Limits
 
@@ -23,10 +24,7 @@ PYRAMID = "pyramid"
 SHALLOW = "shallow"
 FAMILIES = (TINYCOMPRESS, PYRAMID, SHALLOW)
 V2_FAMILIES = {1: PYRAMID, 2: SHALLOW}  # the family byte of format version 2 (container_v2.FAMILY_LAYOUTS)
-# The families -Q/--quality selects (encode(..., quality=q, family=...)); the first is the default.
-RD_FAMILIES = (SHALLOW, PYRAMID)
-# their DEFAULT_REFINE_STEPS and DEFAULT_OVERFIT_STEPS, for callers that should not import them (tests check)
-DEFAULT_RD_STEPS = {"refine": 100, "overfit": 300}
+RD_FAMILIES = options.RD_FAMILIES  # the families -Q/--quality selects; the first is the default
 
 
 def rd_module(family: str):

@@ -14,11 +14,12 @@ from typing import BinaryIO
 from PIL import Image, UnidentifiedImageError
 
 from . import container, families
-from .codec import DEFAULT_PLANES, DEFAULT_SCALE, decode, encode_planar
+from .codec import decode, encode_planar
 from .errors import TinyCodecError
 from .image import Planar, to_planar
 from .limits import DEFAULT_LIMITS, Limits
 from .metadata import Metadata
+from .options import DEFAULT_PLANES, DEFAULT_SCALE
 
 PathLike = str | os.PathLike
 
@@ -324,7 +325,10 @@ def _format_for(path: Path) -> str:
 
 def format_for_suffix(suffix: str) -> str:
     """Pillow's format name for a file extension such as ".png", or a TinyCodecError."""
-    fmt = Image.registered_extensions().get(suffix.lower())
+    Image.preinit()  # PNG, JPEG, BMP, GIF, PPM; Pillow's other plugins are loaded (all of them) only for other formats
+    fmt = Image.EXTENSION.get(suffix.lower())
+    if fmt is None or fmt not in Image.SAVE:
+        fmt = Image.registered_extensions().get(suffix.lower())
     if fmt is None or fmt not in Image.SAVE:
         raise TinyCodecError(f"unknown output image format '{suffix}': use e.g. .png")
     return fmt

@@ -16,13 +16,12 @@ branch while training, folded into one 3x3 convolution for inference
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .models import EdgePaddedConv2d, bicubic_phase_taps
+from .options import FILTERS, FilterSpec  # noqa: F401 (the specs live where the CLI reads them without PyTorch)
 
 
 class TinyPSSR(nn.Module):
@@ -283,23 +282,6 @@ def reparameterise(model: nn.Module) -> nn.Module:
     return model
 
 
-@dataclass(frozen=True)
-class FilterSpec:
-    """A shipped filter: its network and how it is applied."""
-
-    name: str  # registry/model name, e.g. "tinypssr-x2"
-    upscale: int  # output size / input size
-    per_channel: bool  # run on each colour channel as a one-channel image (TinyPSSR)
-    multiple: int  # input height/width must be a multiple of this (padded by the runner)
-    description: str
-    # Scale levels of .tcz files the filter improves on Kodak (weights/README.md); decoding a file of
-    # another level skips the filter with a note rather than make the image worse. None: any.
-    scales: tuple[int, ...] | None = None
-
-    def build(self) -> nn.Module:
-        return _BUILDERS[self.name]()
-
-
 _BUILDERS = {
     "tinypssr-x2": lambda: TinyPSSR(2),
     "tinypssr-x4": lambda: TinyPSSR(4, mid=16),
@@ -307,17 +289,10 @@ _BUILDERS = {
     "srunet": lambda: UNet(24, upscale=2),
 }
 
-FILTERS: dict[str, FilterSpec] = {
-    spec.name: spec
-    for spec in (
-        FilterSpec("tinypssr-x2", 2, True, 1, "TinyPSSR 2x super-resolution (seed network, 1,356 parameters)"),
-        FilterSpec("tinypssr-x4", 4, True, 1, "TinyPSSR 4x super-resolution"),
-        # Kodak (docs/results/eval_codec_filters.json): it lifts every level of the v3 codec, so it runs on
-        # all (the v2 UNet, whose last stage had died, lowered scales 16-256 and was limited to scale 4).
-        FilterSpec("unet", 1, False, 8, "UNet artefact removal for tinycodec-decoded images, same size"),
-        FilterSpec("srunet", 2, False, 4, "SRUNet 2x super-resolution + artefact removal (pairs with tcenc --downscale 2)"),
-    )
-}
+
+def build_filter(name: str) -> nn.Module:
+    """The untrained network of a shipped filter (:data:`FILTERS`, whose specs live in tinycodec.options)."""
+    return _BUILDERS[name]()
 
 
 def run_filter(model: nn.Module, spec: FilterSpec, x: torch.Tensor) -> torch.Tensor:

@@ -24,8 +24,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-# Scale level (pixels per latent element) -> number of block iterations k.
-SCALE_DEPTHS: dict[int, int] = {4: 1, 16: 2, 64: 3, 256: 4}
+from .options import SCALE_DEPTHS  # noqa: F401 (scale level -> block iterations k; defined without PyTorch)
+
 LATENT_CHANNELS = 3
 
 

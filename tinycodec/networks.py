@@ -17,12 +17,13 @@ post-processing (uint8 conversion, padding, tiling, clamping) is the runtime's.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-
-from .filters import FILTERS, FilterSpec, reparameterise
-from .models import SCALE_DEPTHS, from_state_dict
+from .options import FILTERS, SCALE_DEPTHS, FilterSpec
 from .zoo import WeightsEntry, current_entry, load_tensors, model_name
+
+if TYPE_CHECKING:
+    import torch
 
 CODEC_PARTS = ("encoder", "decoder")
 
@@ -77,6 +78,11 @@ class Network:
 
     def build(self) -> torch.nn.Module:
         """The fp32 PyTorch module (CPU, eval mode, contiguous format), weights loaded and checked."""
+        import torch
+
+        from .filters import reparameterise
+        from .models import from_state_dict
+
         state = {k: torch.from_numpy(v.copy()) for k, v in load_tensors(self.entry).items()}
         if self.is_codec:
             model = from_state_dict(self.scale, state)

@@ -27,12 +27,11 @@ from typing import IO
 
 from PIL import Image, ImageFile
 
-from . import codec, container, families
 from .errors import TinyCodecError
-from .files import write_fully
-from .image import to_planar
 from .limits import DEFAULT_LIMITS
-from .metadata import ORIENTATION_TAG, Metadata
+
+# The codec is imported when a .tcz file is opened or saved: ``import tinycodec`` registers this plugin
+# and must stay cheap (the command lines' --help imports it too).
 
 FORMAT = "TCZ"
 MIME = "image/x-tcz"
@@ -41,7 +40,9 @@ _DECODER = "tcz"
 
 
 def _accept(prefix: bytes) -> bool:
-    return prefix[: len(container.MAGIC)] == container.MAGIC
+    from .container import MAGIC  # Pillow asks for every image it opens: only then is the container needed
+
+    return prefix[: len(MAGIC)] == MAGIC
 
 
 class TczImageFile(ImageFile.ImageFile):
@@ -49,6 +50,9 @@ class TczImageFile(ImageFile.ImageFile):
     format_description = "tinycodec learned image"
 
     def _open(self) -> None:
+        from . import container, families
+        from .metadata import Metadata
+
         assert self.fp is not None
         start = self.fp.read(12)
         try:
@@ -81,6 +85,8 @@ class TczImageFile(ImageFile.ImageFile):
         """Check the whole file (structure, every CRC, coder and model known) without decoding pixels."""
         if self.fp is None:
             raise RuntimeError("verify must be called directly after open")
+        from . import codec, families
+
         self.fp.seek(0)
         try:
             limit = self.size[0] * self.size[1]
@@ -101,6 +107,8 @@ class _TczDecoder(ImageFile.PyDecoder):
         self.image_info = info
 
     def decode(self, buffer: bytes | Image.SupportsArrayInterface) -> tuple[int, int]:
+        from . import codec, families
+
         assert self.fd is not None
         width, height = self.state.xsize, self.state.ysize
         try:
@@ -115,6 +123,11 @@ class _TczDecoder(ImageFile.PyDecoder):
 
 
 def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
+    from . import codec
+    from .files import write_fully
+    from .image import to_planar
+    from .metadata import ORIENTATION_TAG, Metadata
+
     options = im.encoderinfo
     metadata = Metadata.from_image(im)
     icc = options.get("icc_profile", metadata.icc_profile)

@@ -12,8 +12,12 @@ arithmetic in torch, differentiable by straight-through, for training.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:
+    import torch
 
 BITS = 8
 LEVELS = (1 << BITS) - 1  # 255
@@ -86,6 +90,8 @@ def fake_quantize(latent: torch.Tensor, planes: torch.Tensor) -> torch.Tensor:
     with one block per iteration drifted that way (validation PSNR at 4 planes
     fell 2 dB over 14,000 steps of TC-16 while the training loss rose).
     """
+    import torch  # training and refinement only: decoding never needs it
+
     n, c = latent.shape[:2]
     flat = latent.reshape(n, c, -1)
     lo = flat.amin(dim=2)[:, :, None, None]
@@ -101,5 +107,7 @@ def fake_quantize(latent: torch.Tensor, planes: torch.Tensor) -> torch.Tensor:
 def bin_centre_codes(code: torch.Tensor, step: torch.Tensor | float) -> torch.Tensor:
     """Torch twin of quantize + dequantize in 8-bit code units: each (real-valued) code rounded, clipped
     to 0..255 and replaced by the centre of its bin; ``step`` = 2 ** (8 - planes), broadcastable."""
+    import torch
+
     q = torch.clamp(torch.round(code), 0, LEVELS)
     return torch.floor(q / step) * step + (step - 1) / 2

@@ -279,9 +279,9 @@ class PyramidCodec(Codec):
         return None
 
     def refine_steps(self) -> int:
-        from .families import DEFAULT_RD_STEPS
+        from .options import RD_STEPS
 
-        return 0 if self.effort == "fast" else DEFAULT_RD_STEPS[self.effort]
+        return 0 if self.effort == "fast" else RD_STEPS[self.effort]
 
     def description(self) -> str:
         from . import __version__

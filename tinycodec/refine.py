@@ -30,8 +30,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .models import SCALE_DEPTHS
 from .networks import codec_network
+from .options import MAX_REFINE_STEPS as MAX_STEPS, REFINE_STEPS as DEFAULT_STEPS, SCALE_DEPTHS  # noqa: F401
 from .quantize import BITS, LEVELS, bin_centre_codes
 from .tiling import Span, decoder_halo, spans
 from .zoo import WeightsEntry
@@ -40,8 +40,6 @@ from .zoo import WeightsEntry
 # absolute difference between neighbouring 8-bit codes. Chosen per scale level on training images by
 # BD-rate against unrefined tinycodec (tools/tune_refine.py; figures in weights/README.md).
 RATE_WEIGHT = {4: 2.0, 16: 0.5, 64: 0.5, 256: 0.5}
-DEFAULT_STEPS = 30  # the tuned effort (tuned with RATE_WEIGHT), as the CLI's help says
-MAX_STEPS = 1000
 LEARNING_RATE = 2.0  # Adam step, in 8-bit code units
 REFINE_WINDOW = 1024  # output pixels per window side (plus context: 8 to 128 pixels); a Kodak image is one window
 

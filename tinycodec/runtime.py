@@ -9,14 +9,17 @@ rounding) is done here, identically for every backend.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from .backends import Runner, TorchRunner, get_runner
-from .filters import FilterSpec
-from .models import SCALE_DEPTHS
 from .networks import codec_network, filter_network
+from .options import SCALE_DEPTHS, FilterSpec
 from .zoo import WeightsEntry
+
+if TYPE_CHECKING:
+    import torch
 
 
 def scale_of_depth(depth: int) -> int:
@@ -82,7 +85,7 @@ def run_filter_tiled(model: Runner | torch.nn.Module, spec: FilterSpec, rgb: np.
 
     model: a backend runner, or a PyTorch module (run on the CPU in fp32).
     """
-    if isinstance(model, torch.nn.Module):
+    if not isinstance(model, Runner):  # a PyTorch module
         model = TorchRunner.from_module(model, spec.name, channels_last=not spec.per_channel)
     r, halo, h, w = spec.upscale, filter_halo(spec), rgb.shape[0], rgb.shape[1]
     tile = max(spec.multiple, tile - tile % spec.multiple)

@@ -21,12 +21,19 @@ Data flow::
          ──> 9 x H x W ──1x1 layers 9-40-16-3, two 3x3 residual layers──> RGB
 
 Modules: ``layout`` (grids, passes, contexts), ``model`` (float networks, training losses), ``fixedpoint``
-(the integer context model), ``laplace`` (integer tables, grouped coding), ``bitstream`` (grids <->
-segments), ``container`` (the version-2 header), ``weights``, ``refine``, ``codec`` (image <-> bytes).
+(the integer context model), ``bitstream`` (grids <-> segments; tables and coding: ``tinycodec.laplace``,
+header: ``tinycodec.container_v2``), ``synthesis`` (the decoder's float part in numpy),
+``weights``, ``refine``, ``codec`` (image <-> bytes).
 """
-
-from .codec import (DEFAULT_OVERFIT_STEPS, DEFAULT_QUALITY, DEFAULT_REFINE_STEPS, EFFORTS, PyramidInfo, decode,
-                    decode_with_info, encode, encode_planar, verify)
 
 __all__ = ["DEFAULT_OVERFIT_STEPS", "DEFAULT_QUALITY", "DEFAULT_REFINE_STEPS", "EFFORTS", "PyramidInfo", "decode",
            "decode_with_info", "encode", "encode_planar", "verify"]
+
+
+def __getattr__(name: str):
+    # The API comes from .codec on first use (PEP 562): reading a header needs no networks.
+    if name in __all__:
+        from . import codec
+
+        return getattr(codec, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,9 +9,10 @@ and back: container --> segments --> integer grids --> dequantise, upsample, syn
 
 from __future__ import annotations
 
+import sys
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from .. import zoo
@@ -19,21 +20,30 @@ from ..errors import TinyCodecError
 from ..image import Planar, to_pil, to_planar
 from ..limits import DEFAULT_LIMITS, Deadline, Limits
 from ..container_v2 import HeaderV2, InfoV2 as PyramidInfo, check_quality, pack, unpack
-from . import bitstream, layout
-from .model import LATENT_LIMIT, quality_lambda
+from ..laplace import LATENT_LIMIT
+from ..options import RD_STEPS
+from . import bitstream, layout, synthesis as synthesis_numpy
 from .weights import ENCODER_MODEL, MODEL, LoadedDecoder, load_decoder, load_encoder
 
+if TYPE_CHECKING:
+    import torch
+
+# Encoding runs PyTorch (imported in the functions that do); decoding runs it only where it is loaded
+# already, or for an overfit file's own network (synthesise).
 FAMILY = 1  # the family byte of its files (container_v2)
 DEFAULT_QUALITY = 50
 EFFORTS = ("fast", "refine", "overfit")
-DEFAULT_REFINE_STEPS = 100
-DEFAULT_OVERFIT_STEPS = 300
+DEFAULT_REFINE_STEPS = RD_STEPS["refine"]
+DEFAULT_OVERFIT_STEPS = RD_STEPS["overfit"]
 BAND_ROWS = 128  # synthesis runs on bands of this many output rows (cache-friendly; ~200 bytes per pixel of a band)
 ENCODE_WINDOW = 1024  # the encoder network runs on windows of this side (plus margins) on larger images
 ENCODE_MARGIN = 128
 
 
 def _pad(rgb: np.ndarray) -> torch.Tensor:
+    import torch
+    import torch.nn.functional as F
+
     h, w = rgb.shape[:2]
     ph, pw = layout.padded_size(h, w)
     x = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1)[None].float() / 255.0
@@ -51,29 +61,33 @@ def _windows(n: int, size: int, margin: int) -> list[tuple[int, int, int, int]]:
     return out
 
 
-@torch.no_grad()
 def predict_latents(x: torch.Tensor, quality: int) -> list[torch.Tensor]:
     """Amortised encoder on a padded image (1, 3, H, W); in overlapping windows when it is large."""
-    encoder = load_encoder(zoo.current_entry(ENCODER_MODEL))
-    q = torch.tensor([quality])
-    _, _, h, w = x.shape
-    rows, cols = _windows(h, ENCODE_WINDOW, ENCODE_MARGIN), _windows(w, ENCODE_WINDOW, ENCODE_MARGIN)
-    if len(rows) == 1 and len(cols) == 1:
-        return encoder(x, q)
-    out = [torch.zeros(1, 1, h >> g.level, w >> g.level) for g in layout.GRIDS]
-    for r0, r1, k0, k1 in rows:
-        for c0, c1, l0, l1 in cols:
-            part = encoder(x[:, :, r0:r1, c0:c1], q)
-            for g, y, o in zip(layout.GRIDS, part, out):
-                s = g.level
-                o[:, :, k0 >> s : k1 >> s, l0 >> s : l1 >> s] = y[:, :, (k0 - r0) >> s : (k1 - r0) >> s,
-                                                                 (l0 - c0) >> s : (l1 - c0) >> s]
-    return out
+    import torch
+
+    with torch.no_grad():
+        encoder = load_encoder(zoo.current_entry(ENCODER_MODEL))
+        q = torch.tensor([quality])
+        _, _, h, w = x.shape
+        rows, cols = _windows(h, ENCODE_WINDOW, ENCODE_MARGIN), _windows(w, ENCODE_WINDOW, ENCODE_MARGIN)
+        if len(rows) == 1 and len(cols) == 1:
+            return encoder(x, q)
+        out = [torch.zeros(1, 1, h >> g.level, w >> g.level) for g in layout.GRIDS]
+        for r0, r1, k0, k1 in rows:
+            for c0, c1, l0, l1 in cols:
+                part = encoder(x[:, :, r0:r1, c0:c1], q)
+                for g, y, o in zip(layout.GRIDS, part, out):
+                    s = g.level
+                    o[:, :, k0 >> s : k1 >> s, l0 >> s : l1 >> s] = y[:, :, (k0 - r0) >> s : (k1 - r0) >> s,
+                                                                     (l0 - c0) >> s : (l1 - c0) >> s]
+        return out
 
 
-@torch.no_grad()
 def quantise(latents: list[torch.Tensor], dec: LoadedDecoder, quality: int) -> list[np.ndarray]:
-    steps = dec.network.steps(torch.tensor([quality]))[0]
+    import torch
+
+    with torch.no_grad():
+        steps = dec.network.steps(torch.tensor([quality]))[0]
     return [torch.round(y[0, 0] / steps[g.index]).clamp(-LATENT_LIMIT, LATENT_LIMIT).numpy().astype(bitstream.GRID_DTYPE)
             for g, y in zip(layout.GRIDS, latents)]
 
@@ -101,6 +115,7 @@ def encode_planar(planar: Planar, quality: int = DEFAULT_QUALITY, effort: str = 
 
     if effort == "fast":
         return file_of(latents)[0]
+    from .model import quality_lambda
     from .refine import check_steps, refine_latents
     check_steps(refine_steps)
     lam = quality_lambda(float(quality))
@@ -149,16 +164,17 @@ def verify(data: bytes, limits: Limits = DEFAULT_LIMITS) -> None:
     _open(data, False, limits)
 
 
-@torch.no_grad()
 def synthesise(grids: list[np.ndarray], dec: LoadedDecoder, quality: int, height: int, width: int,
                deadline: Deadline | None = None, synthesis: torch.nn.Module | None = None) -> np.ndarray:
     """Integer grids -> (height, width, 3) uint8, in bands of rows (exact: each band reads enough margin).
 
-    ``synthesis``: an overfit file's own network instead of the shared one.
+    ``synthesis``: an overfit file's own network instead of the shared one. The shared one runs in PyTorch
+    where PyTorch is loaded, otherwise in numpy (synthesis.py): loading PyTorch would take longer than
+    the decode. The two agree to float rounding.
     """
-    synthesis = synthesis or dec.network.synthesis
-    steps = dec.network.steps(torch.tensor([quality]))[0]
-    deq = [torch.from_numpy(y).float()[None, None] * steps[g.index] for g, y in zip(layout.GRIDS, grids)]
+    engine = _TorchEngine(dec, quality, synthesis) if synthesis is not None or "torch" in sys.modules else \
+        _NumpyEngine(dec, quality)
+    deq = engine.dequantise(grids)
     ph = deq[-1].shape[-2]
     out = np.empty((height, width, 3), dtype=np.uint8)
     for r0 in range(0, height, BAND_ROWS):
@@ -170,16 +186,53 @@ def synthesise(grids: list[np.ndarray], dec: LoadedDecoder, quality: int, height
         for g, y in zip(layout.GRIDS, deq):
             s = g.stride
             c0, c1 = max(0, e0 // s - 1), min(y.shape[-2], -(-e1 // s) + 1)
-            part = y[:, :, c0:c1]
+            part = y[..., c0:c1, :]
             if s > 1:
                 # Rows within s/2 of a cut edge of the slice differ from the whole-grid upsampling; the
                 # one-row margin of coarse rows keeps them outside [e0, e1).
-                part = F.interpolate(part, scale_factor=s, mode="bilinear", align_corners=False)
-            parts.append(part[:, :, e0 - c0 * s : e1 - c0 * s])
-        feats = torch.cat(parts[::-1], dim=1)  # level order, finest first (as upsample_grids)
-        rgb = synthesis(feats)[:, :, r0 - e0 : r1 - e0, :width]
-        out[r0:r1] = (rgb[0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
+                part = engine.upsample(part, s)
+            parts.append(part[..., e0 - c0 * s : e1 - c0 * s, :])
+        out[r0:r1] = engine.rgb(parts[::-1], r0 - e0, r1 - e0, width)  # level order, finest first (upsample_grids)
     return out
+
+
+class _NumpyEngine:
+    """:func:`synthesise`'s steps in numpy: grids as (h, w) arrays."""
+
+    def __init__(self, dec: LoadedDecoder, quality: int) -> None:
+        self.floats, self.steps = dec.floats, synthesis_numpy.steps(dec.floats, quality)
+
+    def dequantise(self, grids: list[np.ndarray]) -> list[np.ndarray]:
+        return [y.astype(np.float32) * self.steps[g.index] for g, y in zip(layout.GRIDS, grids)]
+
+    upsample = staticmethod(synthesis_numpy.upsample)
+
+    def rgb(self, parts: list[np.ndarray], a: int, b: int, width: int) -> np.ndarray:
+        rgb = synthesis_numpy.synthesis(self.floats, np.stack(parts))[:, a:b, :width]
+        return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(1, 2, 0)
+
+
+class _TorchEngine:
+    """:func:`synthesise`'s steps in PyTorch: grids as (1, 1, h, w) tensors."""
+
+    def __init__(self, dec: LoadedDecoder, quality: int, synthesis: torch.nn.Module | None) -> None:
+        import torch
+
+        self.torch, self.synthesis = torch, synthesis or dec.network.synthesis
+        with torch.no_grad():
+            self.steps = dec.network.steps(torch.tensor([quality]))[0]
+
+    def dequantise(self, grids: list[np.ndarray]) -> list[torch.Tensor]:
+        return [self.torch.from_numpy(y).float()[None, None] * self.steps[g.index] for g, y in zip(layout.GRIDS, grids)]
+
+    def upsample(self, part: torch.Tensor, s: int) -> torch.Tensor:
+        return self.torch.nn.functional.interpolate(part, scale_factor=s, mode="bilinear", align_corners=False)
+
+    def rgb(self, parts: list[torch.Tensor], a: int, b: int, width: int) -> np.ndarray:
+        torch = self.torch
+        with torch.no_grad():
+            rgb = self.synthesis(torch.cat(parts, dim=1))[:, :, a:b, :width]
+        return (rgb[0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
 
 
 def decode_with_info(data: bytes, *, partial: bool = False, limits: Limits = DEFAULT_LIMITS) -> tuple[Image.Image, PyramidInfo]:

@@ -10,12 +10,16 @@ division by a power of two, also exact. (On a GPU, TF32 would break this: the de
 
 from __future__ import annotations
 
+import sys
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from . import layout
 from ..laplace import LATENT_LIMIT, MEAN_UNITS, SCALE_BINS
-from .model import ContextModel
+
+if TYPE_CHECKING:
+    from .model import ContextModel
 
 ACT_BITS = 6
 FIRST_BITS = 10  # first layer: its inputs are integers (latents, q in 0..100), not activations
@@ -25,6 +29,8 @@ EXACT_LIMIT = 1 << 24  # float32 represents every integer below this exactly
 
 def quantise_context(model: ContextModel) -> dict[str, np.ndarray]:
     """Float context model -> integer tensors ``context.{i}.weight`` / ``.bias`` (int64)."""
+    import torch  # export: the decoder never quantises
+
     out: dict[str, np.ndarray] = {}
     n = len(model.layers)
     for i, conv in enumerate(model.layers):
@@ -69,6 +75,10 @@ def check_context(tensors: dict[str, np.ndarray]) -> None:
 
 def dequantised_context(tensors: dict[str, np.ndarray]) -> ContextModel:
     """The float model that the integers stand for (rate estimates during refinement)."""
+    import torch
+
+    from .model import ContextModel
+
     model = ContextModel()
     n = len(model.layers)
     with torch.no_grad():
@@ -90,10 +100,12 @@ def dequantised_context(tensors: dict[str, np.ndarray]) -> ContextModel:
 
 def _floor_shift(x, bits: int):
     return np.floor(x * np.float32(1.0 / (1 << bits)), out=x) if isinstance(x, np.ndarray) else \
-        torch.floor_(x.mul_(1.0 / (1 << bits)))
+        x.mul_(1.0 / (1 << bits)).floor_()
 
 
-TORCH_FROM = 4096  # rows: below, numpy (no thread-pool wake-ups per call); above, torch (3x numpy's sgemm here)
+# Rows: below, numpy (no thread-pool wake-ups per call); above, torch where it is loaded (3x numpy's sgemm
+# here), never imported for this alone (it takes longer to import than a decode's context model to run).
+TORCH_FROM = 4096
 
 
 def evaluate(tensors: dict[str, np.ndarray], features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -104,8 +116,10 @@ def evaluate(tensors: dict[str, np.ndarray], features: np.ndarray) -> tuple[np.n
     """
     n = len([k for k in tensors if k.startswith("context.") and k.endswith(".weight")])
     h = np.asarray(features, dtype=np.float32)
-    big = h.shape[0] >= TORCH_FROM
+    big = h.shape[0] >= TORCH_FROM and "torch" in sys.modules
     if big:
+        import torch
+
         h = torch.from_numpy(h)
     for i in range(n):
         w = tensors[f"context.{i}.weight"].astype(np.float32)

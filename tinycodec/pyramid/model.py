@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..laplace import LATENT_LIMIT, LOG_SCALE_STEP, SCALE_BINS, SCALE_MIN
+# The context model's output parametrisation, defined with the tables it indexes (laplace.py imports no PyTorch).
+from ..laplace import LATENT_LIMIT, LOG_SCALE_STEP, MEAN_UNITS, SCALE_BINS, SCALE_MAX, SCALE_MIN  # noqa: F401
 from . import layout
 
 # Quality index q in 0..100 -> Lagrangian lambda (rate in bits per pixel + lambda * MSE on [0, 1] images).

@@ -9,17 +9,23 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from .. import zoo
 from ..errors import TinyCodecError
 from . import fixedpoint
 from ..laplace import TableCoder, build_tables, table_constants
-from .model import AmortisedEncoder, ContextModel, PyramidDecoder
+
+if TYPE_CHECKING:
+    import torch
+
+    from .model import AmortisedEncoder, PyramidDecoder
+
+FLOAT_PARTS = ("steps.", "synthesis.")  # the decoder file's float tensors; the rest is integers
 
 MODEL = "pyramid-v1"
 ENCODER_MODEL = "pyramid-v1-encoder"
@@ -27,8 +33,10 @@ ENCODER_MODEL = "pyramid-v1-encoder"
 
 def decoder_tensors(decoder_state: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
     """A trained PyramidDecoder state dict -> the tensors of the decoder file."""
+    from .model import ContextModel
+
     float_part = {k: v.detach().float().contiguous().numpy() for k, v in decoder_state.items()
-                  if k.startswith(("steps.", "synthesis."))}
+                  if k.startswith(FLOAT_PARTS)}
     context = ContextModel()
     context.load_state_dict({k[len("context."):]: v for k, v in decoder_state.items() if k.startswith("context.")})
     return {**float_part, **fixedpoint.quantise_context(context), **table_constants()}
@@ -55,9 +63,28 @@ def export_decoder(encoder_state: dict, decoder_state: dict, path: Path, metadat
 @dataclass
 class LoadedDecoder:
     entry: zoo.WeightsEntry
-    network: PyramidDecoder  # steps + synthesis in float; its context model is the dequantised fixed-point one
+    floats: dict[str, np.ndarray]  # steps and synthesis (float32): what synthesis.py runs
     context: dict[str, np.ndarray]  # fixed-point tensors
     coder: TableCoder
+
+    @cached_property
+    def network(self) -> PyramidDecoder:
+        """Steps and synthesis in PyTorch (encoding, refinement; decoding where PyTorch is loaded); its
+        context model is the dequantised fixed-point one (rate estimates)."""
+        import torch
+
+        from .model import PyramidDecoder
+
+        net = PyramidDecoder()
+        float_ref = {k: v for k, v in net.state_dict().items() if k.startswith(FLOAT_PARTS)}
+        _check_shapes(self.floats, float_ref, self.entry.model)
+        context = fixedpoint.dequantised_context(self.context).state_dict()
+        net.load_state_dict({**{k: torch.from_numpy(self.floats[k].copy()) for k in float_ref},
+                             **{f"context.{k}": v for k, v in context.items()}})
+        net.eval()
+        for p in net.parameters():  # refinement differentiates with respect to the latents only
+            p.requires_grad_(False)
+        return net
 
 
 def _check_shapes(tensors: dict[str, np.ndarray], reference: dict[str, torch.Tensor], what: str) -> None:
@@ -70,26 +97,23 @@ def _check_shapes(tensors: dict[str, np.ndarray], reference: dict[str, torch.Ten
 @lru_cache(maxsize=4)
 def load_decoder(entry: zoo.WeightsEntry) -> LoadedDecoder:
     tensors = zoo.load_tensors(entry)
-    net = PyramidDecoder()
-    float_ref = {k: v for k, v in net.state_dict().items() if k.startswith(("steps.", "synthesis."))}
-    _check_shapes(tensors, float_ref, entry.model)
     context = {k: v for k, v in tensors.items() if k.startswith("context.")}
     try:
         fixedpoint.check_context(context)
         constants = {k: tensors[k] for k in table_constants()}
     except (ValueError, KeyError) as exc:
         raise TinyCodecError(f"{entry.model} weights are not a valid fixed-point model: {exc}") from None
-    net.load_state_dict({**{k: torch.from_numpy(tensors[k].copy()) for k in float_ref},
-                         **{f"context.{k}": v for k, v in fixedpoint.dequantised_context(context).state_dict().items()}})
-    net.eval()
-    for p in net.parameters():  # refinement differentiates with respect to the latents only
-        p.requires_grad_(False)
     tables = build_tables(constants["entropy.rho"], constants["entropy.upper"], constants["entropy.lower"])
-    return LoadedDecoder(entry, net, context, TableCoder(tables))
+    floats = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in tensors.items() if k.startswith(FLOAT_PARTS)}
+    return LoadedDecoder(entry, floats, context, TableCoder(tables))
 
 
 @lru_cache(maxsize=2)
 def load_encoder(entry: zoo.WeightsEntry) -> AmortisedEncoder:
+    import torch
+
+    from .model import AmortisedEncoder
+
     tensors = zoo.load_tensors(entry)
     enc = AmortisedEncoder()
     _check_shapes(tensors, enc.state_dict(), entry.model)

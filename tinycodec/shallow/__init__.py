@@ -17,10 +17,11 @@ integer hyper-synthesis and per-quality tables), ``synthesis`` (the decoder netw
 (latents <-> segments), ``weights``, ``decoder`` (numpy only), ``codec`` (encoding; PyTorch).
 """
 
+from ..options import RD_STEPS
 from .decoder import decode, decode_with_info, verify
 
 DEFAULT_QUALITY = 50
-DEFAULT_REFINE_STEPS = 100
+DEFAULT_REFINE_STEPS = RD_STEPS["refine"]
 EFFORTS = ("fast", "refine")
 
 __all__ = ["DEFAULT_QUALITY", "DEFAULT_REFINE_STEPS", "EFFORTS", "decode", "decode_with_info", "encode",

@@ -1,6 +1,6 @@
 """What latent refinement (effort refine) buys against its steps, measured on real files.
 
-    python tools/refine_gain_pyramid.py ../shared/data/val --steps 0,25,50,100 --qualities 20,50,80
+    python tools/refine_gain.py ../shared/data/val --steps 0,25,50,100 --qualities 20,50,80 [--family pyramid]
 
 Centre crops (``--crop``) of the images of a folder (the validation folder: refinement's settings are chosen
 there, never on a benchmark set), encoded through ``tinycodec.encode`` at each quality with each number of
@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--steps", default="0,25,50,100")
     ap.add_argument("--qualities", default="20,50,80")
     ap.add_argument("--crop", type=int, default=256)
+    ap.add_argument("--family", default="shallow", help="shallow or pyramid")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
@@ -49,7 +50,7 @@ def main() -> None:
             bpp, psnr, cost, secs = [], [], [], []
             for im in images:
                 t = time.perf_counter()
-                data = tinycodec.encode(im, quality=q, family="pyramid", effort="refine" if steps else "fast",
+                data = tinycodec.encode(im, quality=q, family=args.family, effort="refine" if steps else "fast",
                                         refine=steps)
                 secs.append(time.perf_counter() - t)
                 out = np.asarray(tinycodec.decode(data)).astype(np.float64)
@@ -66,7 +67,7 @@ def main() -> None:
             print(f"q{q:>3} steps {steps:>4}: {row['bpp']:.3f} bpp {row['psnr']:.2f} dB, cost x{row['rd_cost_vs_fast']:.3f}, "
                   f"encode {row['encode_s']:.1f} s", flush=True)
     if args.json:
-        write_report(args.json, {"tool": "tools/refine_gain_pyramid.py", "folder": str(args.folder),
+        write_report(args.json, {"tool": "tools/refine_gain.py", "family": args.family, "folder": str(args.folder),
                                  "crop": args.crop, "threads": args.threads, "rows": rows})
 
 
