@@ -3,12 +3,17 @@
 A failing file never stops the others: each job ends in an :class:`Outcome`
 that carries either its figures or its one-line error, and the caller
 reports the failures by name and exits non-zero. Job functions are
-module-level so that worker processes can run them.
+module-level so that worker processes can run them, on the local pool
+(:func:`run`) or as Ray tasks (:mod:`tinycodec.ray_engine`). With
+``resume``, a job whose output is already there and valid skips the work.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, wait
@@ -18,9 +23,10 @@ from pathlib import Path
 from PIL import Image
 
 from . import parallel
-from .codec import DEFAULT_PLANES, DEFAULT_SCALE, decode_with_info, encode_planar, encode_pyramid
+from .codec import DEFAULT_PLANES, DEFAULT_SCALE, decode, decode_with_info, encode_planar, encode_pyramid
 from .errors import TinyCodecError, describe_os_error
-from .files import output_target, read_source, read_tcz, save_image, write_atomic
+from .files import SourceImage, format_for_suffix, output_target, read_source, read_tcz, save_image, write_atomic
+from .image import to_planar
 from .limits import DEFAULT_LIMITS, Limits
 
 TCZ_SUFFIX = ".tcz"
@@ -43,10 +49,17 @@ class Outcome:
     pixels: int = 0
     tcz_bytes: int = 0  # the coded size, for bits per pixel
     notes: tuple[str, ...] = ()  # warnings for the user (16-bit input reduced, partial alpha, ...)
+    seconds: float = 0.0  # this file's own time, on the process that ran it
+    skipped: bool = False  # resume: a valid output was already there, and nothing was coded
+    psnr: float | None = None  # dB, the source against the decoded output (EncodeSettings.psnr)
 
     @property
     def bpp(self) -> float:
         return 8 * self.tcz_bytes / self.pixels if self.pixels else 0.0
+
+    @property
+    def status(self) -> str:
+        return "failed" if self.error is not None else "skipped" if self.skipped else "done"
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,8 @@ class EncodeSettings:
     quality: int | None = None  # set: the pyramid family at this quality (scale, planes, downscale unused)
     effort: str = "fast"
     progressive: bool = False  # entropy coder 3: any prefix of the file decodes (codec.encode)
+    resume: bool = False  # skip files whose output exists and is valid (check_output), unless force
+    psnr: bool = False  # measure each file's PSNR (one more decode per file)
 
 
 @dataclass(frozen=True)
@@ -71,12 +86,14 @@ class DecodeSettings:
     limits: Limits = DEFAULT_LIMITS
     enhance: str = "none"
     run: dict[str, str] = field(default_factory=dict)  # backend, device, precision
+    resume: bool = False  # skip files whose output exists and is valid (check_output), unless force
 
 
 @dataclass
 class Summary:
     files: int = 0
     failed: list[Outcome] = field(default_factory=list)
+    skipped: int = 0
     in_bytes: int = 0
     out_bytes: int = 0
     bpp_sum: float = 0.0
@@ -87,6 +104,7 @@ class Summary:
         if outcome.error is not None:
             self.failed.append(outcome)
             return
+        self.skipped += outcome.skipped
         self.in_bytes += outcome.in_bytes
         self.out_bytes += outcome.out_bytes
         self.bpp_sum += outcome.bpp
@@ -95,13 +113,49 @@ class Summary:
     def succeeded(self) -> int:
         return self.files - len(self.failed)
 
-    def line(self, workers: int) -> str:
-        """One line: files, total input and output bytes, mean bpp over the files, elapsed time."""
+    def line(self, workers: int, engine: str = "") -> str:
+        """One line: files, total input and output bytes, mean bpp over the files, elapsed time.
+
+        Files skipped by a resumed run count as succeeded, with the figures of their outputs.
+        """
         mean = self.bpp_sum / self.succeeded if self.succeeded else 0.0
         failed = f", {len(self.failed)} failed" if self.failed else ""
-        return (f"{self.succeeded} of {self.files} files{failed}, {_size(self.in_bytes)} in, "
+        skipped = f", {self.skipped} already done" if self.skipped else ""
+        return (f"{self.succeeded} of {self.files} files{failed}{skipped}, {_size(self.in_bytes)} in, "
                 f"{_size(self.out_bytes)} out, mean {mean:.4f} bpp, {self.seconds:.1f} s "
-                f"({workers} worker{'s' if workers > 1 else ''})")
+                f"({workers} worker{'s' if workers > 1 else ''}{', ' + engine if engine else ''})")
+
+
+class Manifest:
+    """One JSON line per file, written as its outcome arrives and flushed at once, so that a killed
+    run keeps the lines of the files it finished: input, output, status (done, skipped or failed),
+    bytes (of the output), bpp, psnr (with ``psnr``), seconds (the file's own) and error.
+
+    Each run rewrites the file; a resumed run lists the files it skipped with their outputs' figures.
+    """
+
+    def __init__(self, path: str | os.PathLike, psnr: bool = False) -> None:
+        self._file = open(path, "w", encoding="utf-8")
+        self._psnr = psnr
+
+    def add(self, outcome: Outcome) -> None:
+        ok = outcome.error is None
+        record = {"input": str(outcome.job.src), "output": str(outcome.job.dst), "status": outcome.status,
+                  "bytes": outcome.out_bytes if ok else None, "bpp": round(outcome.bpp, 6) if ok else None}
+        if self._psnr:
+            record["psnr"] = None if outcome.psnr is None else round(outcome.psnr, 4)
+        record |= {"seconds": round(outcome.seconds, 4), "error": outcome.error}
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> Manifest:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _size(n: int) -> str:
@@ -162,11 +216,17 @@ def plan_jobs(sources: Sequence[Path], output: str | None, suffix: str) -> list[
     return [Job(src, (outdir if output is not None else src.parent) / (src.stem + suffix)) for src in sources]
 
 
-def run(jobs: Sequence[Job], work: Callable[[Job], Outcome], workers: int = 1) -> Iterator[Outcome]:
+Executor = Callable[[Sequence[Job], Callable[[Job], Outcome]], Iterator[Outcome]]
+
+
+def run(jobs: Sequence[Job], work: Callable[[Job], Outcome], workers: int = 1,
+        execute: Executor | None = None) -> Iterator[Outcome]:
     """Run every job, yielding outcomes as they complete (in completion order with workers).
 
     ``work`` must be picklable (a module-level function or a partial of one)
-    when ``workers`` > 1. Two jobs writing the same output: the second fails.
+    when ``workers`` > 1 or with ``execute``, which runs the jobs elsewhere
+    instead of the local pool (:class:`tinycodec.ray_engine.RayEngine`). Two
+    jobs writing the same output: the second fails.
     """
     seen: dict[Path, Path] = {}
     runnable = []
@@ -177,6 +237,9 @@ def run(jobs: Sequence[Job], work: Callable[[Job], Outcome], workers: int = 1) -
         else:
             seen[key] = job.src
             runnable.append(job)
+    if execute is not None:
+        yield from execute(runnable, work)
+        return
     if workers == 1 or len(runnable) < 2:
         for job in runnable:
             yield work(job)
@@ -196,10 +259,43 @@ def run(jobs: Sequence[Job], work: Callable[[Job], Outcome], workers: int = 1) -
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _check_target(job: Job, force: bool) -> None:
+def _check_target(job: Job, force: bool, resume: bool = False) -> bool:
+    """Refuse what must not be written; True when ``resume`` finds a file already at the output."""
     if job.dst.resolve() == job.src.resolve():
         raise TinyCodecError("output and input are the same file")
+    if resume and not force and job.dst.is_file():
+        return True
     output_target(job.dst, force)  # early; write_atomic checks again when it puts the file in place
+    return False
+
+
+def check_output(path: Path) -> tuple[int, int]:
+    """The size of the complete output at ``path``, or a TinyCodecError saying why it is not one.
+
+    A .tcz file is verified whole (header and every checksum, without decoding); an image must
+    open as the format of its suffix. Outputs are written atomically, so a file that fails here
+    was not written by a finished job: it is reported, not replaced (-f replaces it).
+    """
+    try:
+        with Image.open(path) as im:
+            size = im.size
+            if path.suffix.lower() == TCZ_SUFFIX:
+                im.verify()
+            elif im.format != format_for_suffix(path.suffix):
+                raise TinyCodecError(f"a {im.format} file, not {path.suffix}")
+    except (OSError, SyntaxError, ValueError, TinyCodecError, Image.DecompressionBombError) as exc:
+        raise TinyCodecError(f"{path} exists but is not a valid output ({exc}): use -f to replace it") from None
+    return size
+
+
+def _resumed(job: Job, tcz: Path) -> Outcome:
+    """The outcome of a job whose output is already there: its figures, read from the files."""
+    width, height = check_output(job.dst)
+    if tcz != job.dst:  # decoding: the coded size is the source's
+        with Image.open(tcz) as im:
+            width, height = im.size
+    in_bytes = job.src.stat().st_size if job.src.is_file() else 0
+    return Outcome(job, None, in_bytes, job.dst.stat().st_size, width * height, tcz.stat().st_size, skipped=True)
 
 
 def _failure(job: Job, exc: BaseException) -> Outcome:
@@ -210,40 +306,61 @@ def _notes(caught: list[warnings.WarningMessage]) -> tuple[str, ...]:
     return tuple(str(w.message) for w in caught if issubclass(w.category, UserWarning))
 
 
+def _psnr(data: bytes, source: SourceImage, run: dict[str, str]) -> float | None:
+    """PSNR of the decoded ``data`` against the source's RGB; None where the sizes differ (--downscale)."""
+    from .rd import psnr  # numpy only; rd's codecs are imported when used
+
+    decoded = to_planar(decode(data, **run)).rgb
+    return psnr(source.planar.rgb, decoded) if decoded.shape == source.planar.rgb.shape else None
+
+
 def encode_job(job: Job, settings: EncodeSettings) -> Outcome:
     """Encode one file; never raises for a problem with that file."""
+    start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            _check_target(job, settings.force)
-            source = read_source(job.src, keep_metadata=settings.keep_metadata)
-            if settings.quality is not None:
-                data = encode_pyramid(source.planar, settings.quality, settings.effort, settings.refine,
-                                      source.metadata)
+            if _check_target(job, settings.force, settings.resume):
+                outcome = _resumed(job, job.dst)
+                if settings.psnr:
+                    source = read_source(job.src, keep_metadata=settings.keep_metadata)
+                    outcome = dataclasses.replace(outcome, psnr=_psnr(job.dst.read_bytes(), source, settings.run))
             else:
-                data = encode_planar(source.planar, settings.scale, settings.planes, metadata=source.metadata,
-                                     downscale=settings.downscale, refine=settings.refine,
-                                     progressive=settings.progressive, **settings.run)
-            write_atomic(job.dst, data, overwrite=settings.force)
-            pixels = source.width * source.height
-            return Outcome(job, None, job.src.stat().st_size, len(data), pixels, len(data), _notes(caught))
+                source = read_source(job.src, keep_metadata=settings.keep_metadata)
+                if settings.quality is not None:
+                    data = encode_pyramid(source.planar, settings.quality, settings.effort, settings.refine,
+                                          source.metadata)
+                else:
+                    data = encode_planar(source.planar, settings.scale, settings.planes, metadata=source.metadata,
+                                         downscale=settings.downscale, refine=settings.refine,
+                                         progressive=settings.progressive, **settings.run)
+                write_atomic(job.dst, data, overwrite=settings.force)
+                pixels = source.width * source.height
+                outcome = Outcome(job, None, job.src.stat().st_size, len(data), pixels, len(data), _notes(caught),
+                                  psnr=_psnr(data, source, settings.run) if settings.psnr else None)
         except (TinyCodecError, OSError, MemoryError) as exc:
-            return _failure(job, exc)
+            outcome = _failure(job, exc)
+    return dataclasses.replace(outcome, seconds=time.perf_counter() - start)
 
 
 def decode_job(job: Job, settings: DecodeSettings) -> Outcome:
     """Decode one file to the format of its output suffix; never raises for a problem with that file."""
+    start = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            _check_target(job, settings.force)
-            data = read_tcz(job.src, limits=settings.limits)
-            image, info = decode_with_info(data, partial=settings.partial, limits=settings.limits,
-                                           enhance=settings.enhance, **settings.run)
-            save_image(image, job.dst, keep_metadata=settings.keep_metadata, overwrite=settings.force)
-            notes = _notes(caught)
-            if not info.complete:
-                notes += (f"partial: {info.decoded_part}",)
-            return Outcome(job, None, len(data), job.dst.stat().st_size, info.width * info.height, len(data), notes)
+            if _check_target(job, settings.force, settings.resume):
+                outcome = _resumed(job, job.src)
+            else:
+                data = read_tcz(job.src, limits=settings.limits)
+                image, info = decode_with_info(data, partial=settings.partial, limits=settings.limits,
+                                               enhance=settings.enhance, **settings.run)
+                save_image(image, job.dst, keep_metadata=settings.keep_metadata, overwrite=settings.force)
+                notes = _notes(caught)
+                if not info.complete:
+                    notes += (f"partial: {info.decoded_part}",)
+                outcome = Outcome(job, None, len(data), job.dst.stat().st_size, info.width * info.height, len(data),
+                                  notes)
         except (TinyCodecError, OSError, MemoryError) as exc:
-            return _failure(job, exc)
+            outcome = _failure(job, exc)
+    return dataclasses.replace(outcome, seconds=time.perf_counter() - start)

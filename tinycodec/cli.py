@@ -25,7 +25,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from . import __version__, batch
+from . import __version__, batch, ray_engine
 from .backends import BACKENDS, DEVICES, PRECISIONS
 from .codec import (DEFAULT_PLANES, DEFAULT_SCALE, SCALES, FilterSkippedWarning, PartialAlphaWarning,
                     decode_with_info, encode, encode_planar, encode_pyramid)
@@ -203,38 +203,100 @@ def _single_output(source: str, output: str | None, suffix: str) -> str:
     return "-" if source == "-" else str(Path(source).with_suffix(suffix))
 
 
-def _is_batch(inputs: tuple[str, ...]) -> bool:
+def _is_batch(inputs: tuple[str, ...], engine: "_Engine") -> bool:
+    """Batch mode: several inputs, a folder, or anything run on Ray or written to a manifest."""
     if len(inputs) > 1 and "-" in inputs:
         raise TinyCodecError("'-' (stdin) cannot be combined with other inputs")
-    return len(inputs) > 1 or (inputs[0] != "-" and Path(inputs[0]).is_dir())
+    if inputs[0] == "-" and engine.asks_for_batch:
+        raise TinyCodecError("--engine ray and --manifest take files, not stdin")
+    return len(inputs) > 1 or (inputs[0] != "-" and Path(inputs[0]).is_dir()) or engine.asks_for_batch
+
+
+@dataclasses.dataclass(frozen=True)
+class _Engine:
+    """How a batch runs and reports (the options of _batch_options)."""
+
+    name: str = "local"
+    ray_address: str | None = None
+    manifest: str | None = None
+    cpus: int | None = None  # -j as given on the command line: the CPUs of a local Ray cluster
+
+    @property
+    def asks_for_batch(self) -> bool:
+        return self.name == "ray" or self.manifest is not None
+
+
+def _batch_options(fn):
+    """--engine, --ray-address and --manifest; the command gets them as ``engine`` (an _Engine)."""
+
+    @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                  help="What runs a batch: local worker processes (-j N), or Ray tasks, on a local Ray cluster "
+                       "(of -j N CPUs; default all) or on the cluster at --ray-address (inputs and outputs then on "
+                       "a file system every node shares). With ray, a rerun skips the outputs already there and "
+                       "valid, so a killed run loses only the files in flight (-f redoes them). Needs "
+                       f"{ray_engine.INSTALL}.")
+    @click.option("--ray-address", type=str, default=None, metavar="ADDRESS",
+                  help="Ray cluster for --engine ray (host:port, ray://host:port or auto). Default: $RAY_ADDRESS, "
+                       "else a new local cluster.")
+    @click.option("--manifest", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+                  help="Write a JSON line per file as it completes: input, output, status (done, skipped, "
+                       "failed), bytes, bpp, seconds, error (and psnr with tcenc --psnr). Rewritten by each run.")
+    @functools.wraps(fn)
+    def inner(*args, engine: str, ray_address: str | None, manifest: str | None, **kwargs):
+        ctx = click.get_current_context()
+        cpus = kwargs["jobs"] if ctx.get_parameter_source("jobs") == click.core.ParameterSource.COMMANDLINE else None
+        if engine != "ray" and ray_address is not None:
+            raise TinyCodecError("--ray-address applies to --engine ray")
+        if engine == "ray" and cpus is not None and (ray_address or os.environ.get("RAY_ADDRESS")) not in (None, "",
+                                                                                                         "local"):
+            raise TinyCodecError("-j sets the CPUs of a local Ray cluster; a cluster at an address has its own")
+        return fn(*args, engine=_Engine(engine, ray_address, manifest, cpus), **kwargs)
+
+    return inner
+
+
+def _plan_batch(inputs: tuple[str, ...], sources: list[Path], output: str | None, suffix: str) -> list[batch.Job]:
+    """batch.plan_jobs, where one input file and -o naming a file is refused (batch mode writes into folders)."""
+    one_file = len(inputs) == 1 and not Path(inputs[0]).is_dir()
+    if one_file and output is not None and not batch.is_directory_target(output):
+        raise TinyCodecError(f"-o {output}: with --engine ray or --manifest, -o names a folder (end it with '/')")
+    return batch.plan_jobs(sources, output, suffix)
 
 
 def _run_batch(prog: str, jobs: list[batch.Job], work, workers: int, quiet: bool,
-               problems: list[tuple[str, str]] = ()) -> None:
-    """Run the jobs with a progress bar (on a terminal, unless -q); report failures by name, and the inputs
-    that gave no job (``problems``) first; exit 1 if any."""
+               problems: list[tuple[str, str]] = (), engine: _Engine = _Engine(), psnr: bool = False) -> None:
+    """Run the jobs (on the local pool or on Ray) with a progress bar (on a terminal, unless -q); report failures
+    by name, and the inputs that gave no job (``problems``) first; write the manifest; exit 1 if any failed."""
     from tqdm import tqdm  # only batch mode needs it
 
     for name, message in problems:
         _say(f"{prog}: error: {name}: {message}")
     summary = batch.Summary()
-    start = time.perf_counter()
-    # shutil falls back to 80x24 where a terminal reports a size of 0 (tqdm would then draw nothing)
-    columns, lines = shutil.get_terminal_size()
-    with tqdm(total=len(jobs), unit="file", desc=prog, file=sys.stderr, leave=False, ncols=columns, nrows=lines,
-              disable=quiet or not sys.stderr.isatty()) as bar:
-        for outcome in batch.run(jobs, work, workers):
-            summary.add(outcome)
-            if outcome.error is not None:
-                bar.write(printable(f"{prog}: error: {outcome.job.src}: {outcome.error}"), file=sys.stderr)
-            elif not quiet:
-                for note in outcome.notes:
-                    bar.write(printable(f"{prog}: note: {outcome.job.src}: {note}"), file=sys.stderr)
-            bar.update()
-    summary.seconds = time.perf_counter() - start
+    with contextlib.ExitStack() as stack:
+        manifest = stack.enter_context(batch.Manifest(engine.manifest, psnr)) if engine.manifest else None
+        execute, where = None, ""
+        if engine.name == "ray" and jobs:
+            execute = stack.enter_context(ray_engine.connect(engine.ray_address, engine.cpus))
+            workers, where = execute.cpus, "Ray"
+        start = time.perf_counter()
+        # shutil falls back to 80x24 where a terminal reports a size of 0 (tqdm would then draw nothing)
+        columns, lines = shutil.get_terminal_size()
+        with tqdm(total=len(jobs), unit="file", desc=prog, file=sys.stderr, leave=False, ncols=columns, nrows=lines,
+                  disable=quiet or not sys.stderr.isatty()) as bar:
+            for outcome in batch.run(jobs, work, workers, execute):
+                summary.add(outcome)
+                if manifest is not None:
+                    manifest.add(outcome)
+                if outcome.error is not None:
+                    bar.write(printable(f"{prog}: error: {outcome.job.src}: {outcome.error}"), file=sys.stderr)
+                elif not quiet:
+                    for note in outcome.notes:
+                        bar.write(printable(f"{prog}: note: {outcome.job.src}: {note}"), file=sys.stderr)
+                bar.update()
+        summary.seconds = time.perf_counter() - start
     if not quiet:
         skipped = f"; {len(problems)} input{'s' if len(problems) > 1 else ''} gave no file" if problems else ""
-        click.echo(f"{prog}: {summary.line(workers)}{skipped}", err=True)
+        click.echo(f"{prog}: {summary.line(workers, where)}{skipped}", err=True)
     if summary.failed or problems:
         sys.exit(1)
 
@@ -273,13 +335,16 @@ _JOBS_HELP = "Parallel workers: files in parallel with several inputs, tiles of 
                    "(tcdec --partial) to the planes that arrived, like progressive JPEG. Default: coder 4 (coder 3 "
                    "at scale 4 with 3 planes or fewer), faster to decode; a cut coder-4 file decodes only "
                    "its whole tiles.")
+@click.option("--psnr", is_flag=True, help="Batch mode: measure each file's PSNR (RGB, against the decoded output; "
+              "one decode more per file) for the --manifest.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (no progress bar, no summary).")
 @click.version_option(__version__, "-V", "--version", prog_name="tcenc")
 @_backend_options("tcenc")
 @_user_errors("tcenc")
+@_batch_options
 def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, jobs: int, strip: bool,
-          force: bool, downscale: str, refine: int, quality: int | None, effort: str, progressive: bool, quiet: bool,
-          run: dict) -> None:
+          force: bool, downscale: str, refine: int, quality: int | None, effort: str, progressive: bool, psnr: bool,
+          quiet: bool, run: dict, engine: _Engine) -> None:
     """Encode IMAGES (any format Pillow reads; folders: the images in them; '-' for stdin) to .tcz files."""
     ctx = click.get_current_context()
     if quality is not None:
@@ -289,14 +354,18 @@ def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, 
             raise TinyCodecError(f"{', '.join(given)} set TinyCompress options; -Q/--quality selects the pyramid family")
     elif effort != "fast":
         raise TinyCodecError("--effort applies to the pyramid family: give -Q/--quality too")
-    if _is_batch(images):
+    if _is_batch(images, engine):
         sources, problems = batch.expand_inputs(images, batch.image_suffixes())
         settings = batch.EncodeSettings(int(scale), planes, keep_metadata=not strip, force=force,
                                         downscale=int(downscale), refine=refine, run=run, quality=quality,
-                                        effort=effort, progressive=progressive)
-        jobs_list = batch.plan_jobs(sources, output, batch.TCZ_SUFFIX)
-        _run_batch("tcenc", jobs_list, functools.partial(batch.encode_job, settings=settings), jobs, quiet, problems)
+                                        effort=effort, progressive=progressive, resume=engine.name == "ray",
+                                        psnr=psnr)
+        jobs_list = _plan_batch(images, sources, output, batch.TCZ_SUFFIX)
+        _run_batch("tcenc", jobs_list, functools.partial(batch.encode_job, settings=settings), jobs, quiet, problems,
+                   engine, psnr)
         return
+    if psnr:
+        raise TinyCodecError("--psnr measures files for a --manifest (batch mode)")
     image = images[0]
     source = read_source(io.BytesIO(sys.stdin.buffer.read()) if image == "-" else image, keep_metadata=not strip)
     output = _single_output(image, output, batch.TCZ_SUFFIX)
@@ -350,19 +419,21 @@ def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, 
 @click.version_option(__version__, "-V", "--version", prog_name="tcdec")
 @_backend_options("tcdec")
 @_user_errors("tcdec")
+@_batch_options
 def tcdec(files: tuple[str, ...], output: str | None, fmt: str, enhance: str, partial: bool, max_pixels: int,
-          jobs: int, strip: bool, force: bool, quiet: bool, run: dict) -> None:
+          jobs: int, strip: bool, force: bool, quiet: bool, run: dict, engine: _Engine) -> None:
     """Decode .tcz FILES (folders: the .tcz files in them; '-' for stdin) to images."""
     parse_filter(enhance)  # an unknown name fails before any reading or decoding
     suffix = "." + fmt.lower().lstrip(".")
     format_for_suffix(suffix)  # an unknown format fails here, before any work
     limits = dataclasses.replace(DEFAULT_LIMITS, max_pixels=max_pixels or None)
-    if _is_batch(files):
+    if _is_batch(files, engine):
         sources, problems = batch.expand_inputs(files, {batch.TCZ_SUFFIX})
         settings = batch.DecodeSettings(partial=partial, keep_metadata=not strip, force=force, limits=limits,
-                                        enhance=enhance, run=run)
-        jobs_list = batch.plan_jobs(sources, output, suffix)
-        _run_batch("tcdec", jobs_list, functools.partial(batch.decode_job, settings=settings), jobs, quiet, problems)
+                                        enhance=enhance, run=run, resume=engine.name == "ray")
+        jobs_list = _plan_batch(files, sources, output, suffix)
+        _run_batch("tcdec", jobs_list, functools.partial(batch.decode_job, settings=settings), jobs, quiet, problems,
+                   engine)
         return
     file = files[0]
     data = read_tcz(sys.stdin.buffer if file == "-" else file, limits=limits)

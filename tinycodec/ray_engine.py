@@ -1,0 +1,114 @@
+"""Batch mode on Ray (``tcenc``/``tcdec --engine ray``): each file is a Ray task, on a local cluster or a remote one.
+
+The tasks run the job functions of :mod:`tinycodec.batch`, as the local pool's
+workers do (PyTorch on one thread each, so the files are byte for byte the
+same), and write their outputs themselves, atomically. On a cluster, inputs and
+outputs must therefore be on a file system that every node mounts at the same
+path; only each file's :class:`~tinycodec.batch.Outcome` (a few hundred bytes)
+travels back to the driver, which keeps the progress bar and the manifest.
+
+A worker that dies (killed, out of memory, its node lost) has its file retried
+on another worker up to ``MAX_RETRIES`` times; a file that still fails is
+reported by name and the others complete. Ray is an optional extra:
+``pip install 'tinycodec[ray]'``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+
+from . import parallel
+from .batch import Job, Outcome
+from .errors import TinyCodecError
+
+INSTALL = "pip install 'tinycodec[ray]'"
+MAX_RETRIES = 3
+# Tasks submitted ahead of the free CPUs: no worker waits for the driver, and a list of
+# millions of paths never goes up to the cluster at once.
+IN_FLIGHT_PER_CPU = 2
+WAIT_SECONDS = 0.5  # ray.wait returns this often, so that Ctrl-C and SIGTERM reach the driver
+# Ray's own INFO lines (cluster started, connected) would break "quiet in pipelines"
+_QUIET = {"logging_level": logging.ERROR, "log_to_driver": False}
+
+
+def import_ray():
+    """The ray module, or a TinyCodecError that says how to install it."""
+    try:
+        import ray
+    except ImportError:
+        raise TinyCodecError(f"--engine ray needs Ray: {INSTALL} (from a checkout: pip install '.[ray]')") from None
+    return ray
+
+
+def _run_job(work: Callable[[Job], Outcome], job: Job) -> Outcome:
+    parallel.single_threaded()  # as the local pool's workers: one core each, and the same bytes
+    return work(job)
+
+
+class RayEngine:
+    """Runs batch jobs as Ray tasks on the cluster this process is connected to (a batch.Executor)."""
+
+    def __init__(self, ray) -> None:
+        self._ray = ray
+        self.cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+
+    def __call__(self, jobs: Sequence[Job], work: Callable[[Job], Outcome]) -> Iterator[Outcome]:
+        """Outcomes in completion order; at most IN_FLIGHT_PER_CPU tasks per CPU submitted at a time."""
+        ray = self._ray
+        task = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(_run_job)
+        work_ref = ray.put(work)  # the settings go up once, not with every file
+        queue = iter(jobs)
+        pending: dict = {}
+        try:
+            while True:
+                for job in itertools.islice(queue, IN_FLIGHT_PER_CPU * self.cpus - len(pending)):
+                    pending[task.remote(work_ref, job)] = job
+                if not pending:
+                    return
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_SECONDS)
+                for ref in done:
+                    job = pending.pop(ref)
+                    try:
+                        yield ray.get(ref)
+                    except ray.exceptions.RayError as exc:  # the worker died on every try: this file fails
+                        yield Outcome(job, f"worker failed ({type(exc).__name__}, {MAX_RETRIES} retries): "
+                                           f"{_first_line(exc)}")
+        finally:
+            for ref in pending:  # stopped early (Ctrl-C): the running tasks clean up their temporaries
+                ray.cancel(ref)
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0][:200] if lines else ""
+
+
+@contextlib.contextmanager
+def connect(address: str | None = None, cpus: int | None = None) -> Iterator[RayEngine]:
+    """A :class:`RayEngine` on the cluster at ``address`` (else $RAY_ADDRESS), else on a new local
+    cluster of ``cpus`` CPUs (None: all of this machine's), shut down on the way out.
+
+    A process already connected to Ray (``ray.init`` called before) keeps its connection.
+    """
+    ray = import_ray()
+    started = False
+    if not ray.is_initialized():
+        address = address or os.environ.get("RAY_ADDRESS") or None
+        try:
+            if address in (None, "local"):
+                ray.init(address=address, num_cpus=cpus, include_dashboard=False, **_QUIET)
+            else:
+                ray.init(address=address, **_QUIET)
+        except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
+            where = f"the Ray cluster at {address}" if address not in (None, "local") else "a local Ray cluster"
+            raise TinyCodecError(f"cannot start or reach {where}: {_first_line(exc)}") from None
+        started = True
+    try:
+        yield RayEngine(ray)
+    finally:
+        if started:
+            ray.shutdown()
