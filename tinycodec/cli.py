@@ -250,6 +250,8 @@ def _batch_options(fn):
         if engine == "ray" and cpus is not None and (ray_address or os.environ.get("RAY_ADDRESS")) not in (None, "",
                                                                                                          "local"):
             raise TinyCodecError("-j sets the CPUs of a local Ray cluster; a cluster at an address has its own")
+        if engine == "ray":
+            ray_engine.import_ray()  # without Ray, say how to install it before any work
         return fn(*args, engine=_Engine(engine, ray_address, manifest, cpus), **kwargs)
 
     return inner
