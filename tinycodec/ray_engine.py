@@ -16,6 +16,7 @@ reported by name and the others complete. Ray is an optional extra:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import logging
 import os
@@ -57,7 +58,8 @@ class RayEngine:
         self.cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
 
     def __call__(self, jobs: Sequence[Job], work: Callable[[Job], Outcome]) -> Iterator[Outcome]:
-        """Outcomes in completion order; at most IN_FLIGHT_PER_CPU tasks per CPU submitted at a time."""
+        """Outcomes in completion order, each with its job as given; at most IN_FLIGHT_PER_CPU tasks per CPU
+        submitted at a time. Workers get absolute paths: their working folder is not the driver's."""
         ray = self._ray
         task = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(_run_job)
         work_ref = ray.put(work)  # the settings go up once, not with every file
@@ -66,25 +68,39 @@ class RayEngine:
         try:
             while True:
                 for job in itertools.islice(queue, IN_FLIGHT_PER_CPU * self.cpus - len(pending)):
-                    pending[task.remote(work_ref, job)] = job
+                    pending[task.remote(work_ref, Job(job.src.absolute(), job.dst.absolute()))] = job
                 if not pending:
                     return
                 done, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_SECONDS)
                 for ref in done:
                     job = pending.pop(ref)
                     try:
-                        yield ray.get(ref)
+                        yield dataclasses.replace(ray.get(ref), job=job)
+                    except ray.exceptions.RayTaskError as exc:  # raised in the task: an import failure, or a bug
+                        cause = exc.cause if exc.cause is not None else exc
+                        if "failed to import on the worker" in str(cause):
+                            raise TinyCodecError("the Ray workers cannot import this tinycodec "
+                                                 f"({_last_line(cause)}): install it, the same version, on every "
+                                                 f"node ({INSTALL})") from None
+                        yield Outcome(job, f"worker failed: {_last_line(cause) or type(cause).__name__}")
                     except ray.exceptions.RayError as exc:  # the worker died on every try: this file fails
-                        yield Outcome(job, f"worker failed ({type(exc).__name__}, {MAX_RETRIES} retries): "
+                        yield Outcome(job, f"worker died ({type(exc).__name__}), {MAX_RETRIES} retries: "
                                            f"{_first_line(exc)}")
         finally:
             for ref in pending:  # stopped early (Ctrl-C): the running tasks clean up their temporaries
                 ray.cancel(ref)
 
 
+def _lines(exc: BaseException) -> list[str]:
+    return [line.strip()[:200] for line in str(exc).splitlines() if line.strip()]
+
+
 def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0][:200] if lines else ""
+    return (_lines(exc) or [""])[0]
+
+
+def _last_line(exc: BaseException) -> str:
+    return (_lines(exc) or [""])[-1]
 
 
 @contextlib.contextmanager
