@@ -32,7 +32,8 @@ def cluster():
     """One local cluster for the module (starting one takes seconds); its address, for other drivers."""
     os.environ[files.PAUSE_MID_WRITE_ENV] = str(PAUSE_S)  # the cluster's processes inherit it, this one does not
     try:
-        context = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+        context = ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+                           logging_level=logging.ERROR)
     finally:
         del os.environ[files.PAUSE_MID_WRITE_ENV]
     yield context.address_info["address"]

@@ -115,13 +115,16 @@ def connect(address: str | None = None, cpus: int | None = None) -> Iterator[Ray
     if not ray.is_initialized():
         address = address or os.environ.get("RAY_ADDRESS") or None
         try:
-            if address in (None, "local"):
-                ray.init(address=address, num_cpus=cpus, include_dashboard=False, **_QUIET)
+            if address in (None, "local"):  # "local": a new cluster, even where `ray start` left one running
+                ray.init(address="local", num_cpus=cpus, include_dashboard=False, **_QUIET)
             else:
                 ray.init(address=address, **_QUIET)
         except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
-            where = f"the Ray cluster at {address}" if address not in (None, "local") else "a local Ray cluster"
-            raise TinyCodecError(f"cannot start or reach {where}: {_first_line(exc)}") from None
+            if address in (None, "local"):
+                raise TinyCodecError(f"cannot start a local Ray cluster: {_first_line(exc)}") from None
+            raise TinyCodecError(f"cannot reach the Ray cluster at {address}: {_first_line(exc)} (is it running, and "
+                                 "reachable from here? A cluster with Ray's token authentication also needs "
+                                 "RAY_AUTH_MODE=token here)") from None
         started = True
     try:
         yield RayEngine(ray)

@@ -3,6 +3,7 @@
 
     python tools/bench_ray_batch.py --generate 200                    # 200 generated 256x256 images
     python tools/bench_ray_batch.py --generate 200 --kill-half        # also: kill the Ray run half-way, rerun
+    python tools/bench_ray_batch.py --generate 200 --standing-cluster  # also: Ray on a cluster started once
     python tools/bench_ray_batch.py ../shared/data/kodak -- -Q 50 --effort refine --refine 10
 
 Both engines run as a user runs them (`python -c "from tinycodec.cli import tcenc; tcenc()"`, so
@@ -10,7 +11,9 @@ the tinycodec on PYTHONPATH), with N CPUs: the local pool with N worker processe
 local cluster of N CPUs. Printed per run: wall time (everything the user waits for: Python and
 PyTorch start-up, the pool's workers or the Ray cluster starting and stopping) and images per
 second over it; then the Ray/local ratio, whether every output is byte for byte the same, and
-whether the manifest lists every input. Arguments after `--` go to both tcenc runs.
+whether the manifest lists every input. Arguments after `--` go to both tcenc runs. With --standing-cluster, a third
+run joins a cluster started before the timing (as a user who converts folder after folder keeps
+one running, `ray start --head`), so that its wall time holds no cluster start or stop.
 With --kill-half, a third run (Ray) is killed (SIGKILL of its process group) once half of the
 outputs exist, then rerun: the done files must be skipped (same inode and mtime), the rest coded.
 """
@@ -18,6 +21,7 @@ outputs exist, then rerun: the done files must be skipped (same inode and mtime)
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -50,15 +54,15 @@ def tcenc_command(src: Path, out: Path, engine_args: list[str], extra: list[str]
             *engine_args, *extra]
 
 
-def environment() -> dict[str, str]:
+def environment(**extra: str) -> dict[str, str]:
     path = os.environ.get("PYTHONPATH")
-    return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{path}" if path else str(ROOT)}
+    return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{path}" if path else str(ROOT), **extra}
 
 
-def timed(cmd: list[str]) -> tuple[float, str]:
+def timed(cmd: list[str], **env: str) -> tuple[float, str]:
     """Wall seconds and the last line on stderr (the summary); exits if the command failed."""
     start = time.perf_counter()
-    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=environment())
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=environment(**env))
     seconds = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr}")
@@ -73,6 +77,31 @@ def manifest_complete(path: Path, sources: list[Path], statuses: set[str]) -> bo
     records = [json.loads(line) for line in path.read_text().splitlines()]
     return (sorted(Path(r["input"]).name for r in records) == sorted(p.name for p in sources)
             and all(r["status"] in statuses and r["error"] is None for r in records))
+
+
+# A process that starts a local cluster, prints its address and keeps it until its stdin closes.
+HEAD = """
+import logging, sys, ray
+context = ray.init(address="local", num_cpus=int(sys.argv[1]), include_dashboard=False,
+                   logging_level=logging.ERROR)
+print(context.address_info["address"], flush=True)
+sys.stdin.read()
+"""
+
+
+@contextlib.contextmanager
+def standing_cluster(cpus: int):
+    """A local cluster of ``cpus`` CPUs started before the timing; its address. Stopped on the way out."""
+    head = subprocess.Popen([sys.executable, "-c", HEAD, str(cpus)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True, env=environment())
+    try:
+        address = head.stdout.readline().strip()
+        if not address:
+            raise SystemExit("could not start a Ray cluster")
+        yield address
+    finally:
+        head.stdin.close()  # ray.shutdown() at its exit
+        head.wait(timeout=60)
 
 
 def kill_half_and_resume(src: Path, work: Path, cpus: int, extra: list[str], reference: dict[str, bytes]) -> None:
@@ -109,6 +138,8 @@ def main() -> None:
     parser.add_argument("-j", "--cpus", type=int, default=2, help="Workers / Ray CPUs (default 2).")
     parser.add_argument("--repeat", type=int, default=1, help="Alternate local and Ray runs this many times.")
     parser.add_argument("--kill-half", action="store_true", help="Also kill a Ray run half-way and rerun it.")
+    parser.add_argument("--standing-cluster", action="store_true",
+                        help="Also time Ray on a cluster started before the run.")
     parser.add_argument("--keep", type=Path, default=None, help="Work in this folder and keep it.")
     argv = sys.argv[1:]
     extra = argv[argv.index("--") + 1:] if "--" in argv else []  # tcenc options for both runs
@@ -144,6 +175,20 @@ def main() -> None:
               f"ray/local throughput {local_best / ray_best:.3f}")
         print(f"same bytes: {reference == outputs(work / 'ray')} ({len(reference)} files); manifest complete: "
               f"{manifest_complete(work / 'ray.jsonl', sources, {'done'})}")
+        if args.standing_cluster:
+            with standing_cluster(args.cpus) as address:
+                best = float("inf")
+                for round_ in range(args.repeat):
+                    shutil.rmtree(work / "standing", ignore_errors=True)
+                    # the cluster has Ray's token authentication (on where ~/.ray/auth_token exists): say so
+                    seconds, line = timed(tcenc_command(src, work / "standing", ["--engine", "ray", "--ray-address",
+                                                                                 address], args.extra),
+                                          RAY_AUTH_MODE=os.environ.get("RAY_AUTH_MODE", "token"))
+                    print(f"round {round_ + 1}: ray on a standing cluster {seconds:6.1f} s, {n / seconds:6.2f} "
+                          f"images/s | {line}")
+                    best = min(best, seconds)
+            print(f"best: ray on a standing cluster {n / best:.2f} images/s, ray/local throughput "
+                  f"{local_best / best:.3f}; same bytes: {reference == outputs(work / 'standing')}")
         if args.kill_half:
             kill_half_and_resume(src, work, args.cpus, args.extra, reference)
     finally:
