@@ -185,3 +185,32 @@ def test_resume_skips_a_valid_output_and_reports_an_invalid_one(folder, tmp_path
     failed = batch.decode_job(job, decode)
     assert failed.status == "failed" and "p0.webp exists but is not a valid output (a PNG file, not .webp)" in failed.error
     assert batch.decode_job(job, dataclasses.replace(decode, force=True)).status == "done"
+
+
+def test_folder_trees_and_lists_of_inputs(folder, tmp_path):
+    june = folder / "2024" / "june"
+    june.mkdir(parents=True)
+    Image.fromarray(photo_like(20, 24, seed=9)).save(june / "p0.png")  # the name of another input: its own folder
+    (folder / ".cache").mkdir()
+    Image.fromarray(photo_like(20, 24)).save(folder / ".cache" / "hidden.png")
+    r = run(tcenc, [folder, "-r", "-o", f"{tmp_path / 'tree'}/", "-s", "256", "-q"])
+    assert r.exit_code == 0, r.output
+    assert sorted(str(p.relative_to(tmp_path / "tree")) for p in (tmp_path / "tree").rglob("*.tcz")) == [
+        "2024/june/p0.tcz", "grey.tcz", "p0.tcz", "p1.tcz", "p2.tcz"]
+    r = run(tcdec, [tmp_path / "tree", "-r", "-q"])  # beside the inputs, in their folders
+    assert r.exit_code == 0 and (tmp_path / "tree" / "2024" / "june" / "p0.png").is_file()
+
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"{folder / 'p0.png'}\n\n{(folder / 'p1.png').as_uri()}\ns3://bucket/x.png\n{june}\n")
+    r = run(tcenc, ["--files-from", listing, "-o", f"{tmp_path / 'listed'}/", "-s", "256"])
+    assert r.exit_code == 1
+    errors = [line for line in r.output.splitlines() if "error" in line]
+    assert errors[0] == ("tcenc: error: s3://bucket/x.png: s3:// is not read here: inputs and outputs are files "
+                         "(mount the store where every worker sees it)")
+    # june named as a folder (not -r): its p0.png would write the p0.tcz of the first line
+    assert len(errors) == 2 and f"{june / 'p0.png'}: would overwrite" in errors[1]
+    assert "2 of 3 files, 1 failed" in r.output
+    assert sorted(p.name for p in (tmp_path / "listed").iterdir()) == ["p0.tcz", "p1.tcz"]
+    r = run(tcenc, ["--files-from", tmp_path / "missing.txt"])
+    assert r.exit_code == 1 and "no such file" in r.output
+    assert run(tcenc, []).exit_code == 2  # no input at all: a usage error, as before

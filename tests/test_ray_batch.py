@@ -52,6 +52,7 @@ def run(cmd, args):
 
 
 def manifest(path: Path) -> dict[str, dict]:
+    """The manifest's records by input file name."""
     return {Path(r["input"]).name: r for r in map(json.loads, path.read_text().splitlines())}
 
 
@@ -59,7 +60,7 @@ def valid_tcz(folder: Path) -> dict[str, bytes]:
     """Every visible file of the folder, each checked whole (a half-written one fails here)."""
     out = {}
     for p in sorted(folder.iterdir()):
-        if not p.name.startswith("."):
+        if p.is_file() and not p.name.startswith("."):
             tinycodec.verify(p.read_bytes())
             out[p.name] = p.read_bytes()
     return out
@@ -102,16 +103,18 @@ def test_same_bytes_as_the_local_pool_and_a_complete_manifest(cluster, tmp_path)
 
 
 def test_a_rerun_skips_valid_outputs_and_reports_invalid_ones(cluster, tmp_path, monkeypatch):
-    make_photos(tmp_path / "photos", 4)
+    make_photos(tmp_path / "photos", 3)
+    make_photos(tmp_path / "photos" / "sub", 1)  # a folder tree (-r): out/sub/p00.tcz
     monkeypatch.chdir(tmp_path)  # relative names, and the workers' working folder is another one
     out = tmp_path / "out"
-    args = ["photos", "-o", "out/", "-s", "256", "--engine", "ray", "--manifest", "m.jsonl"]
+    args = ["photos", "-r", "-o", "out/", "-s", "256", "--engine", "ray", "--manifest", "m.jsonl"]
     assert run(tcenc, args).exit_code == 0
-    assert manifest(tmp_path / "m.jsonl")["p00.png"]["output"] == "out/p00.tcz"  # as the user named it
-    before = stats(out)
+    outputs = sorted(json.loads(line)["output"] for line in (tmp_path / "m.jsonl").read_text().splitlines())
+    assert outputs == ["out/p00.tcz", "out/p01.tcz", "out/p02.tcz", "out/sub/p00.tcz"]  # as the user named them
+    before = stats(out) | {"sub": (out / "sub" / "p00.tcz").stat().st_mtime_ns}
     r = run(tcenc, args)
     assert r.exit_code == 0 and "4 of 4 files, 4 already done" in r.output
-    assert stats(out) == before  # nothing rewritten
+    assert stats(out) | {"sub": (out / "sub" / "p00.tcz").stat().st_mtime_ns} == before  # nothing rewritten
     records = manifest(tmp_path / "m.jsonl")
     assert {r["status"] for r in records.values()} == {"skipped"} and all(r["bytes"] > 0 for r in records.values())
 
@@ -124,7 +127,7 @@ def test_a_rerun_skips_valid_outputs_and_reports_invalid_ones(cluster, tmp_path,
     assert "use -f to replace it" in r.output and "4 files, 1 failed, 3 already done" in r.output
     assert (out / "p01.tcz").read_bytes() == damaged  # reported, not replaced
     assert run(tcenc, [*args, "-f", "-q"]).exit_code == 0
-    assert len(valid_tcz(out)) == 4
+    assert len(valid_tcz(out)) == 3 and (out / "sub" / "p00.tcz").is_file()
 
 
 def busy_workers() -> list[int]:

@@ -13,7 +13,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 import time
+import urllib.parse
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, wait
@@ -171,31 +173,76 @@ def image_suffixes() -> set[str]:
     return {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN} - {TCZ_SUFFIX}
 
 
-def expand_inputs(inputs: Sequence[str], suffixes: set[str]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Files named on the command line as they are; folders replaced by their files with ``suffixes``.
+def expand_inputs(inputs: Sequence[str], suffixes: set[str],
+                  recursive: bool = False) -> tuple[list[tuple[Path, Path]], list[tuple[str, str]]]:
+    """Files named on the command line as they are; folders replaced by their files with ``suffixes``
+    (with ``recursive``, those of their subfolders too).
 
-    Returns (paths, problems): a folder that holds no such file, or cannot be listed, is a problem
-    (name, message) that the batch reports by name while the other inputs still run. Hidden files (a
-    leading dot, such as our own ``.name.part`` temporaries) are skipped in folders.
+    Returns (sources, problems). A source is (path, subfolder): where a recursive search found the
+    file, relative to the folder named, which plan_jobs keeps under ``-o`` (``.`` for the rest). A
+    folder that holds no such file, or cannot be listed, is a problem (name, message) that the batch
+    reports by name while the other inputs still run. Hidden files and folders (a leading dot, such as
+    our own ``.name.part`` temporaries) are skipped. ``file://`` URIs name files; other URIs are problems.
     """
-    paths: list[Path] = []
+    sources: list[tuple[Path, Path]] = []
     problems: list[tuple[str, str]] = []
     what = " or ".join(sorted(suffixes)) if len(suffixes) < 4 else "image"
     for name in inputs:
-        path = Path(name)
-        if path.is_dir():
-            try:
-                found = sorted(p for p in path.iterdir()
-                               if p.suffix.lower() in suffixes and not p.name.startswith(".") and p.is_file())
-            except OSError as exc:
-                problems.append((name, describe_os_error(exc)))
-                continue
-            if not found:
-                problems.append((name, f"no {what} files in this folder"))
-            paths += found
+        try:
+            path = _local_path(name)
+        except TinyCodecError as exc:
+            problems.append((name, str(exc)))
+            continue
+        if not path.is_dir():
+            sources.append((path, Path()))
+            continue
+        errors = len(problems)
+        found = _folder_files(path, suffixes, recursive, problems)
+        if not found and len(problems) == errors:
+            problems.append((name, f"no {what} files in this folder"))
+        sources += [(p, p.parent.relative_to(path)) for p in found]
+    return sources, problems
+
+
+def _local_path(name: str) -> Path:
+    """The path a command-line input names: itself, or the path of a ``file://`` URI."""
+    parts = urllib.parse.urlsplit(name)
+    if "://" not in name or len(parts.scheme) < 2:  # a plain path (or a Windows drive letter)
+        return Path(name)
+    if parts.scheme == "file" and parts.netloc in ("", "localhost"):
+        return Path(urllib.parse.unquote(parts.path))
+    raise TinyCodecError(f"{parts.scheme}:// is not read here: inputs and outputs are files (mount the store "
+                         "where every worker sees it)")
+
+
+def _folder_files(folder: Path, suffixes: set[str], recursive: bool, problems: list[tuple[str, str]]) -> list[Path]:
+    """The files with ``suffixes`` in ``folder`` (and its subfolders), sorted; hidden ones left out.
+    A folder that cannot be listed is added to ``problems``."""
+    found = []
+
+    def unreadable(exc: OSError) -> None:
+        problems.append((str(exc.filename or folder), describe_os_error(exc)))
+
+    for root, dirs, names in os.walk(folder, onerror=unreadable):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")) if recursive else []
+        found += [Path(root, n) for n in sorted(names)
+                  if Path(n).suffix.lower() in suffixes and not n.startswith(".") and Path(root, n).is_file()]
+    return found
+
+
+def read_list(path: str) -> list[str]:
+    """The inputs listed in a file (``-``: stdin), one path, folder or file:// URI per line; blank lines skipped."""
+    try:
+        if path == "-":
+            text = sys.stdin.read()
         else:
-            paths.append(path)
-    return paths, problems
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+    except FileNotFoundError:
+        raise TinyCodecError(f"no such file: {path}") from None
+    except UnicodeDecodeError:
+        raise TinyCodecError(f"{path}: not a list of paths (UTF-8 text, one per line)") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def is_directory_target(output: str) -> bool:
@@ -203,17 +250,20 @@ def is_directory_target(output: str) -> bool:
     return output.endswith(("/", os.sep)) or Path(output).is_dir()
 
 
-def plan_jobs(sources: Sequence[Path], output: str | None, suffix: str) -> list[Job]:
-    """Output path of every source: beside it, or in the folder ``output``, named stem + ``suffix``.
+def plan_jobs(sources: Sequence[tuple[Path, Path]], output: str | None, suffix: str) -> list[Job]:
+    """Output path of every (source, subfolder) of expand_inputs: beside the source, or in the folder
+    ``output`` (in its subfolder there), named stem + ``suffix``.
 
-    The folder is created if missing. Several sources need a folder (or no ``-o``).
+    The folders are created if missing. Several sources need a folder (or no ``-o``).
     """
-    if output is not None:
-        outdir = Path(output)
-        if outdir.exists() and not outdir.is_dir():
-            raise TinyCodecError(f"-o {output} is not a folder: several inputs, or a folder of them, need a folder")
-        outdir.mkdir(parents=True, exist_ok=True)
-    return [Job(src, (outdir if output is not None else src.parent) / (src.stem + suffix)) for src in sources]
+    if output is None:
+        return [Job(src, src.parent / (src.stem + suffix)) for src, _ in sources]
+    outdir = Path(output)
+    if outdir.exists() and not outdir.is_dir():
+        raise TinyCodecError(f"-o {output} is not a folder: several inputs, or a folder of them, need a folder")
+    for folder in sorted({outdir / sub for _, sub in sources} | {outdir}):
+        folder.mkdir(parents=True, exist_ok=True)
+    return [Job(src, outdir / sub / (src.stem + suffix)) for src, sub in sources]
 
 
 Executor = Callable[[Sequence[Job], Callable[[Job], Outcome]], Iterator[Outcome]]

@@ -203,31 +203,57 @@ def _single_output(source: str, output: str | None, suffix: str) -> str:
     return "-" if source == "-" else str(Path(source).with_suffix(suffix))
 
 
-def _is_batch(inputs: tuple[str, ...], engine: "_Engine") -> bool:
-    """Batch mode: several inputs, a folder, or anything run on Ray or written to a manifest."""
+def _is_batch(inputs: tuple[str, ...], opts: _BatchOptions) -> bool:
+    """Batch mode: several inputs, a folder, or anything run on Ray, listed in a file or written to a manifest."""
     if len(inputs) > 1 and "-" in inputs:
         raise TinyCodecError("'-' (stdin) cannot be combined with other inputs")
-    if inputs[0] == "-" and engine.asks_for_batch:
+    if inputs[0] == "-" and opts.forced:
         raise TinyCodecError("--engine ray and --manifest take files, not stdin")
-    return len(inputs) > 1 or (inputs[0] != "-" and Path(inputs[0]).is_dir()) or engine.asks_for_batch
+    return len(inputs) > 1 or (inputs[0] != "-" and Path(inputs[0]).is_dir()) or opts.forced
 
 
 @dataclasses.dataclass(frozen=True)
-class _Engine:
-    """How a batch runs and reports (the options of _batch_options)."""
+class _BatchOptions:
+    """How a batch is made, run and reported (the options of _batch_options)."""
 
-    name: str = "local"
+    engine: str = "local"
     ray_address: str | None = None
     manifest: str | None = None
     cpus: int | None = None  # -j as given on the command line: the CPUs of a local Ray cluster
+    recursive: bool = False
+    files_from: str | None = None
 
     @property
-    def asks_for_batch(self) -> bool:
-        return self.name == "ray" or self.manifest is not None
+    def forced(self) -> bool:
+        """Batch mode whatever the inputs."""
+        return self.engine == "ray" or self.manifest is not None or self.files_from is not None
+
+    def inputs(self, given: tuple[str, ...], argument: str) -> tuple[str, ...]:
+        """The inputs on the command line, then those listed by --files-from."""
+        if self.files_from is None:
+            if not given:
+                raise click.UsageError(f"Missing argument '{argument}...'.")
+            return given
+        listed = tuple(batch.read_list(self.files_from))
+        if not given and not listed:
+            raise TinyCodecError(f"--files-from {self.files_from} lists no files")
+        return (*given, *listed)
+
+    def plan(self, inputs: tuple[str, ...], output: str | None, suffixes: set[str],
+             suffix: str) -> tuple[list[batch.Job], list[tuple[str, str]]]:
+        """The jobs and the problems of batch.expand_inputs. One input file with -o naming a file is refused:
+        batch mode writes into folders."""
+        if len(inputs) == 1 and not Path(inputs[0]).is_dir() and output is not None \
+                and not batch.is_directory_target(output):
+            raise TinyCodecError(f"-o {output}: with --engine ray, --manifest or --files-from, -o names a folder "
+                                 "(end it with '/')")
+        sources, problems = batch.expand_inputs(inputs, suffixes, self.recursive)
+        return batch.plan_jobs(sources, output, suffix), problems
 
 
 def _batch_options(fn):
-    """--engine, --ray-address and --manifest; the command gets them as ``engine`` (an _Engine)."""
+    """--engine, --ray-address, --manifest, -r and --files-from; the command gets them as ``opts``
+    (a _BatchOptions)."""
 
     @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
                   help="What runs a batch: local worker processes (-j N), or Ray tasks, on a local Ray cluster "
@@ -241,8 +267,14 @@ def _batch_options(fn):
     @click.option("--manifest", type=click.Path(dir_okay=False), default=None, metavar="FILE",
                   help="Write a JSON line per file as it completes: input, output, status (done, skipped, "
                        "failed), bytes, bpp, seconds, error (and psnr with tcenc --psnr). Rewritten by each run.")
+    @click.option("-r", "--recursive", is_flag=True,
+                  help="Folders: the files of their subfolders too, written to the same subfolders under -o.")
+    @click.option("--files-from", type=str, default=None, metavar="LIST",
+                  help="Also the inputs listed in the file LIST ('-': stdin), one path, folder or file:// URI "
+                       "per line.")
     @functools.wraps(fn)
-    def inner(*args, engine: str, ray_address: str | None, manifest: str | None, **kwargs):
+    def inner(*args, engine: str, ray_address: str | None, manifest: str | None, recursive: bool,
+              files_from: str | None, **kwargs):
         ctx = click.get_current_context()
         cpus = kwargs["jobs"] if ctx.get_parameter_source("jobs") == click.core.ParameterSource.COMMANDLINE else None
         if engine != "ray" and ray_address is not None:
@@ -252,21 +284,13 @@ def _batch_options(fn):
             raise TinyCodecError("-j sets the CPUs of a local Ray cluster; a cluster at an address has its own")
         if engine == "ray":
             ray_engine.import_ray()  # without Ray, say how to install it before any work
-        return fn(*args, engine=_Engine(engine, ray_address, manifest, cpus), **kwargs)
+        return fn(*args, opts=_BatchOptions(engine, ray_address, manifest, cpus, recursive, files_from), **kwargs)
 
     return inner
 
 
-def _plan_batch(inputs: tuple[str, ...], sources: list[Path], output: str | None, suffix: str) -> list[batch.Job]:
-    """batch.plan_jobs, where one input file and -o naming a file is refused (batch mode writes into folders)."""
-    one_file = len(inputs) == 1 and not Path(inputs[0]).is_dir()
-    if one_file and output is not None and not batch.is_directory_target(output):
-        raise TinyCodecError(f"-o {output}: with --engine ray or --manifest, -o names a folder (end it with '/')")
-    return batch.plan_jobs(sources, output, suffix)
-
-
 def _run_batch(prog: str, jobs: list[batch.Job], work, workers: int, quiet: bool,
-               problems: list[tuple[str, str]] = (), engine: _Engine = _Engine(), psnr: bool = False) -> None:
+               problems: list[tuple[str, str]] = (), opts: _BatchOptions = _BatchOptions(), psnr: bool = False) -> None:
     """Run the jobs (on the local pool or on Ray) with a progress bar (on a terminal, unless -q); report failures
     by name, and the inputs that gave no job (``problems``) first; write the manifest; exit 1 if any failed."""
     from tqdm import tqdm  # only batch mode needs it
@@ -275,10 +299,10 @@ def _run_batch(prog: str, jobs: list[batch.Job], work, workers: int, quiet: bool
         _say(f"{prog}: error: {name}: {message}")
     summary = batch.Summary()
     with contextlib.ExitStack() as stack:
-        manifest = stack.enter_context(batch.Manifest(engine.manifest, psnr)) if engine.manifest else None
+        manifest = stack.enter_context(batch.Manifest(opts.manifest, psnr)) if opts.manifest else None
         execute, where = None, ""
-        if engine.name == "ray" and jobs:
-            execute = stack.enter_context(ray_engine.connect(engine.ray_address, engine.cpus))
+        if opts.engine == "ray" and jobs:
+            execute = stack.enter_context(ray_engine.connect(opts.ray_address, opts.cpus))
             workers, where = execute.cpus, "Ray"
         start = time.perf_counter()
         # shutil falls back to 80x24 where a terminal reports a size of 0 (tqdm would then draw nothing)
@@ -307,7 +331,7 @@ _JOBS_HELP = "Parallel workers: files in parallel with several inputs, tiles of 
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("images", nargs=-1, required=True, type=str)
+@click.argument("images", nargs=-1, type=str)
 @click.option("-o", "--output", type=str, default=None,
               help="Output .tcz file, '-' for stdout, or a folder (ends with '/', or exists; required to be one "
                    "with several inputs). Default: each IMAGE with the suffix .tcz (stdout for stdin input).")
@@ -346,7 +370,7 @@ _JOBS_HELP = "Parallel workers: files in parallel with several inputs, tiles of 
 @_batch_options
 def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, jobs: int, strip: bool,
           force: bool, downscale: str, refine: int, quality: int | None, effort: str, progressive: bool, psnr: bool,
-          quiet: bool, run: dict, engine: _Engine) -> None:
+          quiet: bool, run: dict, opts: _BatchOptions) -> None:
     """Encode IMAGES (any format Pillow reads; folders: the images in them; '-' for stdin) to .tcz files."""
     ctx = click.get_current_context()
     if quality is not None:
@@ -356,15 +380,15 @@ def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, 
             raise TinyCodecError(f"{', '.join(given)} set TinyCompress options; -Q/--quality selects the pyramid family")
     elif effort != "fast":
         raise TinyCodecError("--effort applies to the pyramid family: give -Q/--quality too")
-    if _is_batch(images, engine):
-        sources, problems = batch.expand_inputs(images, batch.image_suffixes())
+    images = opts.inputs(images, "IMAGES")
+    if _is_batch(images, opts):
         settings = batch.EncodeSettings(int(scale), planes, keep_metadata=not strip, force=force,
                                         downscale=int(downscale), refine=refine, run=run, quality=quality,
-                                        effort=effort, progressive=progressive, resume=engine.name == "ray",
+                                        effort=effort, progressive=progressive, resume=opts.engine == "ray",
                                         psnr=psnr)
-        jobs_list = _plan_batch(images, sources, output, batch.TCZ_SUFFIX)
+        jobs_list, problems = opts.plan(images, output, batch.image_suffixes(), batch.TCZ_SUFFIX)
         _run_batch("tcenc", jobs_list, functools.partial(batch.encode_job, settings=settings), jobs, quiet, problems,
-                   engine, psnr)
+                   opts, psnr)
         return
     if psnr:
         raise TinyCodecError("--psnr measures files for a --manifest (batch mode)")
@@ -397,7 +421,7 @@ def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, 
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("files", nargs=-1, required=True, type=str)
+@click.argument("files", nargs=-1, type=str)
 @click.option("-o", "--output", type=str, default=None,
               help="Output image (the format follows the extension), '-' for PNG on stdout, or a folder (ends "
                    "with '/', or exists; required to be one with several inputs). Default: each FILE with the "
@@ -423,19 +447,19 @@ def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, 
 @_user_errors("tcdec")
 @_batch_options
 def tcdec(files: tuple[str, ...], output: str | None, fmt: str, enhance: str, partial: bool, max_pixels: int,
-          jobs: int, strip: bool, force: bool, quiet: bool, run: dict, engine: _Engine) -> None:
+          jobs: int, strip: bool, force: bool, quiet: bool, run: dict, opts: _BatchOptions) -> None:
     """Decode .tcz FILES (folders: the .tcz files in them; '-' for stdin) to images."""
     parse_filter(enhance)  # an unknown name fails before any reading or decoding
     suffix = "." + fmt.lower().lstrip(".")
     format_for_suffix(suffix)  # an unknown format fails here, before any work
     limits = dataclasses.replace(DEFAULT_LIMITS, max_pixels=max_pixels or None)
-    if _is_batch(files, engine):
-        sources, problems = batch.expand_inputs(files, {batch.TCZ_SUFFIX})
+    files = opts.inputs(files, "FILES")
+    if _is_batch(files, opts):
         settings = batch.DecodeSettings(partial=partial, keep_metadata=not strip, force=force, limits=limits,
-                                        enhance=enhance, run=run, resume=engine.name == "ray")
-        jobs_list = _plan_batch(files, sources, output, suffix)
+                                        enhance=enhance, run=run, resume=opts.engine == "ray")
+        jobs_list, problems = opts.plan(files, output, {batch.TCZ_SUFFIX}, suffix)
         _run_batch("tcdec", jobs_list, functools.partial(batch.decode_job, settings=settings), jobs, quiet, problems,
-                   engine)
+                   opts)
         return
     file = files[0]
     data = read_tcz(sys.stdin.buffer if file == "-" else file, limits=limits)
