@@ -65,30 +65,28 @@ class RayEngine:
         work_ref = ray.put(work)  # the settings go up once, not with every file
         queue = iter(jobs)
         pending: dict = {}
-        try:
-            while True:
-                for job in itertools.islice(queue, IN_FLIGHT_PER_CPU * self.cpus - len(pending)):
-                    pending[task.remote(work_ref, Job(job.src.absolute(), job.dst.absolute()))] = job
-                if not pending:
-                    return
-                done, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_SECONDS)
-                for ref in done:
-                    job = pending.pop(ref)
-                    try:
-                        yield dataclasses.replace(ray.get(ref), job=job)
-                    except ray.exceptions.RayTaskError as exc:  # raised in the task: an import failure, or a bug
-                        cause = exc.cause if exc.cause is not None else exc
-                        if "failed to import on the worker" in str(cause):
-                            raise TinyCodecError("the Ray workers cannot import this tinycodec "
-                                                 f"({_last_line(cause)}): install it, the same version, on every "
-                                                 f"node ({INSTALL})") from None
-                        yield Outcome(job, f"worker failed: {_last_line(cause) or type(cause).__name__}")
-                    except ray.exceptions.RayError as exc:  # the worker died on every try: this file fails
-                        yield Outcome(job, f"worker died ({type(exc).__name__}), {MAX_RETRIES} retries: "
-                                           f"{_first_line(exc)}")
-        finally:
-            for ref in pending:  # stopped early (Ctrl-C): the running tasks clean up their temporaries
-                ray.cancel(ref)
+        # Stopped early (Ctrl-C), the tasks in flight are not cancelled (ray.cancel racing with their replies
+        # can abort the driver): they end with the cluster or the job, and leave hidden temporaries at most.
+        while True:
+            for job in itertools.islice(queue, IN_FLIGHT_PER_CPU * self.cpus - len(pending)):
+                pending[task.remote(work_ref, Job(job.src.absolute(), job.dst.absolute()))] = job
+            if not pending:
+                return
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_SECONDS)
+            for ref in done:
+                job = pending.pop(ref)
+                try:
+                    yield dataclasses.replace(ray.get(ref), job=job)
+                except ray.exceptions.RayTaskError as exc:  # raised in the task: an import failure, or a bug
+                    cause = exc.cause if exc.cause is not None else exc
+                    if "failed to import on the worker" in str(cause):
+                        raise TinyCodecError("the Ray workers cannot import this tinycodec "
+                                             f"({_last_line(cause)}): install it, the same version, on every "
+                                             f"node ({INSTALL})") from None
+                    yield Outcome(job, f"worker failed: {_last_line(cause) or type(cause).__name__}")
+                except ray.exceptions.RayError as exc:  # the worker died on every try: this file fails
+                    yield Outcome(job, f"worker died ({type(exc).__name__}), {MAX_RETRIES} retries: "
+                                       f"{_first_line(exc)}")
 
 
 def _lines(exc: BaseException) -> list[str]:
