@@ -123,7 +123,7 @@ def test_a_rerun_skips_valid_outputs_and_reports_invalid_ones(cluster, tmp_path,
     (out / "p01.tcz").write_bytes(damaged)
     r = run(tcenc, args)
     assert r.exit_code == 1
-    assert f"p01.tcz exists but is not a valid output (corrupt .tcz file: checksum mismatch" in r.output
+    assert "p01.tcz exists but is not a valid output (corrupt .tcz file: checksum mismatch" in r.output
     assert "use -f to replace it" in r.output and "4 files, 1 failed, 3 already done" in r.output
     assert (out / "p01.tcz").read_bytes() == damaged  # reported, not replaced
     assert run(tcenc, [*args, "-f", "-q"]).exit_code == 0
