@@ -124,8 +124,9 @@ def test_demo_on_a_given_image(png, tmp_path):
     r = run(main, ["demo", "--image", png, "-o", tmp_path / "demo"])
     assert r.exit_code == 0, r.output
     rows = [line.split() for line in r.output.splitlines()[2:]]
-    tinycompress = [row for row in rows if row[0].startswith("s")]
-    assert len(tinycompress) == 5 and len(rows) == 9  # and 4 pyramid qualities
+    tinycompress = [row for row in rows if row[0].startswith("s") and row[1].startswith("p")]
+    assert len(tinycompress) == 5 and len(rows) == 13  # and 4 qualities of each rate-distortion family
+    assert [row[0] for row in rows[5:]] == ["shallow"] * 4 + ["pyramid"] * 4
     assert all(float(row[4]) > 15 for row in tinycompress)  # PSNR column (the setting is two words)
     assert (tmp_path / "demo" / "demo-s16-p8.tcz").exists()
     ref = np.asarray(Image.open(png))

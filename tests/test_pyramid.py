@@ -15,7 +15,9 @@ from hypothesis import given, settings, strategies as st
 import tinycodec
 from tinycodec import zoo
 from tinycodec.errors import TinyCodecError
-from tinycodec.pyramid import bitstream, codec, container, fixedpoint, layout, laplace
+from tinycodec import container_v2 as container
+from tinycodec import laplace
+from tinycodec.pyramid import bitstream, codec, fixedpoint, layout
 from tinycodec.pyramid.weights import MODEL, load_decoder
 
 from .conftest import photo_like, psnr
@@ -84,7 +86,7 @@ def test_large_and_small_batches_compute_the_same_integers(dec, monkeypatch):
 
 def test_table_index_splits_mean_into_integer_and_eighths():
     mean = np.array([-9, -5, -4, -1, 0, 3, 4, 12])
-    m, t = fixedpoint.table_index(mean, np.zeros_like(mean))
+    m, t = laplace.table_index(mean, np.zeros_like(mean))
     assert (m * 8 + t - 4 == mean).all()
     assert ((t >= 0) & (t < 8)).all()
 
@@ -232,22 +234,23 @@ def test_band_synthesis_has_no_seams(dec, monkeypatch):
 
 def test_grey_images_stay_grey_and_alpha_is_refused():
     grey = photo_like(40, 60)[:, :, 0]
-    assert tinycodec.decode(tinycodec.encode(grey, quality=50)).mode == "L"
+    assert tinycodec.decode(tinycodec.encode(grey, quality=50, family="pyramid")).mode == "L"
     with pytest.raises(TinyCodecError, match="alpha"):
-        tinycodec.encode(np.dstack([photo_like(40, 60), np.full((40, 60), 9, np.uint8)]), quality=50)
+        tinycodec.encode(np.dstack([photo_like(40, 60), np.full((40, 60), 9, np.uint8)]), quality=50,
+                         family="pyramid")
 
 
 @pytest.mark.parametrize("quality", [-1, 101, 2.5, True])
 def test_quality_out_of_range_is_an_error(quality):
     with pytest.raises(TinyCodecError, match="quality"):
-        tinycodec.encode(photo_like(16, 16), quality=quality)
+        tinycodec.encode(photo_like(16, 16), quality=quality, family="pyramid")
 
 
 def test_higher_quality_costs_more_bits_and_gives_higher_psnr():
     img = photo_like(96, 128, seed=5)
     sizes, psnrs = [], []
     for q in (5, 50, 95):
-        data = tinycodec.encode(img, quality=q)
+        data = tinycodec.encode(img, quality=q, family="pyramid")
         sizes.append(len(data))
         psnrs.append(psnr(img, np.asarray(tinycodec.decode(data))))
     assert sizes == sorted(sizes) and psnrs == sorted(psnrs)
@@ -262,8 +265,8 @@ def test_refinement_lowers_the_rate_distortion_cost():
         mse = np.mean((np.asarray(tinycodec.decode(data)).astype(float) - img) ** 2) / 255.0**2
         return 8 * len(data) / img[..., 0].size + quality_lambda(50.0) * mse
 
-    fast = tinycodec.encode(img, quality=50)
-    refined = tinycodec.encode(img, quality=50, effort="refine", refine=40)
+    fast = tinycodec.encode(img, quality=50, family="pyramid")
+    refined = tinycodec.encode(img, quality=50, family="pyramid", effort="refine", refine=40)
     assert cost(refined) < cost(fast)
 
 
@@ -274,7 +277,8 @@ def test_cli_quality_round_trip_and_option_conflicts(tmp_path):
 
     src = tmp_path / "a.png"
     Image.fromarray(photo_like(40, 56)).save(src)
-    r = subprocess.run(["tcenc", str(src), "-Q", "30", "-o", str(tmp_path / "a.tcz")], capture_output=True, text=True)
+    r = subprocess.run(["tcenc", str(src), "-Q", "30", "--family", "pyramid", "-o", str(tmp_path / "a.tcz")],
+                       capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "pyramid, quality 30" in r.stderr
     r = subprocess.run(["tcdec", str(tmp_path / "a.tcz"), "-o", str(tmp_path / "b.png")], capture_output=True,
@@ -289,10 +293,10 @@ GOLDEN_BITSTREAM = "3726069f08f75a86"  # pyramid-v1 weights; a new context model
 
 
 def test_short_seeded_fuzz_campaign_finds_nothing(tmp_path):
-    """tools/fuzz_pyramid.py, a prefix of seed 7: every mutant decodes or raises TinyCodecError, none hangs."""
+    """tools/fuzz_v2.py, a prefix of seed 7: every mutant decodes or raises TinyCodecError, none hangs."""
     from .conftest import load_tool
 
-    fuzz = load_tool("fuzz_pyramid")
+    fuzz = load_tool("fuzz_v2")
     result = fuzz.run_campaign(seed=7, max_inputs=1500, max_seconds=20, out_dir=tmp_path)
     assert result.clean, [(f["kind"], f["target"], f.get("error")) for f in result.findings]
     assert result.inputs >= 300
@@ -309,7 +313,7 @@ def test_regression_invalid_range_coded_grid_is_a_tinycodec_error(dec):
 
 def test_overfit_file_carries_its_synthesis_and_decodes_with_it(dec):
     """A file with a weights segment decodes with the network it carries, not the shared one."""
-    from tinycodec.pyramid.container import PyramidHeader, pack
+    from tinycodec.container_v2 import HeaderV2, pack
     from tinycodec.pyramid.overfit import overfit
 
     img = photo_like(64, 64, seed=13)
@@ -317,7 +321,7 @@ def test_overfit_file_carries_its_synthesis_and_decodes_with_it(dec):
     latents, weights, own = overfit(codec.predict_latents(x, 60), x, dec, 60, 8)
     grids = codec.quantise(latents, dec, 60)
     segments = bitstream.encode_grids(grids, 60, dec.context, dec.coder)
-    header = PyramidHeader(64, 64, 3, 60, "pyramid-v1", zoo.current_entry(MODEL).short_id, has_weights=True)
+    header = HeaderV2(codec.FAMILY, 64, 64, 3, 60, "pyramid-v1", zoo.current_entry(MODEL).short_id, has_weights=True)
     data = pack(header, [weights, *segments])
     assert container.read_header(data)[0].has_weights
     decoded = np.asarray(tinycodec.decode(data))
@@ -337,9 +341,9 @@ def test_every_effort_is_at_least_as_good_as_fast():
         mse = np.mean((np.asarray(tinycodec.decode(data)).astype(float) - img) ** 2) / 255.0**2
         return 8 * len(data) / img[..., 0].size + quality_lambda(60.0) * mse
 
-    fast = cost(tinycodec.encode(img, quality=60))
-    assert cost(tinycodec.encode(img, quality=60, effort="refine", refine=12)) <= fast
-    assert cost(tinycodec.encode(img, quality=60, effort="overfit", refine=12)) <= fast
+    fast = cost(tinycodec.encode(img, quality=60, family="pyramid"))
+    assert cost(tinycodec.encode(img, quality=60, family="pyramid", effort="refine", refine=12)) <= fast
+    assert cost(tinycodec.encode(img, quality=60, family="pyramid", effort="overfit", refine=12)) <= fast
 
 
 def test_a_damaged_weights_segment_is_refused(dec):
@@ -364,7 +368,7 @@ def test_batch_mode_codes_a_folder_with_the_pyramid_family(tmp_path):
     src.mkdir()
     for i in range(2):
         Image.fromarray(photo_like(40, 48, seed=i)).save(src / f"{i}.png")
-    r = subprocess.run(["tcenc", str(src), "-Q", "50", "-o", str(tmp_path / "out") + "/", "-q"],
+    r = subprocess.run(["tcenc", str(src), "-Q", "50", "--family", "pyramid", "-o", str(tmp_path / "out") + "/", "-q"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     r = subprocess.run(["tcdec", str(tmp_path / "out"), "-o", str(tmp_path / "dec") + "/", "-q"],
@@ -376,8 +380,8 @@ def test_batch_mode_codes_a_folder_with_the_pyramid_family(tmp_path):
 def test_windowed_encoder_matches_the_whole_image_closely(monkeypatch):
     """Large images are encoded in overlapping windows: no seams, within a fraction of a dB of one pass."""
     img = photo_like(256, 320, seed=4)
-    whole = np.asarray(tinycodec.decode(tinycodec.encode(img, quality=60)))
+    whole = np.asarray(tinycodec.decode(tinycodec.encode(img, quality=60, family="pyramid")))
     monkeypatch.setattr(codec, "ENCODE_WINDOW", 128)
     monkeypatch.setattr(codec, "ENCODE_MARGIN", 64)
-    windowed = np.asarray(tinycodec.decode(tinycodec.encode(img, quality=60)))
+    windowed = np.asarray(tinycodec.decode(tinycodec.encode(img, quality=60, family="pyramid")))
     assert abs(psnr(img, whole) - psnr(img, windowed)) < 0.3

@@ -25,7 +25,7 @@ from pathlib import Path
 from PIL import Image
 
 from . import parallel
-from .codec import DEFAULT_PLANES, DEFAULT_SCALE, decode, decode_with_info, encode_planar, encode_pyramid
+from .codec import DEFAULT_PLANES, DEFAULT_SCALE, decode, decode_with_info, encode_planar, encode_rd
 from .errors import TinyCodecError, describe_os_error
 from .files import SourceImage, format_for_suffix, output_target, read_source, read_tcz, save_image, write_atomic
 from .image import to_planar
@@ -73,7 +73,8 @@ class EncodeSettings:
     downscale: int = 1
     refine: int = 0  # latent refinement steps (tinycodec.refine)
     run: dict[str, str] = field(default_factory=dict)  # backend, device, precision
-    quality: int | None = None  # set: the pyramid family at this quality (scale, planes, downscale unused)
+    quality: int | None = None  # set: a rate-distortion family at this quality (scale, planes, downscale unused)
+    family: str | None = None  # which (None: the default, families.RD_FAMILIES[0])
     effort: str = "fast"
     progressive: bool = False  # entropy coder 3: any prefix of the file decodes (codec.encode)
     resume: bool = False  # skip files whose output exists and is valid (check_output), unless force
@@ -378,8 +379,8 @@ def encode_job(job: Job, settings: EncodeSettings) -> Outcome:
             else:
                 source = read_source(job.src, keep_metadata=settings.keep_metadata)
                 if settings.quality is not None:
-                    data = encode_pyramid(source.planar, settings.quality, settings.effort, settings.refine,
-                                          source.metadata)
+                    data = encode_rd(source.planar, settings.quality, settings.effort, settings.refine,
+                                     source.metadata, settings.family)
                 else:
                     data = encode_planar(source.planar, settings.scale, settings.planes, metadata=source.metadata,
                                          downscale=settings.downscale, refine=settings.refine,

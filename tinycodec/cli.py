@@ -25,10 +25,10 @@ from pathlib import Path
 import click
 import numpy as np
 
-from . import __version__, batch, ray_engine
+from . import __version__, batch, families, ray_engine
 from .backends import BACKENDS, DEVICES, PRECISIONS
 from .codec import (DEFAULT_PLANES, DEFAULT_SCALE, SCALES, FilterSkippedWarning, PartialAlphaWarning,
-                    decode_with_info, encode, encode_planar, encode_pyramid)
+                    decode_with_info, encode, encode_planar, encode_rd)
 from .container import DOWNSCALE_FACTORS
 from .enhance import NONE, enhance, parse_filter
 from .filters import FILTERS
@@ -40,8 +40,6 @@ from .limits import DEFAULT_LIMITS
 from .metadata import MetadataWarning
 from .refine import DEFAULT_STEPS as DEFAULT_REFINE_STEPS, MAX_STEPS as MAX_REFINE_STEPS
 
-# tinycodec.pyramid.codec's DEFAULT_REFINE_STEPS and DEFAULT_OVERFIT_STEPS, without importing the family here
-DEFAULT_PYRAMID_STEPS = {"refine": 100, "overfit": 300}
 
 ENHANCE_HELP = f"{NONE}, {', '.join(FILTERS)} (add -int8 or -fp16 to run a filter in that precision)"
 
@@ -349,13 +347,16 @@ _JOBS_HELP = "Parallel workers: files in parallel with several inputs, tiles of 
                    f"image at fewer bits ({DEFAULT_REFINE_STEPS} is the tuned effort: seconds per megapixel "
                    f"instead of milliseconds). Files decode as any other.")
 @click.option("-Q", "--quality", type=click.IntRange(0, 100), default=None, metavar="0..100",
-              help="Code with the pyramid family (rate-distortion optimised) at this quality; higher is larger "
-                   "and better. -s/--planes/--downscale then do not apply.")
+              help="Code with a rate-distortion-optimised family at this quality; higher is larger and better. "
+                   "-s/--planes/--downscale then do not apply.")
+@click.option("--family", type=click.Choice(["shallow", "pyramid"]), default="shallow", show_default=True,
+              help="With -Q: shallow (transform codec with a hyperprior) or pyramid (hierarchical latent grids, "
+                   "experimental).")
 @click.option("--effort", type=click.Choice(["fast", "refine", "overfit"]), default="fast", show_default=True,
-              help="Pyramid family: fast (one network pass), refine (gradient steps on the latents: --refine "
-                   "STEPS, default 100; seconds per image) or overfit (latents and synthesis network optimised for "
-                   "the image, --refine STEPS, default 300; minutes per image on a CPU; the file carries the "
-                   "network). Every effort decodes with any tinycodec that reads the pyramid family.")
+              help="With -Q: fast (one network pass), refine (gradient steps on the latents: --refine STEPS, "
+                   "default 100; seconds per image) or, pyramid only, overfit (latents and synthesis network "
+                   "optimised for the image, --refine STEPS, default 300; minutes per image on a CPU; the file "
+                   "carries the network). Every effort decodes with any tinycodec that reads the family.")
 @click.option("--progressive", is_flag=True,
               help="Write entropy coder 3 (one segment per bit-plane) so that any prefix of the file decodes "
                    "(tcdec --partial) to the planes that arrived, like progressive JPEG. Default: coder 4 (coder 3 "
@@ -369,23 +370,26 @@ _JOBS_HELP = "Parallel workers: files in parallel with several inputs, tiles of 
 @_user_errors("tcenc")
 @_batch_options
 def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, jobs: int, strip: bool,
-          force: bool, downscale: str, refine: int, quality: int | None, effort: str, progressive: bool, psnr: bool,
-          quiet: bool, run: dict, opts: _BatchOptions) -> None:
+          force: bool, downscale: str, refine: int, quality: int | None, family: str, effort: str, progressive: bool,
+          psnr: bool, quiet: bool, run: dict, opts: _BatchOptions) -> None:
     """Encode IMAGES (any format Pillow reads; folders: the images in them; '-' for stdin) to .tcz files."""
     ctx = click.get_current_context()
     if quality is not None:
         given = [f"--{name}" for name in ("scale", "planes", "downscale", "progressive")
                  if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
         if given:
-            raise TinyCodecError(f"{', '.join(given)} set TinyCompress options; -Q/--quality selects the pyramid family")
-    elif effort != "fast":
-        raise TinyCodecError("--effort applies to the pyramid family: give -Q/--quality too")
+            raise TinyCodecError(f"{', '.join(given)} set TinyCompress options; -Q/--quality selects the "
+                                 f"{family} family")
+        if effort == "overfit" and family != "pyramid":
+            raise TinyCodecError("--effort overfit exists in the pyramid family only: add --family pyramid")
+    elif effort != "fast" or ctx.get_parameter_source("family") == click.core.ParameterSource.COMMANDLINE:
+        raise TinyCodecError("--effort and --family apply to the rate-distortion families: give -Q/--quality too")
     images = opts.inputs(images, "IMAGES")
     if _is_batch(images, opts):
         settings = batch.EncodeSettings(int(scale), planes, keep_metadata=not strip, force=force,
                                         downscale=int(downscale), refine=refine, run=run, quality=quality,
-                                        effort=effort, progressive=progressive, resume=opts.engine == "ray",
-                                        psnr=psnr)
+                                        effort=effort, progressive=progressive, family=family,
+                                        resume=opts.engine == "ray", psnr=psnr)
         jobs_list, problems = opts.plan(images, output, batch.image_suffixes(), batch.TCZ_SUFFIX)
         _run_batch("tcenc", jobs_list, functools.partial(batch.encode_job, settings=settings), jobs, quiet, problems,
                    opts, psnr)
@@ -399,7 +403,7 @@ def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, 
     with _notes("tcenc", quiet):
         start = time.perf_counter()
         if quality is not None:
-            data = encode_pyramid(source.planar, quality, effort, refine, source.metadata)
+            data = encode_rd(source.planar, quality, effort, refine, source.metadata, family)
         else:
             data = encode_planar(source.planar, int(scale), planes, metadata=source.metadata, workers=jobs,
                                  downscale=int(downscale), refine=refine, progressive=progressive, **run)
@@ -408,9 +412,9 @@ def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, 
     if not quiet:
         bpp = 8 * len(data) / (source.width * source.height)
         if quality is not None:
-            how = f"pyramid, quality {quality}, effort {effort}"
+            how = f"{family}, quality {quality}, effort {effort}"
             if effort != "fast":
-                how += f" ({refine or DEFAULT_PYRAMID_STEPS[effort]} steps)"
+                how += f" ({refine or families.DEFAULT_RD_STEPS[effort]} steps)"
         else:
             how = f"scale {scale}, {planes} planes"
             how += f", downscale {downscale}" if downscale != "1" else ""
@@ -478,8 +482,8 @@ def tcdec(files: tuple[str, ...], output: str | None, fmt: str, enhance: str, pa
     else:
         save_image(image, output, keep_metadata=not strip, overwrite=force)
     if not quiet:
-        if info.family == "pyramid":
-            what = f"pyramid, quality {info.quality}"
+        if info.quality is not None:
+            what = f"{info.family}, quality {info.quality}"
             what += f", {info.decoded_part}" if partial else ""
         else:
             planes = f"{info.planes} planes"
@@ -511,7 +515,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
               help="Also write the .tcz files and decoded PNGs here.")
 @_user_errors("tinycodec demo")
 def demo(image: str | None, outdir: str | None) -> None:
-    """Round-trip a photograph with both families and print bpp and PSNR, with JPEG's PSNR at the same bpp."""
+    """Round-trip a photograph with each family and print bpp and PSNR, with JPEG's PSNR at the same bpp."""
     if image is None:
         from matplotlib import cbook  # matplotlib ships this photograph (Grace Hopper, 512x600)
 
@@ -523,8 +527,9 @@ def demo(image: str | None, outdir: str | None) -> None:
     click.echo(f"{'setting':>14} {'bytes':>8} {'bpp':>7} {'PSNR dB':>8} {'JPEG dB':>8} {'enc ms':>7} {'dec ms':>7}")
     settings = [("tinycompress", {"scale": s, "planes": p}, f"s{s} p{p}") for s, p in
                 [(4, 8), (16, 8), (16, 6), (64, 8), (256, 8)]]
-    settings += [("pyramid", {"quality": q}, f"pyramid Q{q}") for q in (10, 40, 70, 95)]
-    for family, kwargs, label in settings:
+    settings += [(family, {"quality": q, "family": family}, f"{family} Q{q}") for family in families.RD_FAMILIES
+                 for q in (10, 40, 70, 95)]
+    for _, kwargs, label in settings:
         t0 = time.perf_counter()
         try:
             data = encode(im, **kwargs)

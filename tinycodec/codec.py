@@ -59,15 +59,15 @@ class DecodeInfo:
     downscale: int = 1  # the image was coded at 1/downscale of its size (tcenc --downscale)
     enhance: str = NONE  # the filter applied after decoding
     family: str = families.TINYCOMPRESS  # codec family of the file (tinycodec.families)
-    quality: int | None = None  # pyramid family: the quality index the file was coded at
-    grids: int = 0  # pyramid family: latent grids in the file, and how many were decoded (fewer: partial)
+    quality: int | None = None  # rate-distortion families: the quality index the file was coded at
+    grids: int = 0  # rate-distortion families: latent segments in the file, and how many were decoded
     grids_decoded: int = 0
 
     @property
     def decoded_part(self) -> str:
         """What of the file was decoded, in words (for partial decodes)."""
-        if self.family == families.PYRAMID:
-            return f"{self.grids_decoded} of {self.grids} latent grids"
+        if self.family != families.TINYCOMPRESS:
+            return f"{self.grids_decoded} of {self.grids} latent segments"
         return f"{self.planes_decoded} of {self.planes} planes"
 
 
@@ -97,17 +97,18 @@ def _downscale(planar: Planar, factor: int) -> Planar:
 
 
 def encode(image: Image.Image | np.ndarray, scale: int = DEFAULT_SCALE, planes: int = DEFAULT_PLANES,
-           *, quality: int | None = None, effort: str = "fast", tile: int = DEFAULT_TILE, keep_metadata: bool = True,
+           *, quality: int | None = None, effort: str = "fast", family: str | None = None, tile: int = DEFAULT_TILE,
+           keep_metadata: bool = True,
            workers: int = 1, window: int | None = None, downscale: int = 1, refine: int = 0, backend: str = "auto",
            device: str = "cpu", precision: str = "fp32", progressive: bool = False) -> bytes:
     """Encode an image to ``.tcz`` bytes.
 
-    quality: 0..100 selects the pyramid family (:mod:`tinycodec.pyramid`, rate-distortion optimised;
-        higher is larger and better), ``scale`` and ``planes`` then do not apply. ``effort`` is ``fast``
-        (one network pass), ``refine`` (plus ``refine`` gradient steps on the latents, default
-        :data:`tinycodec.pyramid.codec.DEFAULT_REFINE_STEPS`) or ``overfit`` (latents and synthesis network
-        optimised together for this image, ``refine`` steps, default 300; the file carries the network;
-        minutes per image on a CPU, CUDA used where present). None: TinyCompress, as below.
+    quality: 0..100 selects a rate-distortion-optimised family (higher is larger and better), ``scale``
+        and ``planes`` then do not apply. ``family``: ``shallow`` (the default, :mod:`tinycodec.shallow`)
+        or ``pyramid`` (:mod:`tinycodec.pyramid`). ``effort`` is ``fast`` (one network pass), ``refine``
+        (plus ``refine`` gradient steps on the latents, default 100) or, pyramid only, ``overfit``
+        (latents and synthesis network optimised together for this image, ``refine`` steps, default 300;
+        the file carries the network; minutes per image on a CPU). None: TinyCompress, as below.
 
     image: a PIL image (any mode Pillow reads; grey stays grey, alpha is kept
         losslessly, 16-bit input is reduced to 8 bits with a warning) or a
@@ -143,7 +144,7 @@ def encode(image: Image.Image | np.ndarray, scale: int = DEFAULT_SCALE, planes: 
     """
     metadata = Metadata.from_image(image) if keep_metadata and isinstance(image, Image.Image) else Metadata()
     if quality is not None:
-        return encode_pyramid(to_planar(image), quality, effort, refine, metadata)
+        return encode_rd(to_planar(image), quality, effort, refine, metadata, family)
     return encode_planar(to_planar(image), scale, planes, metadata=metadata, tile=tile, workers=workers,
                          window=window, downscale=downscale, refine=refine, backend=backend, device=device,
                          precision=precision, progressive=progressive)
@@ -213,18 +214,19 @@ def encode_planar(planar: Planar, scale: int = DEFAULT_SCALE, planes: int = DEFA
     return container.pack(header, groups)
 
 
-def encode_pyramid(planar: Planar, quality: int, effort: str = "fast", refine: int = 0,
-                   metadata: Metadata = Metadata()) -> bytes:
-    """The pyramid family's encoder (see :func:`encode`); ``refine`` 0 with effort refine: the default steps."""
-    from . import pyramid
-    from .pyramid.codec import DEFAULT_OVERFIT_STEPS, DEFAULT_REFINE_STEPS
-
+def encode_rd(planar: Planar, quality: int, effort: str = "fast", refine: int = 0, metadata: Metadata = Metadata(),
+              family: str | None = None) -> bytes:
+    """A rate-distortion family's encoder (see :func:`encode`); ``refine`` 0: the effort's default steps."""
+    module = families.rd_module(family or families.RD_FAMILIES[0])
     height, width = planar.rgb.shape[:2]
     if width * height > MAX_IMAGE_PIXELS:
         raise TinyCodecError(f"image of {width}x{height} pixels exceeds the limit of {MAX_IMAGE_PIXELS} pixels")
+    if effort not in module.EFFORTS:
+        raise TinyCodecError(f"effort '{effort}' is not one of the {module.__name__.split('.')[-1]} family's "
+                             f"({', '.join(module.EFFORTS)})")
     try:
-        default = DEFAULT_OVERFIT_STEPS if effort == "overfit" else DEFAULT_REFINE_STEPS
-        return pyramid.encode_planar(planar, quality, effort, refine or default, extensions=metadata.to_extensions())
+        default = getattr(module, "DEFAULT_OVERFIT_STEPS", 0) if effort == "overfit" else module.DEFAULT_REFINE_STEPS
+        return module.encode_planar(planar, quality, effort, refine or default, extensions=metadata.to_extensions())
     except (MemoryError, RuntimeError) as exc:
         raise TinyCodecError(f"cannot encode a {width}x{height} image here: {exc}") from None
 
@@ -279,9 +281,8 @@ def verify(data: bytes, *, max_pixels: int | None = None, limits: Limits = DEFAU
     Raises TinyCodecError for the first problem found.
     """
     limits = _effective_limits(limits, max_pixels)
-    if _family(data) == families.PYRAMID:
-        from . import pyramid
-        pyramid.verify(bytes(data), limits)
+    if (family := _family(data)) != families.TINYCOMPRESS:
+        families.rd_module(family).verify(bytes(data), limits)
         return
     _open(data, False, limits)
 
@@ -321,8 +322,8 @@ def decode_with_info(data: bytes, *, partial: bool = False, max_pixels: int | No
     if choice is not None:
         backends.check_request(backend, device, choice.precision)
     limits = _effective_limits(limits, max_pixels)
-    if _family(data) == families.PYRAMID:
-        return _decode_pyramid(bytes(data), partial, limits, choice, backend, device)
+    if (family := _family(data)) != families.TINYCOMPRESS:
+        return _decode_rd(bytes(data), family, partial, limits, choice, backend, device)
     unpacked, entry = _open(data, partial, limits)
     header = unpacked.header
     if choice is not None and choice.spec.scales is not None and header.scale not in choice.spec.scales:
@@ -352,20 +353,19 @@ def decode_with_info(data: bytes, *, partial: bool = False, max_pixels: int | No
     return image, info
 
 
-def _decode_pyramid(data: bytes, partial: bool, limits: Limits, choice, backend: str,
-                    device: str) -> tuple[Image.Image, DecodeInfo]:
-    from . import pyramid
-    from .pyramid.container import read_header
+def _decode_rd(data: bytes, family: str, partial: bool, limits: Limits, choice, backend: str,
+               device: str) -> tuple[Image.Image, DecodeInfo]:
+    from .container_v2 import read_header
 
     header = read_header(data, limits=limits)[0]
     if choice is not None and choice.spec.scales is not None:
-        warnings.warn(f"{choice.name} skipped: it is trained on TinyCompress artefacts, not the pyramid family's",
+        warnings.warn(f"{choice.name} skipped: it is trained on TinyCompress artefacts, not the {family} family's",
                       FilterSkippedWarning, stacklevel=3)
         choice = None
     if choice is not None:
         limits.check_pixels(header.width * choice.spec.upscale, header.height * choice.spec.upscale)
     try:
-        image, pinfo = pyramid.decode_with_info(data, partial=partial, limits=limits)
+        image, pinfo = families.rd_module(family).decode_with_info(data, partial=partial, limits=limits)
         metadata = Metadata.from_extensions(header.extensions)
         if choice is not None:
             planar = to_planar(image)
@@ -374,7 +374,7 @@ def _decode_pyramid(data: bytes, partial: bool, limits: Limits, choice, backend:
     except MemoryError:
         raise TinyCodecError(f"not enough memory to decode a {header.width}x{header.height} image here") from None
     info = DecodeInfo(image.width, image.height, 0, 0, 0, pinfo.model, image.mode, complete=pinfo.complete,
-                      metadata=metadata, enhance=choice.name if choice else NONE, family=families.PYRAMID,
+                      metadata=metadata, enhance=choice.name if choice else NONE, family=family,
                       quality=pinfo.quality, grids=pinfo.grids, grids_decoded=pinfo.grids_decoded)
     return image, info
 

@@ -13,7 +13,7 @@ coded, for all of the pass's elements at once:
 * per context, adaptive integer statistics (count, sum of |residual|, sum of residual) with a back-off to the
   coarse context (class, activity), updated after each pass: they give the context a bias, added to
   ``mu8``, and a scale bin (the table whose mean |residual| is nearest to the context's);
-* the table: the pyramid family's integer-built discretised Laplace tables (``pyramid.laplace``), 64 scale
+* the table: the pyramid family's integer-built discretised Laplace tables (``tinycodec.laplace``), 64 scale
   bins x 8 eighths of the mean, over residuals -255 .. 255 of the rounded mean ``c``. Where the table's
   support reaches past 0 or 2**P - 1 its slice over the possible values ``[-c, 2**P - 1 - c]`` is used, so
   no probability is spent on impossible values (what makes few planes cheap).
@@ -39,7 +39,7 @@ import constriction
 import numpy as np
 
 from .errors import TinyCodecError
-from .pyramid import laplace
+from . import laplace
 
 CODER_ID = 4
 LEVELS = 3  # coder 3's polyphase walk

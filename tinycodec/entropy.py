@@ -405,7 +405,7 @@ class _PlaneCoderState:
 def min_segment_bytes(coder_id: int, decisions: int) -> int:
     """The payload floor of coder ``coder_id`` (4, a word, for a coder this tinycodec does not know)."""
     if coder_id == WHOLE_SYMBOL_CODER_ID:
-        from . import coder4  # here, not at the top: coder4 imports the pyramid package, which imports container
+        from . import coder4
 
         return coder4.min_segment_bytes(decisions)
     return CODERS[coder_id].min_segment_bytes(decisions) if coder_id in CODERS else 4

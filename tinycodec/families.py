@@ -2,7 +2,9 @@
 
 - ``tinycompress`` (format version 1): the iterative TinyCompress networks and bit-plane coders (``-s/--planes``).
 - ``pyramid`` (format version 2, family 1): hierarchical latents under a learned context model
-  (:mod:`tinycodec.pyramid`, ``-Q/--quality``).
+  (:mod:`tinycodec.pyramid`, ``-Q/--quality --family pyramid``).
+- ``shallow`` (format version 2, family 2): a transform codec with a hyperprior and a two-layer synthesis
+  (:mod:`tinycodec.shallow`, ``-Q/--quality``).
 
 Both share the magic, the extension records and the checksum conventions (format_spec.md).
 """
@@ -18,43 +20,55 @@ _READ_CHUNK = 1 << 20
 
 TINYCOMPRESS = "tinycompress"
 PYRAMID = "pyramid"
-FAMILIES = (TINYCOMPRESS, PYRAMID)
+SHALLOW = "shallow"
+FAMILIES = (TINYCOMPRESS, PYRAMID, SHALLOW)
+V2_FAMILIES = {1: PYRAMID, 2: SHALLOW}  # the family byte of format version 2 (container_v2.FAMILY_LAYOUTS)
+# The families -Q/--quality selects (encode(..., quality=q, family=...)); the first is the default.
+RD_FAMILIES = (SHALLOW, PYRAMID)
+# their DEFAULT_REFINE_STEPS and DEFAULT_OVERFIT_STEPS, for callers that should not import them (tests check)
+DEFAULT_RD_STEPS = {"refine": 100, "overfit": 300}
+
+
+def rd_module(family: str):
+    """The package of a rate-distortion family: ``encode_planar``, ``decode_with_info``, ``verify``, ``EFFORTS``."""
+    import importlib
+
+    if family not in RD_FAMILIES:
+        raise TinyCodecError(f"unknown codec family '{family}' (choose from {', '.join(RD_FAMILIES)})")
+    return importlib.import_module(f"tinycodec.{family}")
 
 
 def identify(head: bytes) -> str:
     """The family of a file from its first 12 bytes (magic checked); refuses versions this tinycodec lacks."""
-    from . import container
-    from .pyramid import container as pyramid_container
+    from . import container, container_v2
 
     container.header_length(head)  # magic, and enough bytes
     version = head[8]
     if version == container.FORMAT_VERSION:
         return TINYCOMPRESS
-    if version == pyramid_container.VERSION:
-        if head[9] == pyramid_container.FAMILY:
-            return PYRAMID
+    if version == container_v2.VERSION:
+        if head[9] in V2_FAMILIES:
+            return V2_FAMILIES[head[9]]
         raise TinyCodecError(f"file is a .tcz of codec family {head[9]}, unknown to this tinycodec: upgrade")
     if version == 0:
         raise TinyCodecError("corrupt .tcz header: format version 0")
     raise TinyCodecError(f"file is .tcz format version {version}; this tinycodec reads up to "
-                         f"{pyramid_container.VERSION}: upgrade")
+                         f"{container_v2.VERSION}: upgrade")
 
 
 def min_header(head: bytes) -> int:
     """Bytes to read before the header length can be judged (the family's fixed fields)."""
-    from . import container
-    from .pyramid import container as pyramid_container
+    from . import container, container_v2
 
-    return pyramid_container.MIN_HEADER if identify(head) == PYRAMID else container.MIN_HEADER
+    return container.MIN_HEADER if identify(head) == TINYCOMPRESS else container_v2.MIN_HEADER
 
 
 def payload_length(head: bytes, limits: Limits = DEFAULT_LIMITS) -> int:
     """Verify a whole header (either family, limits included) and return the payload bytes it declares."""
-    from . import container
-    from .pyramid import container as pyramid_container
+    from . import container, container_v2
 
-    if identify(head) == PYRAMID:
-        _, table, _ = pyramid_container.read_header(head, limits=limits)
+    if identify(head) != TINYCOMPRESS:
+        _, table, _ = container_v2.read_header(head, limits=limits)
         return sum(n for _, n in table)
     _, table, _ = container.read_header(head, limits=limits)
     return sum(sum(lengths) for _, lengths in table)

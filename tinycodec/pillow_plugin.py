@@ -12,7 +12,7 @@ Registered by ``import tinycodec``. A thin layer over the Python API:
   tiles that arrived whole of a default (coder 4) file;
 * saving takes ``scale`` (4, 16, 64, 256), ``planes`` (1..8) and ``progressive``
   (as for JPEG: a file whose every prefix decodes) for TinyCompress, or
-  ``quality`` (0..100, and ``effort``, ``refine``) for the pyramid family, and
+  ``quality`` (0..100, and ``family``, ``effort``, ``refine``) for the rate-distortion families, and
   ``icc_profile`` / ``exif`` like Pillow's other savers (by default the image's
   own).
 
@@ -55,10 +55,10 @@ class TczImageFile(ImageFile.ImageFile):
             head = start + self.fp.read(max(container.header_length(start) - len(start), 0))
             # Pillow applies its own decompression-bomb limit after _open; ours would only get in its way.
             unlimited = container.MAX_DIMENSION**2
-            if families.identify(start) == families.PYRAMID:
-                from .pyramid.container import read_header as read_pyramid_header
+            if families.identify(start) != families.TINYCOMPRESS:
+                from .container_v2 import read_header as read_header_v2
 
-                header = read_pyramid_header(head, limits=dataclasses.replace(DEFAULT_LIMITS, max_pixels=unlimited))[0]
+                header = read_header_v2(head, limits=dataclasses.replace(DEFAULT_LIMITS, max_pixels=unlimited))[0]
                 downscale = None
             else:
                 header, _, _ = container.read_header(head, max_pixels=unlimited)
@@ -129,8 +129,9 @@ def _save(im: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
         orientation = value if isinstance(value, int) and 1 <= value <= 8 else None
     try:
         if options.get("quality") is not None:
-            data = codec.encode_pyramid(to_planar(im), int(options["quality"]), str(options.get("effort", "fast")),
-                                        int(options.get("refine", 0)), Metadata(icc or None, orientation))
+            data = codec.encode_rd(to_planar(im), int(options["quality"]), str(options.get("effort", "fast")),
+                                   int(options.get("refine", 0)), Metadata(icc or None, orientation),
+                                   options.get("family"))
         else:
             data = codec.encode_planar(
                 to_planar(im), int(options.get("scale", codec.DEFAULT_SCALE)),

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import importlib
 import io
 import json
 import math
@@ -256,9 +257,10 @@ class RefinedTinyCodec(TinyCodec):
 
 
 class PyramidCodec(Codec):
-    """The pyramid family (``encode(..., quality=q)``), effort fast: one encoder-network pass."""
+    """The pyramid family (``encode(..., quality=q, family="pyramid")``), effort fast: one encoder-network pass."""
 
     key, name = "pyramid", "tinycodec pyramid (fast)"
+    family = "pyramid"
     sweep = (0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
     quick_sweep = (0, 30, 60, 90)
     effort = "fast"
@@ -266,31 +268,33 @@ class PyramidCodec(Codec):
     def label(self, setting: Setting) -> str:
         return f"Q{setting:g}"
 
+    def _model(self) -> str:
+        return importlib.import_module(f"tinycodec.{self.family}.weights").MODEL
+
     def unavailable(self) -> str | None:
-        # The family's weights land with its first trained model; until then an install has none.
-        from .pyramid.weights import MODEL
         from .zoo import registry
 
-        if MODEL not in registry():
-            return f"no pyramid-family weights installed (model '{MODEL}' is not in the weights registry)"
+        if self._model() not in registry():
+            return f"no {self.family}-family weights installed (model '{self._model()}' is not in the weights registry)"
         return None
 
     def refine_steps(self) -> int:
-        return 0
+        from .families import DEFAULT_RD_STEPS
+
+        return 0 if self.effort == "fast" else DEFAULT_RD_STEPS[self.effort]
 
     def description(self) -> str:
         from . import __version__
-        from .pyramid.weights import MODEL
         from .zoo import current_entry
 
         steps = f", {self.refine_steps()} steps" if self.effort != "fast" else ""
-        return (f"tinycodec {__version__} pyramid family (weights {current_entry(MODEL).short_id.hex()}), effort "
-                f"{self.effort}{steps}, whole .tcz file, quality {self.sweep[0]}..{self.sweep[-1]}")
+        return (f"tinycodec {__version__} {self.family} family (weights {current_entry(self._model()).short_id.hex()}), "
+                f"effort {self.effort}{steps}, whole .tcz file, quality {self.sweep[0]}..{self.sweep[-1]}")
 
     def encode(self, rgb: np.ndarray, setting: Setting) -> bytes:
         from .codec import encode
 
-        return encode(rgb, quality=int(setting), effort=self.effort, refine=self.refine_steps())
+        return encode(rgb, quality=int(setting), effort=self.effort, refine=self.refine_steps(), family=self.family)
 
     def decode(self, data: bytes) -> np.ndarray:
         from .codec import decode
@@ -304,11 +308,6 @@ class RefinedPyramidCodec(PyramidCodec):
     key, name = "pyramid-refine", "tinycodec pyramid (refine)"
     effort = "refine"
 
-    def refine_steps(self) -> int:
-        from .pyramid.codec import DEFAULT_REFINE_STEPS
-
-        return DEFAULT_REFINE_STEPS
-
 
 class OverfitPyramidCodec(PyramidCodec):
     """The pyramid family at effort overfit (its default steps): minutes per Kodak image on a CPU."""
@@ -316,18 +315,28 @@ class OverfitPyramidCodec(PyramidCodec):
     key, name = "pyramid-overfit", "tinycodec pyramid (overfit)"
     effort = "overfit"
 
-    def refine_steps(self) -> int:
-        from .pyramid.codec import DEFAULT_OVERFIT_STEPS
 
-        return DEFAULT_OVERFIT_STEPS
+class ShallowCodec(PyramidCodec):
+    """The shallow family (``encode(..., quality=q)``, the default), effort fast: one encoder-network pass."""
+
+    key, name = "shallow", "tinycodec shallow (fast)"
+    family = "shallow"
+
+
+class RefinedShallowCodec(ShallowCodec):
+    """The shallow family at effort refine (its default steps)."""
+
+    key, name = "shallow-refine", "tinycodec shallow (refine)"
+    effort = "refine"
 
 
 CODECS: dict[str, Codec] = {c.key: c for c in (JpegCodec(), WebpCodec(), AvifCodec(), JxlCodec(), TinyCodec(),
-                                                RefinedTinyCodec(), PyramidCodec(), RefinedPyramidCodec(),
-                                                OverfitPyramidCodec())}
+                                                RefinedTinyCodec(), ShallowCodec(), RefinedShallowCodec(),
+                                                PyramidCodec(), RefinedPyramidCodec(), OverfitPyramidCodec())}
 ANCHOR = "jpeg"
-# What `tinycodec rd` runs when no --codecs is given: the published codecs and both families' fast efforts.
-DEFAULT_CODECS = ("jpeg", "webp", "avif", "jxl", "tinycodec", "pyramid")
+# What `tinycodec rd` runs when no --codecs is given: the published codecs and the families' fast efforts.
+DEFAULT_CODECS = ("jpeg", "webp", "avif", "jxl", "tinycodec", "shallow", "pyramid")
+
 
 
 def select_codecs(keys: str | Sequence[str] | None, skipped: list[str] | None = None) -> list[Codec]:

@@ -28,8 +28,8 @@ from _data import cpu_info, image_paths, load_rgb, write_report  # noqa: E402
 
 import tinycodec  # noqa: E402
 from tinycodec import zoo  # noqa: E402
-from tinycodec.pyramid import bitstream, codec  # noqa: E402
-from tinycodec.pyramid.container import unpack  # noqa: E402
+from tinycodec.pyramid import bitstream, codec, layout  # noqa: E402
+from tinycodec.container_v2 import unpack  # noqa: E402
 from tinycodec.pyramid.model import count_parameters, decoder_macs_per_pixel  # noqa: E402
 from tinycodec.pyramid.weights import MODEL, load_decoder  # noqa: E402
 
@@ -69,17 +69,17 @@ def main() -> None:
     macs = decoder_macs_per_pixel()
     rows = []
     warm = load_rgb(paths[0])
-    tinycodec.decode(tinycodec.encode(warm, quality=50))
+    tinycodec.decode(tinycodec.encode(warm, quality=50, family="pyramid"))
     for q in map(int, args.qualities.split(",")):
         per = []
         for p in paths:
             rgb = load_rgb(p)
             h, w = rgb.shape[:2]
-            data = tinycodec.encode(rgb, quality=q)
-            t_enc = median_time(lambda: tinycodec.encode(rgb, quality=q), args.repeats)
+            data = tinycodec.encode(rgb, quality=q, family="pyramid")
+            t_enc = median_time(lambda: tinycodec.encode(rgb, quality=q, family="pyramid"), args.repeats)
             t_dec = median_time(lambda: tinycodec.decode(data), args.repeats)
             un = unpack(data)
-            shapes = un.header.grid_shapes
+            shapes = layout.grid_shapes(un.header.height, un.header.width)
             grids = bitstream.decode_grids(un.segments, shapes, q, dec.context, dec.coder)
             t_entropy = median_time(lambda: bitstream.decode_grids(un.segments, shapes, q, dec.context, dec.coder),
                                     args.repeats)

@@ -49,7 +49,8 @@ def main() -> None:
             bpp, psnr, cost, secs = [], [], [], []
             for im in images:
                 t = time.perf_counter()
-                data = tinycodec.encode(im, quality=q, effort="refine" if steps else "fast", refine=steps)
+                data = tinycodec.encode(im, quality=q, family="pyramid", effort="refine" if steps else "fast",
+                                        refine=steps)
                 secs.append(time.perf_counter() - t)
                 out = np.asarray(tinycodec.decode(data)).astype(np.float64)
                 mse = np.mean((out - im) ** 2) / 255.0**2

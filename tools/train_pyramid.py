@@ -1,8 +1,9 @@
-"""Train the pyramid family's shared decoder and its amortised encoder (rate + lambda * MSE, lambda from q).
+"""Train a rate-distortion family's shared decoder and its amortised encoder (rate + lambda * MSE, lambda from q).
 
     python tools/train_pyramid.py ../shared/data/train --val ../shared/data/val --minutes 150
+    python tools/train_pyramid.py ../shared/data/train --val ../shared/data/val --family shallow --crop 192
 
-Resumable: the checkpoint (``checkpoints/pyramid.safetensors``: networks, Adam moments, the best validation
+Resumable: the checkpoint (``checkpoints/FAMILY.safetensors``: networks, Adam moments, the best validation
 point; step, history and random-generator states in its metadata; no pickle) is written every
 ``--checkpoint-minutes`` and at the end; rerunning the same command continues from it, so a run
 spans sessions. The selection rule, fixed before any test figure is looked at: the installed weights are those
@@ -27,8 +28,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _data import CropSampler, image_paths, load_rgb  # noqa: E402
 
 from tinycodec.pyramid import layout  # noqa: E402
-from tinycodec.pyramid.model import (  # noqa: E402
-    AmortisedEncoder, PyramidDecoder, count_parameters, decoder_macs_per_pixel, quality_lambda, rd_forward)
+from tinycodec.pyramid import model as pyramid_model  # noqa: E402
+from tinycodec.pyramid.model import count_parameters, quality_lambda  # noqa: E402
+from tinycodec.shallow import model as shallow_model  # noqa: E402
+
+# family -> (encoder class, decoder class, its model module)
+FAMILIES = {"pyramid": (pyramid_model.AmortisedEncoder, pyramid_model.PyramidDecoder, pyramid_model),
+            "shallow": (shallow_model.ShallowEncoder, shallow_model.ShallowDecoder, shallow_model)}
 
 VAL_QUALITIES = (10, 40, 70, 95)
 VAL_CROP = 384
@@ -36,13 +42,13 @@ VAL_CROP = 384
 
 def centre_crop(im: np.ndarray, size: int) -> torch.Tensor:
     h, w = im.shape[:2]
-    s = min(size, h // 64 * 64, w // 64 * 64)
+    s = min(size, h // 64 * 64, w // 64 * 64)  # both families need sides that are multiples of 64
     y, x = (h - s) // 2, (w - s) // 2
     return torch.from_numpy(im[y : y + s, x : x + s].transpose(2, 0, 1).astype(np.float32) / 255.0)
 
 
 @torch.no_grad()
-def validate(encoder: AmortisedEncoder, decoder: PyramidDecoder, val: list[torch.Tensor]) -> dict:
+def validate(encoder, decoder, val: list[torch.Tensor], rd_forward) -> dict:
     encoder.eval()
     out: dict = {}
     losses = []
@@ -121,6 +127,7 @@ def main() -> None:
     ap.add_argument("--noise-steps", type=int, default=8000,
                     help="distortion from noisy latents before this step, from rounded ones (straight-through) after")
     ap.add_argument("--step-lr-scale", type=float, default=10.0, help="learning-rate factor of the quantiser steps")
+    ap.add_argument("--family", choices=sorted(FAMILIES), default="pyramid")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", help="cpu or cuda (checkpoints load on either)")
     ap.add_argument("--seed", type=int, default=0)
@@ -133,15 +140,16 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
-    encoder, decoder = AmortisedEncoder().to(device), PyramidDecoder().to(device)
+    encoder_class, decoder_class, family = FAMILIES[args.family]
+    encoder, decoder = encoder_class().to(device), decoder_class().to(device)
     params = list(encoder.parameters()) + list(decoder.parameters())
-    # The quantiser steps are 18 scalars that set each grid's rate at every quality: at the common learning
-    # rate they move too slowly for the low qualities to reach low rates.
+    # The quantiser steps are a few scalars per grid or channel that set the rate at every quality: at the
+    # common learning rate they move too slowly for the low qualities to reach low rates.
     step_params = list(decoder.steps.parameters())
     others = [p for p in params if all(p is not s for s in step_params)]
     opt = torch.optim.Adam([{"params": others, "lr_scale": 1.0},
                             {"params": step_params, "lr_scale": args.step_lr_scale}], lr=args.lr)
-    ckpt_path = args.checkpoints / "pyramid.safetensors"
+    ckpt_path = args.checkpoints / f"{args.family}.safetensors"
     step, history, best = 0, [], None
     sampler = None
     if ckpt_path.exists():
@@ -157,9 +165,13 @@ def main() -> None:
     if args.export:
         if best is None:
             sys.exit("no validation point yet")
-        from tinycodec.pyramid.weights import export_decoder
-        export_decoder(best["encoder"], best["decoder"], args.export,
-                       {"step": str(best["step"]), "validation": json.dumps(best["validation"])})
+        metadata = {"step": str(best["step"]), "validation": json.dumps(best["validation"])}
+        if args.family == "shallow":  # registered directly (an unfrozen version is replaced in place)
+            from tinycodec.shallow.weights import export
+            export(best["encoder"], best["decoder"], args.export, metadata)
+        else:
+            from tinycodec.pyramid.weights import export_decoder
+            export_decoder(best["encoder"], best["decoder"], args.export, metadata)
         print(f"wrote {args.export} (step {best['step']}, val_loss {best['validation']['val_loss']:.4f})")
         return
 
@@ -174,7 +186,13 @@ def main() -> None:
     q_rng = np.random.default_rng(args.seed + 1)
     if ckpt is not None and "q_rng" in ckpt:
         q_rng.bit_generator.state = ckpt["q_rng"]
-    macs = decoder_macs_per_pixel()
+    macs = family.decoder_macs_per_pixel()
+
+    def rd_forward(encoder, decoder, x, q, noise=True, noisy_distortion=False):
+        if args.family == "pyramid":
+            return family.rd_forward(encoder, decoder, x, q, noise=noise, noisy_distortion=noisy_distortion)
+        return family.rd_forward(encoder, decoder, x, q, noise=noise)
+
     print(f"encoder {count_parameters(encoder)} params, decoder {count_parameters(decoder)} params, "
           f"decoder {macs['total']:.0f} MAC/px ({', '.join(f'{k} {v:.0f}' for k, v in macs.items())}); "
           f"{len(images)} train / {len(val)} val images, batch {args.batch}x{args.crop}^2", flush=True)
@@ -215,7 +233,7 @@ def main() -> None:
             n = args.val_every
             entry = {"step": step, "loss": acc[0] / n, "bpp": acc[1] / n, "psnr": -10 * math.log10(acc[2] / n),
                      "lr": lr_at(step - 1), "s_per_step": (time.time() - t0) / n,
-                     "validation": validate(encoder, decoder, val)}
+                     "validation": validate(encoder, decoder, val, rd_forward)}
             history.append(entry)
             if best is None or entry["validation"]["val_loss"] < best["validation"]["val_loss"]:
                 best = {"step": step, "validation": entry["validation"],

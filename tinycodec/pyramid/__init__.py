@@ -25,7 +25,8 @@ Modules: ``layout`` (grids, passes, contexts), ``model`` (float networks, traini
 segments), ``container`` (the version-2 header), ``weights``, ``refine``, ``codec`` (image <-> bytes).
 """
 
-from .codec import DEFAULT_QUALITY, EFFORTS, PyramidInfo, decode, decode_with_info, encode, encode_planar, verify
+from .codec import (DEFAULT_OVERFIT_STEPS, DEFAULT_QUALITY, DEFAULT_REFINE_STEPS, EFFORTS, PyramidInfo, decode,
+                    decode_with_info, encode, encode_planar, verify)
 
-__all__ = ["DEFAULT_QUALITY", "EFFORTS", "PyramidInfo", "decode", "decode_with_info", "encode", "encode_planar",
-           "verify"]
+__all__ = ["DEFAULT_OVERFIT_STEPS", "DEFAULT_QUALITY", "DEFAULT_REFINE_STEPS", "EFFORTS", "PyramidInfo", "decode",
+           "decode_with_info", "encode", "encode_planar", "verify"]

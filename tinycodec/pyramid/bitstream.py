@@ -12,15 +12,12 @@ from collections.abc import Callable, Iterator
 import constriction
 import numpy as np
 
-from ..errors import TinyCodecError
 from . import fixedpoint, layout
-from .laplace import TableCoder
-from .model import LATENT_LIMIT
+from ..laplace import SegmentReader, TableCoder, table_index
+
 
 GRID_DTYPE = np.int16  # values lie in [-127, 127]: 2 bytes per latent, not 8, on a 100-megapixel image
-CHUNK_ELEMENTS = 1 << 17
-SEGMENT_SLACK_BITS = 96  # the coder's final state words
-SEGMENT_INFORMATION_MARGIN = 1.01  # constriction's 24-bit probabilities differ slightly from the tables  # context features of at most this many elements at once (~10 MB)
+CHUNK_ELEMENTS = 1 << 17  # context features of at most this many elements at once (~10 MB)
 
 
 def _phase_view(padded: np.ndarray, a: int, b: int, di: int, dj: int, shape: tuple[int, int]) -> np.ndarray:
@@ -73,7 +70,7 @@ def _passes(padded: np.ndarray, parent: np.ndarray | None, parent_stride: int, q
         for r0 in range(0, ph, step):
             feats = _pass_features(padded, ppad, parent_stride, p, q, slice(r0, min(ph, r0 + step)))
             mean, scale = fixedpoint.evaluate(context, feats)
-            m, t = fixedpoint.table_index(mean, scale)
+            m, t = table_index(mean, scale)
             means.append(m)
             tables.append(t)
         yield (slice(a, None, 2), slice(b, None, 2)), np.concatenate(means), np.concatenate(tables)
@@ -117,24 +114,10 @@ def decode_grids(segments: list[bytes | None], shapes: list[tuple[int, int]], q:
         parent, stride = _parent(grids, g)
         padded = np.zeros((shape[0] + 2, shape[1] + 2), dtype=GRID_DTYPE)
         y = padded[1:-1, 1:-1]
-        dec = constriction.stream.queue.RangeDecoder(np.frombuffer(seg, dtype=np.uint32))
-        # The information decoded cannot exceed what the segment holds: a decoder that ran past its data
-        # (constriction pads with zero words and decodes on) is stopped at the pass where it happens.
-        budget = (8.0 * len(seg) + SEGMENT_SLACK_BITS) * SEGMENT_INFORMATION_MARGIN
+        reader = SegmentReader(seg, coder, f"grid {g.index}")
         for where, m, t in _passes(padded, parent, stride, q, context):
             check()
-            try:
-                residuals = coder.decode(dec, t)
-            except AssertionError:  # constriction's word for a stream no encoder could have written
-                raise TinyCodecError(f"corrupt .tcz file: grid {g.index} is not a valid range-coded stream") from None
-            budget -= coder.information(residuals, t)
-            if budget < 0:
-                raise TinyCodecError(f"corrupt .tcz file: grid {g.index}'s range decoder ran past its data")
-            values = m + residuals
-            if np.abs(values).max(initial=0) > LATENT_LIMIT:
-                raise TinyCodecError(f"corrupt .tcz file: grid {g.index} decodes out of range")
-            y[where] = values.reshape(y[where].shape)
-        if not dec.maybe_exhausted():
-            raise TinyCodecError(f"corrupt .tcz file: grid {g.index} has data left after its last element")
+            y[where] = reader.read(m, t).reshape(y[where].shape)
+        reader.finish()
         grids.append(np.ascontiguousarray(y))
     return grids

@@ -9,8 +9,6 @@ and back: container --> segments --> integer grids --> dequantise, upsample, syn
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -20,11 +18,12 @@ from .. import zoo
 from ..errors import TinyCodecError
 from ..image import Planar, to_pil, to_planar
 from ..limits import DEFAULT_LIMITS, Deadline, Limits
+from ..container_v2 import HeaderV2, InfoV2 as PyramidInfo, check_quality, pack, unpack
 from . import bitstream, layout
-from .container import PyramidHeader, pack, unpack
 from .model import LATENT_LIMIT, quality_lambda
 from .weights import ENCODER_MODEL, MODEL, LoadedDecoder, load_decoder, load_encoder
 
+FAMILY = 1  # the family byte of its files (container_v2)
 DEFAULT_QUALITY = 50
 EFFORTS = ("fast", "refine", "overfit")
 DEFAULT_REFINE_STEPS = 100
@@ -32,27 +31,6 @@ DEFAULT_OVERFIT_STEPS = 300
 BAND_ROWS = 128  # synthesis runs on bands of this many output rows (cache-friendly; ~200 bytes per pixel of a band)
 ENCODE_WINDOW = 1024  # the encoder network runs on windows of this side (plus margins) on larger images
 ENCODE_MARGIN = 128
-
-
-@dataclass
-class PyramidInfo:
-    width: int
-    height: int
-    quality: int
-    model: str
-    mode: str
-    grids: int
-    grids_decoded: int
-
-    @property
-    def complete(self) -> bool:
-        return self.grids_decoded == self.grids
-
-
-def check_quality(quality: int) -> int:
-    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 0 <= quality <= layout.MAX_QUALITY:
-        raise TinyCodecError(f"quality must be an integer from 0 to {layout.MAX_QUALITY}, not {quality!r}")
-    return int(quality)
 
 
 def _pad(rgb: np.ndarray) -> torch.Tensor:
@@ -113,7 +91,7 @@ def encode_planar(planar: Planar, quality: int = DEFAULT_QUALITY, effort: str = 
     dec = load_decoder(entry)
     x = _pad(planar.rgb)
     latents = predict_latents(x, quality)
-    header = PyramidHeader(w, h, 1 if planar.grey else 3, quality, MODEL, entry.short_id, list(extensions or []))
+    header = HeaderV2(FAMILY, w, h, 1 if planar.grey else 3, quality, MODEL, entry.short_id, list(extensions or []))
 
     def file_of(lat: list[torch.Tensor], weights: bytes = b"") -> tuple[bytes, list[np.ndarray]]:
         grids = quantise(lat, dec, quality)
@@ -209,7 +187,7 @@ def decode_with_info(data: bytes, *, partial: bool = False, limits: Limits = DEF
     header = unpacked.header
     dec = load_decoder(entry)
     deadline = limits.deadline(header.width, header.height)
-    shapes = header.grid_shapes
+    shapes = layout.grid_shapes(header.height, header.width)
     try:
         grids = bitstream.decode_grids(unpacked.segments, shapes, header.quality, dec.context, dec.coder,
                                        deadline.check)

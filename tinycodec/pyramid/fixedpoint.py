@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from . import layout
-from .model import LATENT_LIMIT, MEAN_UNITS, SCALE_BINS, ContextModel
+from ..laplace import LATENT_LIMIT, MEAN_UNITS, SCALE_BINS
+from .model import ContextModel
 
 ACT_BITS = 6
 FIRST_BITS = 10  # first layer: its inputs are integers (latents, q in 0..100), not activations
@@ -123,10 +124,3 @@ def evaluate(tensors: dict[str, np.ndarray], features: np.ndarray) -> tuple[np.n
     mean = np.clip(out[:, 0], -LATENT_LIMIT * MEAN_UNITS, LATENT_LIMIT * MEAN_UNITS).astype(np.int64)
     scale = np.clip(out[:, 1], 0, SCALE_BINS - 1).astype(np.int64)
     return mean, scale
-
-
-def table_index(mean: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(rounded mean m, table index) from the fixed-point outputs."""
-    m = (mean + MEAN_UNITS // 2) // MEAN_UNITS
-    frac = mean - MEAN_UNITS * m + MEAN_UNITS // 2  # 0 .. 7
-    return m, scale * MEAN_UNITS + frac

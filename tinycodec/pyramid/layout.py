@@ -88,3 +88,12 @@ def neighbour_available() -> np.ndarray:
         for k, (di, dj) in enumerate(NEIGHBOURS):
             out[p, k] = order[(a + di) % 2, (b + dj) % 2] < p
     return out
+
+
+def grid_shapes(height: int, width: int) -> list[tuple[int, int]]:
+    return [grid_shape(g, height, width) for g in GRIDS]
+
+
+def segment_elements(height: int, width: int) -> list[int]:
+    """Latents in each segment of a file (one segment per grid), for the container's checks."""
+    return [gh * gw for gh, gw in grid_shapes(height, width)]

@@ -17,15 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..laplace import LATENT_LIMIT, LOG_SCALE_STEP, SCALE_BINS, SCALE_MIN
 from . import layout
-
-# Context-model output: mean in units of 1/MEAN_UNITS, scale as an index into a log-spaced table.
-MEAN_UNITS = 8
-SCALE_BINS = 64
-SCALE_MIN = 0.04
-SCALE_MAX = 40.0
-LOG_SCALE_STEP = math.log(SCALE_MAX / SCALE_MIN) / (SCALE_BINS - 1)
-LATENT_LIMIT = 127  # integer latents are clipped to [-LATENT_LIMIT, LATENT_LIMIT]
 
 # Quality index q in 0..100 -> Lagrangian lambda (rate in bits per pixel + lambda * MSE on [0, 1] images).
 LAMBDA_MIN = 150.0

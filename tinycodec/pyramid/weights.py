@@ -18,7 +18,7 @@ import torch
 from .. import zoo
 from ..errors import TinyCodecError
 from . import fixedpoint
-from .laplace import TableCoder, build_tables, table_constants
+from ..laplace import TableCoder, build_tables, table_constants
 from .model import AmortisedEncoder, ContextModel, PyramidDecoder
 
 MODEL = "pyramid-v1"

@@ -20,7 +20,16 @@ import math
 import constriction
 import numpy as np
 
-from .model import LATENT_LIMIT, LOG_SCALE_STEP, MEAN_UNITS, SCALE_BINS, SCALE_MIN
+from .errors import TinyCodecError
+
+
+# A latent's model: mean in units of 1/MEAN_UNITS, scale as an index into a log-spaced table.
+MEAN_UNITS = 8
+SCALE_BINS = 64
+SCALE_MIN = 0.04
+SCALE_MAX = 40.0
+LOG_SCALE_STEP = math.log(SCALE_MAX / SCALE_MIN) / (SCALE_BINS - 1)
+LATENT_LIMIT = 127  # integer latents are clipped to [-LATENT_LIMIT, LATENT_LIMIT]
 
 ONE = 1 << 30
 RESIDUAL_LIMIT = 2 * LATENT_LIMIT
@@ -68,6 +77,13 @@ def build_tables(rho: np.ndarray, upper: np.ndarray, lower: np.ndarray, limit: i
     where = np.argmax(tables, axis=1)
     tables[np.arange(N_TABLES), where] = np.minimum(peak, cap)
     return tables
+
+
+def table_index(mean: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rounded mean m, table index) from a fixed-point mean (1/MEAN_UNITS) and scale bin."""
+    m = (mean + MEAN_UNITS // 2) // MEAN_UNITS
+    frac = mean - MEAN_UNITS * m + MEAN_UNITS // 2  # 0 .. 7
+    return m, scale * MEAN_UNITS + frac
 
 
 def categorical(masses: np.ndarray):
@@ -134,3 +150,40 @@ class TableCoder:
 
     def decode(self, decoder, table: np.ndarray) -> np.ndarray:
         return decode_grouped(decoder, table, self.model).astype(np.int64) - RESIDUAL_LIMIT
+
+
+SEGMENT_SLACK_BITS = 96  # the coder's final state words
+SEGMENT_INFORMATION_MARGIN = 1.01  # constriction's 24-bit probabilities differ slightly from the tables
+
+
+class SegmentReader:
+    """Decodes one range-coded segment pass by pass, refusing what no encoder could have written.
+
+    The information decoded cannot exceed what the segment holds: a decoder that ran past its data
+    (constriction pads with zero words and decodes on) is stopped at the pass where it happens.
+    """
+
+    def __init__(self, segment: bytes, coder: TableCoder, what: str) -> None:
+        self.decoder = constriction.stream.queue.RangeDecoder(np.frombuffer(segment, dtype=np.uint32))
+        self.coder = coder
+        self.what = what
+        self.budget = (8.0 * len(segment) + SEGMENT_SLACK_BITS) * SEGMENT_INFORMATION_MARGIN
+
+    def read(self, means: np.ndarray, tables: np.ndarray) -> np.ndarray:
+        """The values (``means`` + decoded residuals, int64) of one pass, each within +-LATENT_LIMIT."""
+        try:
+            residuals = self.coder.decode(self.decoder, tables)
+        except AssertionError:  # constriction's word for a stream no encoder could have written
+            raise TinyCodecError(f"corrupt .tcz file: {self.what} is not a valid range-coded stream") from None
+        self.budget -= self.coder.information(residuals, tables)
+        if self.budget < 0:
+            raise TinyCodecError(f"corrupt .tcz file: {self.what}'s range decoder ran past its data")
+        values = means + residuals
+        if np.abs(values).max(initial=0) > LATENT_LIMIT:
+            raise TinyCodecError(f"corrupt .tcz file: {self.what} decodes out of range")
+        return values
+
+    def finish(self) -> None:
+        if not self.decoder.maybe_exhausted():
+            raise TinyCodecError(f"corrupt .tcz file: {self.what} has data left after its last element")
+

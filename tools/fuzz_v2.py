@@ -1,6 +1,6 @@
-"""Fuzz the pyramid family's decoder (format version 2): structured and byte-level mutations of valid files.
+"""Fuzz the decoders of format version 2 (the shallow and pyramid families): mutations of valid files.
 
-    python tools/fuzz_pyramid.py --seconds 600 --seed 1 --out fuzz-out/pyramid
+    python tools/fuzz_v2.py --seconds 600 --seed 1 --out fuzz-out/v2
 
 Every mutant is resealed (header CRC and grid CRCs recomputed) so that it reaches the parser, the limits, the
 entropy decoder and the networks, not just the checksums. A finding is any exception other than
@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import tinycodec  # noqa: E402
 from tinycodec.errors import TinyCodecError  # noqa: E402
-from tinycodec.pyramid import container, layout  # noqa: E402
+from tinycodec import container_v2 as container  # noqa: E402
 
 TARGETS = ("header", "payload", "bomb", "bytes")
 
@@ -73,13 +73,16 @@ class Parsed:
 
 def seed_files(rng: np.random.Generator) -> list[bytes]:
     out = []
-    for (h, w), q, grey, effort in [((16, 16), 0, False, "fast"), ((48, 80), 50, False, "fast"),
-                                    ((70, 33), 90, True, "fast"), ((64, 64), 100, False, "fast"),
-                                    ((40, 40), 60, False, "overfit")]:
+    for family, (h, w), q, grey, effort in [
+            ("pyramid", (16, 16), 0, False, "fast"), ("pyramid", (48, 80), 50, False, "fast"),
+            ("pyramid", (70, 33), 90, True, "fast"), ("pyramid", (64, 64), 100, False, "fast"),
+            ("pyramid", (40, 40), 60, False, "overfit"), ("shallow", (16, 16), 0, False, "fast"),
+            ("shallow", (48, 80), 50, False, "fast"), ("shallow", (70, 130), 90, True, "fast"),
+            ("shallow", (64, 64), 100, False, "refine")]:
         y, x = np.mgrid[0:h, 0:w]
         img = np.stack([(x * 255 // max(1, w - 1)), (y * 255 // max(1, h - 1)), ((x + y) * 3) % 256], -1)
         img = np.clip(img + rng.normal(0, 8, img.shape), 0, 255).astype(np.uint8)
-        out.append(tinycodec.encode(img[..., 0] if grey else img, quality=q, effort=effort, refine=3))
+        out.append(tinycodec.encode(img[..., 0] if grey else img, quality=q, effort=effort, refine=3, family=family))
     return out
 
 

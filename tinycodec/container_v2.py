@@ -1,27 +1,32 @@
-"""The ``.tcz`` header of the pyramid family (format version 2, family 1; format_spec.md, "Version 2").
+"""The ``.tcz`` header of the rate-distortion families (format version 2; format_spec.md, "Version 2").
 
 Same magic, extension records and checksum conventions as version 1; the fields after the header length
-describe a latent pyramid instead of bit-planes. Every field is checked before anything is allocated from it,
-and the payload of each grid must be at least what the coder can possibly write for that many elements (the
-tables cap every symbol's probability, see laplace.py), so a tiny file cannot declare a huge image.
+name a codec family (1 pyramid, 2 shallow) and list its latent segments. Every field is checked before
+anything is allocated from it, and each segment's payload must be at least what the coder can possibly write
+for the number of latents the family puts there (the tables cap every symbol's probability, see
+``pyramid.laplace``), so a tiny file cannot declare a huge image.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 import re
 import struct
 import zlib
 from dataclasses import dataclass, field
 
-from ..container import MAGIC, MAX_DIMENSION, MAX_HEADER, SEGMENT_WORD, _Reader, _varint, header_length
-from ..errors import TinyCodecError
-from ..limits import DEFAULT_LIMITS, Limits
-from . import layout
+import numpy as np
+
+from .container import MAGIC, MAX_DIMENSION, MAX_HEADER, SEGMENT_WORD, _Reader, _varint, header_length
+from .errors import TinyCodecError
+from .limits import DEFAULT_LIMITS, Limits
 from .laplace import MIN_BITS_PER_ELEMENT
 
 VERSION = 2
-FAMILY = 1
+# family byte -> the module that says how many latents each of its segments codes (``segment_elements``)
+FAMILY_LAYOUTS = {1: "tinycodec.pyramid.layout", 2: "tinycodec.shallow.layout"}
+MAX_QUALITY = 100
 FLAG_WEIGHTS = 0x01  # the file carries its own synthesis weights (effort overfit): one segment before the grids
 MAX_WEIGHTS_SEGMENT = 16384  # bytes; the compressed synthesis deltas of one image are 1-3 KB
 _FIXED = struct.Struct("<8sBBHIIBBBB")  # magic .. grid count
@@ -33,7 +38,37 @@ MIN_HEADER = _FIXED.size + 1 + 1 + 8 + 1 + 4 + 4
 
 
 @dataclass
-class PyramidHeader:
+class InfoV2:
+    """What decoding a version-2 file found."""
+
+    width: int
+    height: int
+    quality: int
+    model: str
+    mode: str
+    grids: int  # latent segments in the file
+    grids_decoded: int  # fewer: a partial decode
+
+    @property
+    def complete(self) -> bool:
+        return self.grids_decoded == self.grids
+
+
+def check_quality(quality: int) -> int:
+    """The quality argument of a version-2 encoder, checked."""
+    if isinstance(quality, bool) or not isinstance(quality, (int, np.integer)) or not 0 <= quality <= MAX_QUALITY:
+        raise TinyCodecError(f"quality must be an integer from 0 to {MAX_QUALITY}, not {quality!r}")
+    return int(quality)
+
+
+def segment_elements(family: int, height: int, width: int) -> list[int]:
+    """Latents coded in each segment of a family's file for an image of this size."""
+    return importlib.import_module(FAMILY_LAYOUTS[family]).segment_elements(height, width)
+
+
+@dataclass
+class HeaderV2:
+    family: int  # a key of FAMILY_LAYOUTS
     width: int  # of the coded image
     height: int
     color_channels: int  # 1 grey (coded as RGB, decoded as L), 3 RGB
@@ -41,11 +76,11 @@ class PyramidHeader:
     model: str
     weights_id: bytes
     extensions: list[tuple[int, bytes]] = field(default_factory=list)
-    has_weights: bool = False  # a synthesis-weights segment precedes the grids (effort overfit)
+    has_weights: bool = False  # a decoder-weights segment precedes the latents (effort overfit)
 
     @property
-    def grid_shapes(self) -> list[tuple[int, int]]:
-        return [layout.grid_shape(g, self.height, self.width) for g in layout.GRIDS]
+    def segment_elements(self) -> list[int]:
+        return segment_elements(self.family, self.height, self.width)
 
     @property
     def mode(self) -> str:
@@ -65,13 +100,15 @@ def max_segment_bytes(elements: int) -> int:
     return SEGMENT_WORD * math.ceil(elements * MAX_BITS_PER_ELEMENT / 32) + SEGMENT_SLACK_BYTES
 
 
-def _check_packable(h: PyramidHeader, segments: list[bytes]) -> None:
+def _check_packable(h: HeaderV2, segments: list[bytes]) -> None:
     problems = []
+    if h.family not in FAMILY_LAYOUTS:
+        raise ValueError(f"cannot write this .tcz file: family {h.family}")
     if not (1 <= h.width <= MAX_DIMENSION and 1 <= h.height <= MAX_DIMENSION):
         problems.append(f"size {h.width}x{h.height}")
     if h.color_channels not in (1, 3):
         problems.append(f"{h.color_channels} colour channels")
-    if not 0 <= h.quality <= layout.MAX_QUALITY:
+    if not 0 <= h.quality <= MAX_QUALITY:
         problems.append(f"quality {h.quality}")
     if not MODEL_NAME.fullmatch(h.model):
         problems.append("model name")
@@ -83,21 +120,22 @@ def _check_packable(h: PyramidHeader, segments: list[bytes]) -> None:
     if h.has_weights and not (segments and 0 < len(segments[0]) <= MAX_WEIGHTS_SEGMENT
                               and len(segments[0]) % SEGMENT_WORD == 0):
         problems.append("weights segment")
-    if len(grid_segments) != len(layout.GRIDS):
-        problems.append("grid count")
-    for seg, (gh, gw) in zip(grid_segments, h.grid_shapes):
+    elements = h.segment_elements
+    if len(grid_segments) != len(elements):
+        problems.append("segment count")
+    for seg, count in zip(grid_segments, elements):
         n = len(seg)
-        if n % SEGMENT_WORD or not min_segment_bytes(gh * gw) <= n <= max_segment_bytes(gh * gw):
-            problems.append(f"segment of {n} bytes for {gh}x{gw} latents")
+        if n % SEGMENT_WORD or not min_segment_bytes(count) <= n <= max_segment_bytes(count):
+            problems.append(f"segment of {n} bytes for {count} latents")
     if problems:
         raise ValueError("cannot write this .tcz file: " + ", ".join(problems))
 
 
-def pack(h: PyramidHeader, segments: list[bytes]) -> bytes:
+def pack(h: HeaderV2, segments: list[bytes]) -> bytes:
     _check_packable(h, segments)
     name = h.model.encode("ascii")
-    body = bytearray(_FIXED.pack(MAGIC, VERSION, FAMILY, 0, h.width, h.height, h.color_channels, h.quality,
-                                 FLAG_WEIGHTS if h.has_weights else 0, len(layout.GRIDS)))
+    body = bytearray(_FIXED.pack(MAGIC, VERSION, h.family, 0, h.width, h.height, h.color_channels, h.quality,
+                                 FLAG_WEIGHTS if h.has_weights else 0, len(h.segment_elements)))
     body += bytes([len(name)]) + name + h.weights_id + bytes([len(h.extensions)])
     for ext_type, ext_data in h.extensions:
         body += struct.pack("<BH", ext_type, len(ext_data)) + ext_data
@@ -115,8 +153,8 @@ def pack(h: PyramidHeader, segments: list[bytes]) -> bytes:
 
 @dataclass
 class Unpacked:
-    header: PyramidHeader
-    segments: list[bytes | None]  # per grid; None: not received (partial files only)
+    header: HeaderV2
+    segments: list[bytes | None]  # per latent segment; None: not received (partial files only)
     weights: bytes | None = None  # the synthesis-weights segment of an overfit file
 
     @property
@@ -124,8 +162,8 @@ class Unpacked:
         return all(s is not None for s in self.segments)
 
 
-def read_header(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> tuple[PyramidHeader, list[tuple[int, int]], int]:
-    """Parse and verify the header: (header, [(crc, length)] per grid, header length)."""
+def read_header(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> tuple[HeaderV2, list[tuple[int, int]], int]:
+    """Parse and verify the header: (header, [(crc, length)] per segment, header length)."""
     header_len = header_length(data)
     if len(data) < _FIXED.size or len(data) < header_len:
         raise TinyCodecError("truncated .tcz file: header incomplete")
@@ -134,8 +172,10 @@ def read_header(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> tuple[Pyrami
     if zlib.crc32(data[: header_len - 4]) != _U32.unpack_from(data, header_len - 4)[0]:
         raise TinyCodecError("corrupt .tcz file: header checksum mismatch")
     _, version, family, _, width, height, colour, quality, flags, n_grids = _FIXED.unpack_from(data, 0)
-    if version != VERSION or family != FAMILY:
-        raise TinyCodecError(f"not a pyramid-family .tcz file (version {version}, family {family})")
+    if version != VERSION:
+        raise TinyCodecError(f"not a .tcz file of format version {VERSION} (version {version})")
+    if family not in FAMILY_LAYOUTS:
+        raise TinyCodecError(f"file is a .tcz of codec family {family}, unknown to this tinycodec: upgrade")
     if flags & ~FLAG_WEIGHTS:
         raise TinyCodecError(f"unsupported .tcz flags 0x{flags:02x}: written by a newer tinycodec?")
     if not (1 <= width <= MAX_DIMENSION and 1 <= height <= MAX_DIMENSION):
@@ -143,10 +183,11 @@ def read_header(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> tuple[Pyrami
     limits.check_pixels(width, height)
     if colour not in (1, 3):
         raise TinyCodecError(f"corrupt .tcz header: {colour} colour channels")
-    if quality > layout.MAX_QUALITY:
+    if quality > MAX_QUALITY:
         raise TinyCodecError(f"corrupt .tcz header: quality {quality}")
-    if n_grids != len(layout.GRIDS):
-        raise TinyCodecError(f"corrupt .tcz header: {n_grids} latent grids (this family has {len(layout.GRIDS)})")
+    elements = segment_elements(family, height, width)
+    if n_grids != len(elements):
+        raise TinyCodecError(f"corrupt .tcz header: {n_grids} latent segments (this family has {len(elements)})")
     r = _Reader(data, _FIXED.size, header_len - 4)
     raw_name = r.take(r.u8())
     model = raw_name.decode("ascii", errors="replace")
@@ -157,7 +198,7 @@ def read_header(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> tuple[Pyrami
     for _ in range(r.u8()):
         ext_type = r.u8()
         extensions.append((ext_type, r.take(struct.unpack("<H", r.take(2))[0])))
-    header = PyramidHeader(width, height, colour, quality, model, weights_id, extensions, bool(flags & FLAG_WEIGHTS))
+    header = HeaderV2(family, width, height, colour, quality, model, weights_id, extensions, bool(flags & FLAG_WEIGHTS))
     table = []
     if header.has_weights:
         crc = _U32.unpack(r.take(4))[0]
@@ -165,16 +206,16 @@ def read_header(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> tuple[Pyrami
         if n % SEGMENT_WORD or not 0 < n <= MAX_WEIGHTS_SEGMENT:
             raise TinyCodecError(f"corrupt .tcz header: weights segment of {n} bytes")
         table.append((crc, n))
-    for (gh, gw) in header.grid_shapes:
+    for count in elements:
         crc = _U32.unpack(r.take(4))[0]
         n = r.varint()
         if n % SEGMENT_WORD:
             raise TinyCodecError("corrupt .tcz header: segment length is not a whole number of 32-bit words")
-        if n < min_segment_bytes(gh * gw):
-            raise TinyCodecError(f"corrupt .tcz header: {n} bytes cannot code {gh}x{gw} latents "
+        if n < min_segment_bytes(count):
+            raise TinyCodecError(f"corrupt .tcz header: {n} bytes cannot code {count} latents "
                                  "(a decompression bomb or a damaged file)")
-        if n > max_segment_bytes(gh * gw):
-            raise TinyCodecError(f"corrupt .tcz header: {n} bytes is implausibly large for {gh}x{gw} latents")
+        if n > max_segment_bytes(count):
+            raise TinyCodecError(f"corrupt .tcz header: {n} bytes is implausibly large for {count} latents")
         table.append((crc, n))
     payload_len = _U32.unpack(r.take(4))[0]
     if r.pos != r.end:
@@ -185,7 +226,7 @@ def read_header(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> tuple[Pyrami
 
 
 def unpack(data: bytes, *, partial: bool = False, limits: Limits = DEFAULT_LIMITS) -> Unpacked:
-    """Verify and split a file; with ``partial`` a truncated file yields the grids that arrived whole."""
+    """Verify and split a file; with ``partial`` a truncated file yields the segments that arrived whole."""
     header, table, pos = read_header(data, limits=limits)
     total = sum(n for _, n in table)
     available = len(data) - pos
@@ -197,7 +238,7 @@ def unpack(data: bytes, *, partial: bool = False, limits: Limits = DEFAULT_LIMIT
     segments: list[bytes | None] = []
     for index, (crc, n) in enumerate(table):
         what = "the weights segment" if header.has_weights and index == 0 else \
-            f"latent grid {index - header.has_weights}"
+            f"latent segment {index - header.has_weights}"
         if pos + n > len(data):
             if header.has_weights and index == 0:
                 raise TinyCodecError("truncated .tcz file: its decoder weights did not arrive whole")

@@ -1,0 +1,54 @@
+"""The shallow family's decoder networks in numpy: what a decoding device runs, without PyTorch.
+
+The same computations as ``model.Synthesis`` (float32; decoders may differ from it in the last bit of a
+pixel, never in the latents) and the transposed convolutions of the integer hyper-synthesis (float64, exact).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+BAND_LATENT_ROWS = 16  # synthesis runs on bands of 16 latent rows (256 output rows)
+
+
+def tconv(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, stride: int) -> np.ndarray:
+    """Transposed convolution with kernel 2*stride and padding stride/2 (PyTorch's ``conv_transpose2d``)
+    of x (Cin, H, W), weight (Cin, Cout, 2s, 2s): one matrix product, then the 2x2 overlapping blocks added."""
+    cin, h, w = x.shape
+    cout, s = weight.shape[1], stride
+    cols = (weight.reshape(cin, -1).T @ x.reshape(cin, h * w)).reshape(cout, 2, s, 2, s, h, w)
+    out = np.zeros((cout, h + 1, s, w + 1, s), dtype=cols.dtype)
+    for u in (0, 1):
+        for v in (0, 1):
+            out[:, u : u + h, :, v : v + w, :] += cols[:, u, :, v, :].transpose(0, 3, 1, 4, 2)
+    p = s // 2
+    out = out.reshape(cout, (h + 1) * s, (w + 1) * s)[:, p : p + h * s, p : p + w * s]
+    out += bias[:, None, None]
+    return out
+
+
+def inverse_gdn(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    c, h, w = x.shape
+    norm = np.abs(gamma) @ (x * x).reshape(c, h * w) + (np.abs(beta) + np.float32(1e-6))[:, None]
+    return x * np.sqrt(norm).reshape(c, h, w)
+
+
+def synthesise(k: np.ndarray, tensors: dict[str, np.ndarray], quality: int, height: int, width: int) -> np.ndarray:
+    """Integer y (M, h, w) -> (height, width, 3) uint8, in bands of latent rows, each read with a margin of one
+    latent row (two 8x8 stride-4 transposed convolutions reach no further), so bands join exactly."""
+    t = {name: np.asarray(v, dtype=np.float32) for name, v in tensors.items() if name.startswith("synthesis.")}
+    y = k.astype(np.float32) * tensors["quality.step"][quality].astype(np.float32)[:, None, None]
+    out = np.empty((height, width, 3), dtype=np.uint8)
+    rows = y.shape[1]
+    for r0 in range(0, rows, BAND_LATENT_ROWS):
+        if 16 * r0 >= height:
+            break
+        r1 = min(rows, r0 + BAND_LATENT_ROWS)
+        e0, e1 = max(0, r0 - 1), min(rows, r1 + 1)
+        a = tconv(y[:, e0:e1], t["synthesis.up1.weight"], t["synthesis.up1.bias"], 4)
+        a = inverse_gdn(a, t["synthesis.igdn.gamma"], t["synthesis.igdn.beta"])
+        rgb = tconv(a, t["synthesis.up2.weight"], t["synthesis.up2.bias"], 4)
+        o1 = min(height, 16 * r1)
+        band = rgb[:, 16 * (r0 - e0) : 16 * (r0 - e0) + o1 - 16 * r0, :width] + np.float32(0.5)
+        out[16 * r0 : o1] = (np.clip(band, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(1, 2, 0)
+    return out

@@ -1,0 +1,74 @@
+"""The shallow family's weights: a decoder file (named by every .tcz) and an encoder file (encoding only).
+
+The decoder file holds the synthesis (float32; it decides pixels, not probabilities), the hyper-synthesis and
+per-quality tables in integers (fixedpoint.py) and the Q30 constants of the Laplace tables: everything that
+decides how a file parses is integer. The encoder file holds the analysis and hyper-analysis networks
+(float16). Loading the decoder needs numpy only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .. import zoo
+from ..errors import TinyCodecError
+from ..laplace import TableCoder, build_tables, table_constants
+from . import fixedpoint, layout
+
+MODEL = "shallow-v1"
+ENCODER_MODEL = "shallow-v1-encoder"
+SYNTHESIS_SHAPES = {
+    "synthesis.up1.weight": (layout.LATENT_CHANNELS, layout.SYNTHESIS_CHANNELS, 8, 8),
+    "synthesis.up1.bias": (layout.SYNTHESIS_CHANNELS,),
+    "synthesis.igdn.beta": (layout.SYNTHESIS_CHANNELS,),
+    "synthesis.igdn.gamma": (layout.SYNTHESIS_CHANNELS, layout.SYNTHESIS_CHANNELS),
+    "synthesis.up2.weight": (layout.SYNTHESIS_CHANNELS, 3, 8, 8),
+    "synthesis.up2.bias": (3,),
+}
+
+
+def export(encoder_state: dict, decoder_state: dict, path: Path, metadata: dict[str, str]) -> None:
+    """Write ``path`` (decoder) and ``<stem>-encoder.safetensors`` beside it, registered in the zoo."""
+    from .model import ShallowDecoder
+
+    decoder = ShallowDecoder()
+    decoder.load_state_dict(decoder_state)
+    synthesis = {f"synthesis.{k}": v.detach().float().contiguous().numpy()
+                 for k, v in decoder.synthesis.state_dict().items()}
+    tensors = {**synthesis, **fixedpoint.quantise_hyper(decoder.hyper, decoder.steps), **table_constants()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # float16 halves the encoder file; its outputs are rounded to integers anyway
+    enc = {k: v.detach().half().contiguous().numpy() for k, v in encoder_state.items()}
+    zoo.save_tensors(tensors, path, {**metadata, "model": MODEL})
+    zoo.save_tensors(enc, path.with_name(path.stem + "-encoder.safetensors"), {**metadata, "model": ENCODER_MODEL})
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedDecoder:
+    entry: zoo.WeightsEntry
+    tensors: dict[str, np.ndarray]  # synthesis (float32), integer hyper-synthesis and per-quality tables
+    coder: TableCoder
+
+    def step(self, quality: int) -> np.ndarray:
+        """Quantisation step of each channel of y at this quality (float32)."""
+        return self.tensors["quality.step"][quality]
+
+
+@lru_cache(maxsize=4)
+def load_decoder(entry: zoo.WeightsEntry) -> LoadedDecoder:
+    tensors = zoo.load_tensors(entry)
+    for k, shape in SYNTHESIS_SHAPES.items():
+        if k not in tensors or tuple(tensors[k].shape) != shape:
+            raise TinyCodecError(f"{entry.model} weights do not fit this tinycodec's network ({k}); reinstall tinycodec")
+    try:
+        fixedpoint.check_hyper(tensors)
+        constants = {k: tensors[k] for k in table_constants()}
+    except (ValueError, KeyError) as exc:
+        raise TinyCodecError(f"{entry.model} weights are not a valid fixed-point model: {exc}") from None
+    tables = build_tables(constants["entropy.rho"], constants["entropy.upper"], constants["entropy.lower"])
+    return LoadedDecoder(entry, tensors, TableCoder(tables))
