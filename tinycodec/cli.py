@@ -206,7 +206,7 @@ def _is_batch(inputs: tuple[str, ...], opts: _BatchOptions) -> bool:
     if len(inputs) > 1 and "-" in inputs:
         raise TinyCodecError("'-' (stdin) cannot be combined with other inputs")
     if inputs[0] == "-" and opts.forced:
-        raise TinyCodecError("--engine ray and --manifest take files, not stdin")
+        raise TinyCodecError("--engine ray, --manifest and --files-from take files, not stdin")
     return len(inputs) > 1 or (inputs[0] != "-" and Path(inputs[0]).is_dir()) or opts.forced
 
 
@@ -277,8 +277,8 @@ def _batch_options(fn):
         cpus = kwargs["jobs"] if ctx.get_parameter_source("jobs") == click.core.ParameterSource.COMMANDLINE else None
         if engine != "ray" and ray_address is not None:
             raise TinyCodecError("--ray-address applies to --engine ray")
-        if engine == "ray" and cpus is not None and (ray_address or os.environ.get("RAY_ADDRESS")) not in (None, "",
-                                                                                                         "local"):
+        remote = (ray_address or os.environ.get("RAY_ADDRESS") or "local") != "local"
+        if engine == "ray" and cpus is not None and remote:
             raise TinyCodecError("-j sets the CPUs of a local Ray cluster; a cluster at an address has its own")
         if engine == "ray":
             ray_engine.import_ray()  # without Ray, say how to install it before any work
@@ -287,8 +287,8 @@ def _batch_options(fn):
     return inner
 
 
-def _run_batch(prog: str, jobs: list[batch.Job], work, workers: int, quiet: bool,
-               problems: list[tuple[str, str]] = (), opts: _BatchOptions = _BatchOptions(), psnr: bool = False) -> None:
+def _run_batch(prog: str, jobs: list[batch.Job], work, workers: int, quiet: bool, problems: list[tuple[str, str]] = (),
+               opts: _BatchOptions = _BatchOptions(), psnr: bool = False) -> None:
     """Run the jobs (on the local pool or on Ray) with a progress bar (on a terminal, unless -q); report failures
     by name, and the inputs that gave no job (``problems``) first; write the manifest; exit 1 if any failed."""
     from tqdm import tqdm  # only batch mode needs it
