@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import pty
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -62,3 +65,25 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 @pytest.fixture(scope="session")
 def photo() -> np.ndarray:
     return photo_like(96, 128)
+
+
+def run_with_stderr_on_a_terminal(args: list, timeout: float = 120) -> tuple[int, str]:
+    """Run ``args`` (a tinycodec command name, then its arguments) as a real process whose stderr is a
+    terminal, stdout a pipe; returns its exit status and what it wrote to the terminal."""
+    master, slave = pty.openpty()
+    cmd = [sys.executable, "-c", f"from tinycodec.cli import {args[0]}; {args[0]}()", *map(str, args[1:])]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=slave, env=env,
+                          timeout=timeout)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the other end is closed and everything was read
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    return proc.returncode, b"".join(chunks).decode(errors="replace")

@@ -394,13 +394,17 @@ def test_errors_name_the_users_path_never_the_temporary(work, monkeypatch):
 def test_temporaries_left_by_a_killed_writer_are_removed_by_the_next_write(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    orphan = tmp_path / f".out.tcz.{dead.pid}.abcd1234.part"
-    alive = tmp_path / f".out.tcz.{os.getppid()}.abcd1234.part"
+    orphan = tmp_path / f".out.tcz.{dead.pid}-{files._host_tag()}.abcd1234.part"
+    older_orphan = tmp_path / f".out.tcz.{dead.pid}.abcd1234.part"  # named without a host
+    alive = tmp_path / f".out.tcz.{os.getppid()}-{files._host_tag()}.abcd1234.part"
+    other_host = tmp_path / f".out.tcz.{dead.pid}-{int(files._host_tag(), 16) ^ 1:08x}.abcd1234.part"
     unrelated = tmp_path / ".notes.part"
-    for p in (orphan, alive, unrelated):
+    for p in (orphan, older_orphan, alive, other_host, unrelated):
         p.write_bytes(b"half")
     files.write_atomic(tmp_path / "other.tcz", b"x")
-    assert not orphan.exists() and alive.exists() and unrelated.exists()
+    assert not orphan.exists() and not older_orphan.exists()
+    assert alive.exists() and unrelated.exists()
+    assert other_host.exists()  # a cluster node sharing the folder: its PIDs mean nothing here
 
 
 def _children(pid: int) -> set[int]:

@@ -29,7 +29,7 @@ from . import __version__
 from .errors import TinyCodecError, describe_os_error, printable
 from .limits import DEFAULT_LIMITS
 from .options import (BACKENDS, DEFAULT_PLANES, DEFAULT_SCALE, DEVICES, DOWNSCALE_FACTORS, FILTERS,
-                      MAX_REFINE_STEPS, NONE, PRECISIONS, RD_FAMILIES, RD_STEPS,
+                      MAX_REFINE_STEPS, NONE, PRECISIONS, RAY_INSTALL, RD_FAMILIES, RD_STEPS,
                       REFINE_STEPS as DEFAULT_REFINE_STEPS, SCALES)
 
 if TYPE_CHECKING:
@@ -216,16 +216,102 @@ def _single_output(source: str, output: str | None, suffix: str) -> str:
     return "-" if source == "-" else str(Path(source).with_suffix(suffix))
 
 
-def _is_batch(inputs: tuple[str, ...]) -> bool:
+def _is_batch(inputs: tuple[str, ...], opts: _BatchOptions) -> bool:
+    """Batch mode: several inputs, a folder, or anything run on Ray, listed in a file or written to a manifest."""
     if len(inputs) > 1 and "-" in inputs:
         raise TinyCodecError("'-' (stdin) cannot be combined with other inputs")
-    return len(inputs) > 1 or (inputs[0] != "-" and Path(inputs[0]).is_dir())
+    if inputs[0] == "-" and opts.forced:
+        raise TinyCodecError("--engine ray, --manifest and --files-from take files, not stdin")
+    return len(inputs) > 1 or (inputs[0] != "-" and Path(inputs[0]).is_dir()) or opts.forced
 
 
-def _run_batch(prog: str, jobs: list[batch.Job], work, workers: int, quiet: bool,
-               problems: list[tuple[str, str]] = ()) -> None:
-    """Run the jobs with a progress bar (on a terminal, unless -q); report failures by name, and the inputs
-    that gave no job (``problems``) first; exit 1 if any."""
+@dataclasses.dataclass(frozen=True)
+class _BatchOptions:
+    """How a batch is made, run and reported (the options of _batch_options)."""
+
+    engine: str = "local"
+    ray_address: str | None = None
+    manifest: str | None = None
+    cpus: int | None = None  # -j as given on the command line: the CPUs of a local Ray cluster
+    recursive: bool = False
+    files_from: str | None = None
+
+    @property
+    def forced(self) -> bool:
+        """Batch mode whatever the inputs."""
+        return self.engine == "ray" or self.manifest is not None or self.files_from is not None
+
+    def inputs(self, given: tuple[str, ...], argument: str) -> tuple[str, ...]:
+        """The inputs on the command line, then those listed by --files-from."""
+        if self.files_from is None:
+            if not given:
+                raise click.UsageError(f"Missing argument '{argument}...'.")
+            return given
+        from . import batch
+
+        listed = tuple(batch.read_list(self.files_from))
+        if not given and not listed:
+            raise TinyCodecError(f"--files-from {self.files_from} lists no files")
+        return (*given, *listed)
+
+    def plan(self, inputs: tuple[str, ...], output: str | None, suffixes: set[str],
+             suffix: str) -> tuple[list[batch.Job], list[tuple[str, str]]]:
+        """The jobs and the problems of batch.expand_inputs. One input file with -o naming a file is refused:
+        batch mode writes into folders."""
+        from . import batch
+
+        if len(inputs) == 1 and not Path(inputs[0]).is_dir() and output is not None \
+                and not batch.is_directory_target(output):
+            raise TinyCodecError(f"-o {output}: with --engine ray, --manifest or --files-from, -o names a folder "
+                                 "(end it with '/')")
+        sources, problems = batch.expand_inputs(inputs, suffixes, self.recursive)
+        return batch.plan_jobs(sources, output, suffix), problems
+
+
+def _batch_options(fn):
+    """--engine, --ray-address, --manifest, -r and --files-from; the command gets them as ``opts``
+    (a _BatchOptions)."""
+
+    @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+                  help="What runs a batch: local worker processes (-j N), or Ray tasks, on a local Ray cluster "
+                       "(of -j N CPUs; default all) or on the cluster at --ray-address (inputs and outputs then on "
+                       "a file system every node shares). With ray, a rerun skips the outputs already there and "
+                       "valid, so a killed run loses only the files in flight (-f redoes them). Needs "
+                       f"{RAY_INSTALL}.")
+    @click.option("--ray-address", type=str, default=None, metavar="ADDRESS",
+                  help="Ray cluster for --engine ray (host:port, ray://host:port or auto). Default: $RAY_ADDRESS, "
+                       "else a new local cluster.")
+    @click.option("--manifest", type=click.Path(dir_okay=False), default=None, metavar="FILE",
+                  help="Write a JSON line per file as it completes: input, output, status (done, skipped, "
+                       "failed), bytes, bpp, seconds, error (and psnr with tcenc --psnr). Rewritten by each run.")
+    @click.option("-r", "--recursive", is_flag=True,
+                  help="Folders: the files of their subfolders too, written to the same subfolders under -o.")
+    @click.option("--files-from", type=str, default=None, metavar="LIST",
+                  help="Also the inputs listed in the file LIST ('-': stdin), one path, folder or file:// URI "
+                       "per line.")
+    @functools.wraps(fn)
+    def inner(*args, engine: str, ray_address: str | None, manifest: str | None, recursive: bool,
+              files_from: str | None, **kwargs):
+        ctx = click.get_current_context()
+        cpus = kwargs["jobs"] if ctx.get_parameter_source("jobs") == click.core.ParameterSource.COMMANDLINE else None
+        if engine != "ray" and ray_address is not None:
+            raise TinyCodecError("--ray-address applies to --engine ray")
+        remote = (ray_address or os.environ.get("RAY_ADDRESS") or "local") != "local"
+        if engine == "ray" and cpus is not None and remote:
+            raise TinyCodecError("-j sets the CPUs of a local Ray cluster; a cluster at an address has its own")
+        if engine == "ray":
+            from . import ray_engine
+
+            ray_engine.import_ray()  # without Ray, say how to install it before any work
+        return fn(*args, opts=_BatchOptions(engine, ray_address, manifest, cpus, recursive, files_from), **kwargs)
+
+    return inner
+
+
+def _run_batch(prog: str, jobs: list[batch.Job], work, workers: int, quiet: bool, problems: list[tuple[str, str]] = (),
+               opts: _BatchOptions = _BatchOptions(), psnr: bool = False) -> None:
+    """Run the jobs (on the local pool or on Ray) with a progress bar (on a terminal, unless -q); report failures
+    by name, and the inputs that gave no job (``problems``) first; write the manifest; exit 1 if any failed."""
     from tqdm import tqdm  # only batch mode needs it
 
     from . import batch
@@ -233,23 +319,33 @@ def _run_batch(prog: str, jobs: list[batch.Job], work, workers: int, quiet: bool
     for name, message in problems:
         _say(f"{prog}: error: {name}: {message}")
     summary = batch.Summary()
-    start = time.perf_counter()
-    # shutil falls back to 80x24 where a terminal reports a size of 0 (tqdm would then draw nothing)
-    columns, lines = shutil.get_terminal_size()
-    with tqdm(total=len(jobs), unit="file", desc=prog, file=sys.stderr, leave=False, ncols=columns, nrows=lines,
-              disable=quiet or not sys.stderr.isatty()) as bar:
-        for outcome in batch.run(jobs, work, workers):
-            summary.add(outcome)
-            if outcome.error is not None:
-                bar.write(printable(f"{prog}: error: {outcome.job.src}: {outcome.error}"), file=sys.stderr)
-            elif not quiet:
-                for note in outcome.notes:
-                    bar.write(printable(f"{prog}: note: {outcome.job.src}: {note}"), file=sys.stderr)
-            bar.update()
-    summary.seconds = time.perf_counter() - start
+    with contextlib.ExitStack() as stack:
+        manifest = stack.enter_context(batch.Manifest(opts.manifest, psnr)) if opts.manifest else None
+        execute, where = None, ""
+        if opts.engine == "ray" and jobs:
+            from . import ray_engine
+
+            execute = stack.enter_context(ray_engine.connect(opts.ray_address, opts.cpus))
+            workers, where = execute.cpus, "Ray"
+        start = time.perf_counter()
+        # shutil falls back to 80x24 where a terminal reports a size of 0 (tqdm would then draw nothing)
+        columns, lines = shutil.get_terminal_size()
+        with tqdm(total=len(jobs), unit="file", desc=prog, file=sys.stderr, leave=False, ncols=columns, nrows=lines,
+                  disable=quiet or not sys.stderr.isatty()) as bar:
+            for outcome in batch.run(jobs, work, workers, execute):
+                summary.add(outcome)
+                if manifest is not None:
+                    manifest.add(outcome)
+                if outcome.error is not None:
+                    bar.write(printable(f"{prog}: error: {outcome.job.src}: {outcome.error}"), file=sys.stderr)
+                elif not quiet:
+                    for note in outcome.notes:
+                        bar.write(printable(f"{prog}: note: {outcome.job.src}: {note}"), file=sys.stderr)
+                bar.update()
+        summary.seconds = time.perf_counter() - start
     if not quiet:
         skipped = f"; {len(problems)} input{'s' if len(problems) > 1 else ''} gave no file" if problems else ""
-        click.echo(f"{prog}: {summary.line(workers)}{skipped}", err=True)
+        click.echo(f"{prog}: {summary.line(workers, where)}{skipped}", err=True)
     if summary.failed or problems:
         sys.exit(1)
 
@@ -258,7 +354,7 @@ _JOBS_HELP = "Parallel workers: files in parallel with several inputs, tiles of 
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("images", nargs=-1, required=True, type=str)
+@click.argument("images", nargs=-1, type=str)
 @click.option("-o", "--output", type=str, default=None,
               help="Output .tcz file, '-' for stdout, or a folder (ends with '/', or exists; required to be one "
                    "with several inputs). Default: each IMAGE with the suffix .tcz (stdout for stdin input).")
@@ -291,18 +387,18 @@ _JOBS_HELP = "Parallel workers: files in parallel with several inputs, tiles of 
                    "(tcdec --partial) to the planes that arrived, like progressive JPEG. Default: coder 4 (coder 3 "
                    "at scale 4 with 3 planes or fewer), faster to decode; a cut coder-4 file decodes only "
                    "its whole tiles.")
+@click.option("--psnr", is_flag=True, help="Batch mode: measure each file's PSNR (RGB, against the decoded output; "
+              "one decode more per file) for the --manifest.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success (no progress bar, no summary).")
 @click.version_option(__version__, "-V", "--version", prog_name="tcenc")
 @_backend_options("tcenc")
 @_user_errors("tcenc")
+@_batch_options
 def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, jobs: int, strip: bool,
           force: bool, downscale: str, refine: int, quality: int | None, family: str, effort: str, progressive: bool,
-          quiet: bool, run: dict) -> None:
+          psnr: bool, quiet: bool, run: dict, opts: _BatchOptions) -> None:
     """Encode IMAGES (any format Pillow reads; folders: the images in them; '-' for stdin) to .tcz files."""
-    from . import batch
-    from .codec import encode_planar, encode_rd
-    from .files import read_source
-
+    images = opts.inputs(images, "IMAGES")  # a usage error answers before the codec is imported
     ctx = click.get_current_context()
     if quality is not None:
         given = [f"--{name}" for name in ("scale", "planes", "downscale", "progressive")
@@ -314,14 +410,21 @@ def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, 
             raise TinyCodecError("--effort overfit exists in the pyramid family only: add --family pyramid")
     elif effort != "fast" or ctx.get_parameter_source("family") == click.core.ParameterSource.COMMANDLINE:
         raise TinyCodecError("--effort and --family apply to the rate-distortion families: give -Q/--quality too")
-    if _is_batch(images):
-        sources, problems = batch.expand_inputs(images, batch.image_suffixes())
+    from . import batch
+    from .codec import encode_planar, encode_rd
+    from .files import read_source
+
+    if _is_batch(images, opts):
         settings = batch.EncodeSettings(int(scale), planes, keep_metadata=not strip, force=force,
                                         downscale=int(downscale), refine=refine, run=run, quality=quality,
-                                        effort=effort, progressive=progressive, family=family)
-        jobs_list = batch.plan_jobs(sources, output, batch.TCZ_SUFFIX)
-        _run_batch("tcenc", jobs_list, functools.partial(batch.encode_job, settings=settings), jobs, quiet, problems)
+                                        effort=effort, progressive=progressive, family=family,
+                                        resume=opts.engine == "ray", psnr=psnr)
+        jobs_list, problems = opts.plan(images, output, batch.image_suffixes(), batch.TCZ_SUFFIX)
+        _run_batch("tcenc", jobs_list, functools.partial(batch.encode_job, settings=settings), jobs, quiet, problems,
+                   opts, psnr)
         return
+    if psnr:
+        raise TinyCodecError("--psnr measures files for a --manifest (batch mode)")
     image = images[0]
     source = read_source(io.BytesIO(sys.stdin.buffer.read()) if image == "-" else image, keep_metadata=not strip)
     output = _single_output(image, output, batch.TCZ_SUFFIX)
@@ -351,7 +454,7 @@ def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, 
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("files", nargs=-1, required=True, type=str)
+@click.argument("files", nargs=-1, type=str)
 @click.option("-o", "--output", type=str, default=None,
               help="Output image (the format follows the extension), '-' for PNG on stdout, or a folder (ends "
                    "with '/', or exists; required to be one with several inputs). Default: each FILE with the "
@@ -375,9 +478,11 @@ def tcenc(images: tuple[str, ...], output: str | None, scale: str, planes: int, 
 @click.version_option(__version__, "-V", "--version", prog_name="tcdec")
 @_backend_options("tcdec")
 @_user_errors("tcdec")
+@_batch_options
 def tcdec(files: tuple[str, ...], output: str | None, fmt: str, enhance: str, partial: bool, max_pixels: int,
-          jobs: int, strip: bool, force: bool, quiet: bool, run: dict) -> None:
+          jobs: int, strip: bool, force: bool, quiet: bool, run: dict, opts: _BatchOptions) -> None:
     """Decode .tcz FILES (folders: the .tcz files in them; '-' for stdin) to images."""
+    files = opts.inputs(files, "FILES")  # a usage error answers before the codec is imported
     from . import batch
     from .codec import decode_with_info
     from .enhance import parse_filter
@@ -387,12 +492,12 @@ def tcdec(files: tuple[str, ...], output: str | None, fmt: str, enhance: str, pa
     suffix = "." + fmt.lower().lstrip(".")
     format_for_suffix(suffix)  # an unknown format fails here, before any work
     limits = dataclasses.replace(DEFAULT_LIMITS, max_pixels=max_pixels or None)
-    if _is_batch(files):
-        sources, problems = batch.expand_inputs(files, {batch.TCZ_SUFFIX})
+    if _is_batch(files, opts):
         settings = batch.DecodeSettings(partial=partial, keep_metadata=not strip, force=force, limits=limits,
-                                        enhance=enhance, run=run)
-        jobs_list = batch.plan_jobs(sources, output, suffix)
-        _run_batch("tcdec", jobs_list, functools.partial(batch.decode_job, settings=settings), jobs, quiet, problems)
+                                        enhance=enhance, run=run, resume=opts.engine == "ray")
+        jobs_list, problems = opts.plan(files, output, {batch.TCZ_SUFFIX}, suffix)
+        _run_batch("tcdec", jobs_list, functools.partial(batch.decode_job, settings=settings), jobs, quiet, problems,
+                   opts)
         return
     file = files[0]
     data = read_tcz(sys.stdin.buffer if file == "-" else file, limits=limits)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import errno
+import functools
 import os
+import socket
 import stat
 import tempfile
 import time
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -26,7 +29,7 @@ PathLike = str | os.PathLike
 # Test hook: with this set to N, write_atomic writes half of its output, sleeps N seconds,
 # then writes the rest, so that tests can kill a real tcenc/tcdec in the middle of a write.
 PAUSE_MID_WRITE_ENV = "TINYCODEC_TEST_PAUSE_MID_WRITE"
-TEMP_SUFFIX = ".part"  # temporary outputs are hidden: ".NAME.PID.XXXXXXXX.part" beside NAME
+TEMP_SUFFIX = ".part"  # temporary outputs are hidden: ".NAME.PID-HOST.XXXXXXXX.part" beside NAME
 
 
 def read_image(path: PathLike | BinaryIO) -> Image.Image:
@@ -74,7 +77,7 @@ def write_atomic(path: PathLike, data: bytes | None = None, *, image: Image.Imag
     """Write bytes, or an image via Pillow, so that ``path`` is either complete or untouched.
 
     The guard every output file goes through. The data goes to a hidden temporary file in the
-    target directory (``.NAME.PID.XXXXXXXX.part``), which is flushed to disk and then put in
+    target directory (``.NAME.PID-HOST.XXXXXXXX.part``), which is flushed to disk and then put in
     place: renamed over ``path`` with ``overwrite``, otherwise hard-linked to ``path``, which
     fails if anything is there, however late it appeared (two racing writers: one wins, the
     other gets "already exists"). Any exception on the way (KeyboardInterrupt and the CLI's
@@ -97,7 +100,7 @@ def write_atomic(path: PathLike, data: bytes | None = None, *, image: Image.Imag
         return
     _remove_stale_temporaries(target.parent)
     try:  # the name is capped so that the temporary name stays within NAME_MAX
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:200]}.{os.getpid()}.", suffix=TEMP_SUFFIX,
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name[:200]}.{os.getpid()}-{_host_tag()}.", suffix=TEMP_SUFFIX,
                                    dir=target.parent)
     except OSError as exc:  # name the file the user asked for, not our temporary one
         raise OSError(exc.errno, exc.strerror, str(path)) from None
@@ -208,11 +211,14 @@ _CLEANED: set[str] = set()
 
 
 def _remove_stale_temporaries(folder: Path) -> None:
-    """Remove ``.NAME.PID.XXXXXXXX.part`` files whose process is gone (a SIGKILL, a power cut).
+    """Remove ``.NAME.PID-HOST.XXXXXXXX.part`` files of this host whose process is gone (a SIGKILL, a power cut).
 
     Once per folder per process. A live process keeps its own (its PID still exists, or
     belongs to another user); the PID may be reused, which only keeps a stale file longer.
-    Temporaries of a writer in another PID namespace (a container) that shares the folder
+    Temporaries of another host (a cluster node writing to the same shared folder, a container
+    with its own host name) are never judged here: their PIDs mean nothing on this one.
+    Names without a host (``.NAME.PID.XXXXXXXX.part``, older tinycodec) count as this host's.
+    Temporaries of a writer in another PID namespace that shares the folder and the host name
     look orphaned: such setups should give each writer its own folder.
     """
     key = os.path.abspath(folder)
@@ -228,16 +234,24 @@ def _remove_stale_temporaries(folder: Path) -> None:
         if not (name.startswith(".") and name.endswith(TEMP_SUFFIX)):
             continue
         parts = name[: -len(TEMP_SUFFIX)].rsplit(".", 2)
-        if len(parts) != 3 or not parts[1].isdigit() or len(parts[2]) != 8:
+        if len(parts) != 3 or len(parts[2]) != 8:
             continue
-        pid = int(parts[1])
-        if pid == os.getpid() or _process_exists(pid):
+        pid, _, host = parts[1].partition("-")
+        if not pid.isdigit() or host not in ("", _host_tag()):
+            continue
+        if int(pid) == os.getpid() or _process_exists(int(pid)):
             continue
         try:
             if entry.is_file(follow_symlinks=False):
                 os.unlink(entry.path)
         except OSError:
             pass  # not ours to remove, or already gone
+
+
+@functools.cache
+def _host_tag() -> str:
+    """8 hex digits naming this host in temporary names (a hash: host names can hold anything)."""
+    return f"{zlib.crc32(socket.gethostname().encode()):08x}"
 
 
 def _process_exists(pid: int) -> bool:

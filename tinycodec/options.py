@@ -29,6 +29,7 @@ RD_FAMILIES = ("shallow", "pyramid")
 RD_STEPS = {"refine": 100, "overfit": 300}
 
 NONE = "none"  # no enhancement filter
+RAY_INSTALL = "pip install 'tinycodec[ray]'"  # what --engine ray needs (an optional extra)
 
 
 @dataclass(frozen=True)

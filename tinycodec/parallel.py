@@ -25,12 +25,17 @@ T = TypeVar("T")
 PARENT_POLL_SECONDS = 0.5
 
 
-def _single_threaded_worker(parent: int | None = None) -> None:
-    if parent is not None:
-        threading.Thread(target=_exit_with_parent, args=(parent,), name="tinycodec-parent-watch", daemon=True).start()
+def single_threaded() -> None:
+    """Run PyTorch on one thread in this worker (a pool's, or a Ray task's): N workers use N cores."""
     import torch
 
     torch.set_num_threads(1)
+
+
+def _single_threaded_worker(parent: int | None = None) -> None:
+    if parent is not None:
+        threading.Thread(target=_exit_with_parent, args=(parent,), name="tinycodec-parent-watch", daemon=True).start()
+    single_threaded()
 
 
 def _exit_with_parent(parent: int) -> None:
