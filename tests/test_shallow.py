@@ -34,7 +34,7 @@ def test_integer_hyper_synthesis_follows_its_float_twin(dec):
     quantisation, scale bins within one bin."""
     kz = np.random.default_rng(0).integers(-6, 7, size=(model.HYPER_CHANNELS, 3, 5))
     for q in (0, 50, 100):
-        mean8, scale = fixedpoint.entropy_parameters(dec.tensors, kz, q)
+        mean8, scale = fixedpoint.entropy_parameters(dec.hyper, kz, q)
         with torch.no_grad():
             fm, fl = codec.float_networks(dec)[1](torch.from_numpy(kz).float()[None])
         ls = torch.log(torch.from_numpy(dec.step(q)))[:, None, None]
@@ -66,7 +66,7 @@ def test_integer_hyper_synthesis_is_exact_against_an_int64_reference(dec):
     out = tconv_int(hidden, t["hyper.up2.weight"], t["hyper.up2.bias"])
     m = model.LATENT_CHANNELS
     mean = (out[:m] * t["quality.inv_step"][40][:, None, None] + (1 << (fixedpoint.MEAN_BITS - 1))) >> fixedpoint.MEAN_BITS
-    mean8, _ = fixedpoint.entropy_parameters(t, kz, 40)
+    mean8, _ = fixedpoint.entropy_parameters(dec.hyper, kz, 40)
     assert np.array_equal(np.clip(mean, -LATENT_LIMIT * MEAN_UNITS, LATENT_LIMIT * MEAN_UNITS), mean8)
 
 
@@ -85,8 +85,8 @@ def test_bitstream_round_trip_of_random_latents(dec):
     rng = np.random.default_rng(2)
     kz = rng.integers(-3, 4, size=(model.HYPER_CHANNELS, 1, 2)).astype(np.int16)
     k = rng.integers(-20, 21, size=(model.LATENT_CHANNELS, 4, 8)).astype(np.int16)
-    segments = bitstream.encode_latents(kz, k, 30, dec.tensors, dec.coder)
-    kz2, k2, whole = bitstream.decode_latents(segments, kz.shape, k.shape, 30, dec.tensors, dec.coder)
+    segments = bitstream.encode_latents(kz, k, 30, dec.hyper, dec.coder)
+    kz2, k2, whole = bitstream.decode_latents(segments, kz.shape, k.shape, 30, dec.hyper, dec.coder)
     assert whole and np.array_equal(kz2, kz) and np.array_equal(k2, k)
 
 
@@ -110,16 +110,16 @@ def test_grey_images_decode_grey_and_alpha_is_refused():
 def test_banded_synthesis_equals_whole_image_synthesis(dec, monkeypatch):
     rng = np.random.default_rng(3)
     k = rng.integers(-4, 5, size=(model.LATENT_CHANNELS, 40, 3)).astype(np.int16)
-    banded = synthesis.synthesise(k, dec.tensors, 60, 640, 48)
+    banded = synthesis.synthesise(k, dec.synthesis, 60, 640, 48)
     monkeypatch.setattr(synthesis, "BAND_LATENT_ROWS", 1000)
-    whole = synthesis.synthesise(k, dec.tensors, 60, 640, 48)
+    whole = synthesis.synthesise(k, dec.synthesis, 60, 640, 48)
     assert np.array_equal(banded, whole)
 
 
 def test_numpy_synthesis_matches_the_pytorch_network(dec):
     rng = np.random.default_rng(4)
     k = rng.integers(-6, 7, size=(model.LATENT_CHANNELS, 5, 7)).astype(np.int16)
-    ours = synthesis.synthesise(k, dec.tensors, 30, 80, 112).astype(int)
+    ours = synthesis.synthesise(k, dec.synthesis, 30, 80, 112).astype(int)
     with torch.no_grad():
         y = torch.from_numpy(k.astype(np.float32) * dec.step(30)[:, None, None])[None]
         ref = (codec.float_networks(dec)[0](y)[0].clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()

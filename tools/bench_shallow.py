@@ -59,11 +59,11 @@ def main() -> None:
             t_dec = median_time(lambda: tinycodec.decode(data), args.repeats)
             un = unpack(data)
             zs, ys = layout.hyper_shape(h, w), layout.latent_shape(h, w)
-            kz, k, _ = bitstream.decode_latents(un.segments, zs, ys, q, dec.tensors, dec.coder)
-            t_entropy = median_time(lambda: bitstream.decode_latents(un.segments, zs, ys, q, dec.tensors, dec.coder),
+            kz, k, _ = bitstream.decode_latents(un.segments, zs, ys, q, dec.hyper, dec.coder)
+            t_entropy = median_time(lambda: bitstream.decode_latents(un.segments, zs, ys, q, dec.hyper, dec.coder),
                                     args.repeats)
-            t_hyper = median_time(lambda: fixedpoint.entropy_parameters(dec.tensors, kz, q), args.repeats)
-            t_synth = median_time(lambda: synthesis.synthesise(k, dec.tensors, q, h, w), args.repeats)
+            t_hyper = median_time(lambda: fixedpoint.entropy_parameters(dec.hyper, kz, q), args.repeats)
+            t_synth = median_time(lambda: synthesis.synthesise(k, dec.synthesis, q, h, w), args.repeats)
             jpg = jpeg_near(rgb, len(data))
             t_jpeg = median_time(lambda: Image.open(io.BytesIO(jpg)).load(), max(args.repeats, 5))
             out = np.asarray(tinycodec.decode(data)).astype(np.float64)

@@ -154,7 +154,7 @@ def encode_planar(planar: Planar, quality: int = DEFAULT_QUALITY, effort: str = 
 
     def file_of(y: torch.Tensor, z: torch.Tensor) -> tuple[bytes, np.ndarray]:
         kz, k = _integers(y, z, dec, quality)
-        return pack(header, bitstream.encode_latents(kz, k, quality, dec.tensors, dec.coder)), k
+        return pack(header, bitstream.encode_latents(kz, k, quality, dec.hyper, dec.coder)), k
 
     fast = file_of(y, z)
     if effort == "fast":
@@ -164,7 +164,7 @@ def encode_planar(planar: Planar, quality: int = DEFAULT_QUALITY, effort: str = 
 
     def cost(candidate: tuple[bytes, np.ndarray]) -> float:
         data, k = candidate
-        out = synthesise(k, dec.tensors, quality, h, w).astype(np.float64)
+        out = synthesise(k, dec.synthesis, quality, h, w).astype(np.float64)
         return 8 * len(data) / (h * w) + lam * float(np.mean((out - planar.rgb) ** 2)) / 255.0**2
 
     # Keep whichever file has the lower real rate-distortion cost: noisy steps can lose to the network's guess.

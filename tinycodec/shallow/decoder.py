@@ -47,9 +47,9 @@ def decode_with_info(data: bytes, *, partial: bool = False, limits: Limits = DEF
     try:
         _, k, whole = bitstream.decode_latents(unpacked.segments, layout.hyper_shape(header.height, header.width),
                                                layout.latent_shape(header.height, header.width), header.quality,
-                                               dec.tensors, dec.coder)
+                                               dec.hyper, dec.coder)
         deadline.check()
-        rgb = synthesise(k, dec.tensors, header.quality, header.height, header.width)
+        rgb = synthesise(k, dec.synthesis, header.quality, header.height, header.width)
     except MemoryError:
         raise TinyCodecError(f"not enough memory to decode a {header.width}x{header.height} image here") from None
     image = to_pil(rgb, None, header.color_channels == 1)

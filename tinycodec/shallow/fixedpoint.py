@@ -17,7 +17,7 @@ import numpy as np
 
 from ..laplace import LATENT_LIMIT, LOG_SCALE_STEP, MEAN_UNITS, SCALE_BINS, SCALE_MIN
 from .layout import HYPER_CHANNELS, LATENT_CHANNELS, MAX_QUALITY
-from .synthesis import tconv
+from .synthesis import tconv, tconv_matrix
 
 if TYPE_CHECKING:  # PyTorch only where weights are made or refined, never to decode
     from .model import HyperSynthesis, QuantiserSteps
@@ -102,15 +102,23 @@ def _shift_round(x: np.ndarray, bits: np.ndarray) -> np.ndarray:
     return (x + (np.int64(1) << (bits - 1))) >> bits
 
 
+def prepare(t: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The integer hyper-synthesis of a (checked) weights file in the form :func:`entropy_parameters` runs:
+    float64 tconv matrices holding the integer weights, and the per-quality tables."""
+    out = {k: v for k, v in t.items() if k.startswith(("hyper.", "quality."))}
+    out["hyper.up1.matrix"] = tconv_matrix(t["hyper.up1.weight"], np.float64)
+    out["hyper.up2.matrix"] = tconv_matrix(t["hyper.up2.weight"], np.float64)
+    return out
+
+
 def entropy_parameters(t: dict[str, np.ndarray], kz: np.ndarray, quality: int) -> tuple[np.ndarray, np.ndarray]:
-    """kz (Z, h, w) integers -> (mean in 1/MEAN_UNITS, scale bin) of every latent, both (M, 4h, 4w) int64."""
+    """kz (Z, h, w) integers -> (mean in 1/MEAN_UNITS, scale bin) of every latent, both (M, 4h, 4w) int64.
+    ``t``: :func:`prepare` of the weights."""
     s1 = int(t["hyper.up1.exponent"][0])
-    acc = tconv(np.asarray(kz, dtype=np.float64), t["hyper.up1.weight"].astype(np.float64),
-                t["hyper.up1.bias"].astype(np.float64), 2)
+    acc = tconv(np.asarray(kz, dtype=np.float64), t["hyper.up1.matrix"], t["hyper.up1.bias"], 2)
     # ReLU, then to ACT_BITS fraction bits (floor: exact in float64, division by a power of two)
     hidden = np.minimum(np.floor(np.maximum(acc, 0) * 2.0 ** (ACT_BITS - s1)), ACT_LIMIT)
-    out = tconv(hidden, t["hyper.up2.weight"].astype(np.float64), t["hyper.up2.bias"].astype(np.float64), 2)
-    out = out.astype(np.int64)
+    out = tconv(hidden, t["hyper.up2.matrix"], t["hyper.up2.bias"], 2).astype(np.int64)
     m = LATENT_CHANNELS
     mean = _shift_round(out[:m] * t["quality.inv_step"][quality][:, None, None], np.int64(MEAN_BITS))
     units = (t["hyper.up2.exponent"][m:] + ACT_BITS)[:, None, None]

@@ -11,20 +11,29 @@ import numpy as np
 BAND_LATENT_ROWS = 16  # synthesis runs on bands of 16 latent rows (256 output rows)
 
 
-def tconv(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, stride: int) -> np.ndarray:
-    """Transposed convolution with kernel 2*stride and padding stride/2 (PyTorch's ``conv_transpose2d``)
-    of x (Cin, H, W), weight (Cin, Cout, 2s, 2s): one matrix product, then the 2x2 overlapping blocks added."""
+def tconv_matrix(weight: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """A transposed convolution's weight (Cin, Cout, 2s, 2s) as the matrix :func:`tconv` multiplies by: rows
+    ordered (kernel half u, v; phase r, q; output channel), so that each of the four overlapping blocks is
+    contiguous."""
+    cin, cout, k, _ = weight.shape
+    s = k // 2
+    w = weight.astype(dtype).reshape(cin, cout, 2, s, 2, s).transpose(2, 4, 3, 5, 1, 0)
+    return np.ascontiguousarray(w.reshape(4 * s * s * cout, cin))
+
+
+def tconv(x: np.ndarray, matrix: np.ndarray, bias: np.ndarray, stride: int) -> np.ndarray:
+    """Transposed convolution with kernel 2*stride and padding stride/2 (PyTorch's ``conv_transpose2d``) of
+    x (Cin, H, W), the weight as :func:`tconv_matrix`: one matrix product, then the 2x2 overlapping blocks added."""
     cin, h, w = x.shape
-    cout, s = weight.shape[1], stride
-    cols = (weight.reshape(cin, -1).T @ x.reshape(cin, h * w)).reshape(cout, 2, s, 2, s, h, w)
-    out = np.zeros((cout, h + 1, s, w + 1, s), dtype=cols.dtype)
+    cout, s = bias.shape[0], stride
+    cols = (matrix @ x.reshape(cin, h * w)).reshape(2, 2, s, s, cout, h, w)
+    out = np.zeros((s, s, cout, h + 1, w + 1), dtype=cols.dtype)
     for u in (0, 1):
         for v in (0, 1):
-            out[:, u : u + h, :, v : v + w, :] += cols[:, u, :, v, :].transpose(0, 3, 1, 4, 2)
+            out[:, :, :, u : u + h, v : v + w] += cols[u, v]
     p = s // 2
-    out = out.reshape(cout, (h + 1) * s, (w + 1) * s)[:, p : p + h * s, p : p + w * s]
-    out += bias[:, None, None]
-    return out
+    out = out.transpose(2, 3, 0, 4, 1).reshape(cout, (h + 1) * s, (w + 1) * s)[:, p : p + h * s, p : p + w * s]
+    return out + bias.astype(out.dtype)[:, None, None]
 
 
 def inverse_gdn(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray) -> np.ndarray:
@@ -33,11 +42,20 @@ def inverse_gdn(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray) -> np.ndarra
     return x * np.sqrt(norm).reshape(c, h, w)
 
 
-def synthesise(k: np.ndarray, tensors: dict[str, np.ndarray], quality: int, height: int, width: int) -> np.ndarray:
-    """Integer y (M, h, w) -> (height, width, 3) uint8, in bands of latent rows, each read with a margin of one
-    latent row (two 8x8 stride-4 transposed convolutions reach no further), so bands join exactly."""
+def prepare(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The synthesis tensors of a weights file in the form :func:`synthesise` runs (float32, tconv matrices)."""
     t = {name: np.asarray(v, dtype=np.float32) for name, v in tensors.items() if name.startswith("synthesis.")}
-    y = k.astype(np.float32) * tensors["quality.step"][quality].astype(np.float32)[:, None, None]
+    t["synthesis.up1.weight"] = tconv_matrix(t["synthesis.up1.weight"])
+    t["synthesis.up2.weight"] = tconv_matrix(t["synthesis.up2.weight"])
+    t["quality.step"] = np.asarray(tensors["quality.step"], dtype=np.float32)
+    return t
+
+
+def synthesise(k: np.ndarray, t: dict[str, np.ndarray], quality: int, height: int, width: int) -> np.ndarray:
+    """Integer y (M, h, w) -> (height, width, 3) uint8, in bands of latent rows, each read with a margin of one
+    latent row (two 8x8 stride-4 transposed convolutions reach no further), so bands join exactly.
+    ``t``: :func:`prepare` of the weights."""
+    y = k.astype(np.float32) * t["quality.step"][quality][:, None, None]
     out = np.empty((height, width, 3), dtype=np.uint8)
     rows = y.shape[1]
     for r0 in range(0, rows, BAND_LATENT_ROWS):

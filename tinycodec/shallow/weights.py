@@ -17,7 +17,7 @@ import numpy as np
 from .. import zoo
 from ..errors import TinyCodecError
 from ..laplace import TableCoder, build_tables, table_constants
-from . import fixedpoint, layout
+from . import fixedpoint, layout, synthesis
 
 MODEL = "shallow-v1"
 ENCODER_MODEL = "shallow-v1-encoder"
@@ -51,8 +51,10 @@ def export(encoder_state: dict, decoder_state: dict, path: Path, metadata: dict[
 @dataclass(frozen=True, eq=False)
 class LoadedDecoder:
     entry: zoo.WeightsEntry
-    tensors: dict[str, np.ndarray]  # synthesis (float32), integer hyper-synthesis and per-quality tables
+    tensors: dict[str, np.ndarray]  # the file's: synthesis (float32), integer hyper-synthesis, per-quality tables
     coder: TableCoder
+    hyper: dict[str, np.ndarray]  # fixedpoint.prepare of the tensors
+    synthesis: dict[str, np.ndarray]  # synthesis.prepare of the tensors
 
     def step(self, quality: int) -> np.ndarray:
         """Quantisation step of each channel of y at this quality (float32)."""
@@ -71,4 +73,4 @@ def load_decoder(entry: zoo.WeightsEntry) -> LoadedDecoder:
     except (ValueError, KeyError) as exc:
         raise TinyCodecError(f"{entry.model} weights are not a valid fixed-point model: {exc}") from None
     tables = build_tables(constants["entropy.rho"], constants["entropy.upper"], constants["entropy.lower"])
-    return LoadedDecoder(entry, tensors, TableCoder(tables))
+    return LoadedDecoder(entry, tensors, TableCoder(tables), fixedpoint.prepare(tensors), synthesis.prepare(tensors))
