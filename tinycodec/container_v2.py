@@ -61,9 +61,10 @@ def check_quality(quality: int) -> int:
     return int(quality)
 
 
-def segment_elements(family: int, height: int, width: int) -> list[int]:
-    """Latents coded in each segment of a family's file for an image of this size."""
-    return importlib.import_module(FAMILY_LAYOUTS[family]).segment_elements(height, width)
+def segment_elements(family: int, height: int, width: int, model: str) -> list[int]:
+    """Latents coded in each segment of a family's file for an image of this size (and, where the family's
+    models differ in their latents, this model: an unknown one is a TinyCodecError)."""
+    return importlib.import_module(FAMILY_LAYOUTS[family]).segment_elements(height, width, model)
 
 
 @dataclass
@@ -80,7 +81,7 @@ class HeaderV2:
 
     @property
     def segment_elements(self) -> list[int]:
-        return segment_elements(self.family, self.height, self.width)
+        return segment_elements(self.family, self.height, self.width, self.model)
 
     @property
     def mode(self) -> str:
@@ -111,7 +112,7 @@ def _check_packable(h: HeaderV2, segments: list[bytes]) -> None:
     if not 0 <= h.quality <= MAX_QUALITY:
         problems.append(f"quality {h.quality}")
     if not MODEL_NAME.fullmatch(h.model):
-        problems.append("model name")
+        raise ValueError("cannot write this .tcz file: model name")
     if len(h.weights_id) != 8:
         problems.append("weights id")
     if len(h.extensions) > 255 or any(not 0 <= t <= 255 or len(d) > 0xFFFF for t, d in h.extensions):
@@ -185,14 +186,14 @@ def read_header(data: bytes, *, limits: Limits = DEFAULT_LIMITS) -> tuple[Header
         raise TinyCodecError(f"corrupt .tcz header: {colour} colour channels")
     if quality > MAX_QUALITY:
         raise TinyCodecError(f"corrupt .tcz header: quality {quality}")
-    elements = segment_elements(family, height, width)
-    if n_grids != len(elements):
-        raise TinyCodecError(f"corrupt .tcz header: {n_grids} latent segments (this family has {len(elements)})")
     r = _Reader(data, _FIXED.size, header_len - 4)
     raw_name = r.take(r.u8())
     model = raw_name.decode("ascii", errors="replace")
     if not MODEL_NAME.fullmatch(model):
         raise TinyCodecError("corrupt .tcz header: model name has characters outside [a-z0-9._-]")
+    elements = segment_elements(family, height, width, model)
+    if n_grids != len(elements):
+        raise TinyCodecError(f"corrupt .tcz header: {n_grids} latent segments (this family has {len(elements)})")
     weights_id = r.take(8)
     extensions = []
     for _ in range(r.u8()):

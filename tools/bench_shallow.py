@@ -45,7 +45,7 @@ def main() -> None:
 
     paths = image_paths(args.folder)[: args.limit]
     dec = load_decoder(zoo.current_entry(MODEL))
-    macs = decoder_macs_per_pixel()
+    macs = decoder_macs_per_pixel(dec.arch)
     warm = load_rgb(paths[0])
     tinycodec.decode(tinycodec.encode(warm, quality=50))
     rows = []
@@ -58,7 +58,7 @@ def main() -> None:
             t_enc = median_time(lambda: tinycodec.encode(rgb, quality=q), args.repeats)
             t_dec = median_time(lambda: tinycodec.decode(data), args.repeats)
             un = unpack(data)
-            zs, ys = layout.hyper_shape(h, w), layout.latent_shape(h, w)
+            zs, ys = layout.hyper_shape(h, w, dec.arch), layout.latent_shape(h, w, dec.arch)
             kz, k, _ = bitstream.decode_latents(un.segments, zs, ys, q, dec.hyper, dec.coder)
             t_entropy = median_time(lambda: bitstream.decode_latents(un.segments, zs, ys, q, dec.hyper, dec.coder),
                                     args.repeats)

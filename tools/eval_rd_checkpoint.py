@@ -26,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _data import image_paths, load_rgb  # noqa: E402
 from train_pyramid import FAMILIES, load_checkpoint  # noqa: E402
 
+from tinycodec.shallow.layout import ARCHITECTURES  # noqa: E402
+
 from tinycodec.rd import bd_rate, psnr  # noqa: E402
 
 QUALITIES = (0, 12, 25, 37, 50, 62, 75, 87, 100)
@@ -47,10 +49,7 @@ def model_point(encoder, decoder, family, rgb: np.ndarray, q: int) -> tuple[floa
     ph, pw = -h % 64, -w % 64
     x = F.pad(x, (0, pw, 0, ph), mode="replicate")
     qq = torch.tensor([q])
-    if family == "pyramid":
-        bpp, _, recon = FAMILIES[family][2].rd_forward(encoder, decoder, x, qq, noise=False)
-    else:
-        bpp, _, recon = FAMILIES[family][2].rd_forward(encoder, decoder, x, qq, noise=False)
+    bpp, _, recon = FAMILIES[family][2].rd_forward(encoder, decoder, x, qq, noise=False)
     bits = bpp.item() * x.shape[2] * x.shape[3]
     out = (recon[0, :, :h, :w].clamp(0, 1) * 255).round().byte().numpy().transpose(1, 2, 0)
     return bits / (h * w), psnr(rgb, out)
@@ -60,17 +59,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", type=Path)
     ap.add_argument("data", help="image folder (the validation folder when choosing)")
-    ap.add_argument("--family", default=None, help="default: the checkpoint's file name")
+    ap.add_argument("--family", default=None, help="default: from the checkpoint's file name")
     ap.add_argument("--current", action="store_true", help="the latest weights, not the best validation point")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    family = args.family or args.checkpoint.stem
+    family = args.family or args.checkpoint.stem.split("-")[0]
     enc_class, dec_class, _ = FAMILIES[family]
+    arch = (ARCHITECTURES[args.checkpoint.stem],) if family == "shallow" else ()
     ckpt = load_checkpoint(args.checkpoint, torch.device("cpu"))
     src = ckpt if args.current or ckpt["best"] is None else ckpt["best"]
-    encoder, decoder = enc_class(), dec_class()
+    encoder, decoder = enc_class(*arch), dec_class(*arch)
     encoder.load_state_dict(src["encoder"])
     decoder.load_state_dict(src["decoder"])
     encoder.eval()

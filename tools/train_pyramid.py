@@ -1,9 +1,9 @@
 """Train a rate-distortion family's shared decoder and its amortised encoder (rate + lambda * MSE, lambda from q).
 
     python tools/train_pyramid.py ../shared/data/train --val ../shared/data/val --minutes 150
-    python tools/train_pyramid.py ../shared/data/train --val ../shared/data/val --family shallow --crop 192
+    python tools/train_pyramid.py ../shared/data/train --val ../shared/data/val --family shallow --model shallow-v2
 
-Resumable: the checkpoint (``checkpoints/FAMILY.safetensors``: networks, Adam moments, the best validation
+Resumable: the checkpoint (``checkpoints/FAMILY.safetensors``, ``checkpoints/MODEL.safetensors`` for the shallow family: networks, Adam moments, the best validation
 point; step, history and random-generator states in its metadata; no pickle) is written every
 ``--checkpoint-minutes`` and at the end; rerunning the same command continues from it, so a run
 spans sessions. The selection rule, fixed before any test figure is looked at: the installed weights are those
@@ -31,6 +31,7 @@ from tinycodec.pyramid import layout  # noqa: E402
 from tinycodec.pyramid import model as pyramid_model  # noqa: E402
 from tinycodec.pyramid.model import count_parameters, quality_lambda  # noqa: E402
 from tinycodec.shallow import model as shallow_model  # noqa: E402
+from tinycodec.shallow.layout import ARCHITECTURES  # noqa: E402
 
 # family -> (encoder class, decoder class, its model module)
 FAMILIES = {"pyramid": (pyramid_model.AmortisedEncoder, pyramid_model.PyramidDecoder, pyramid_model),
@@ -128,6 +129,8 @@ def main() -> None:
                     help="distortion from noisy latents before this step, from rounded ones (straight-through) after")
     ap.add_argument("--step-lr-scale", type=float, default=10.0, help="learning-rate factor of the quantiser steps")
     ap.add_argument("--family", choices=sorted(FAMILIES), default="pyramid")
+    ap.add_argument("--model", choices=sorted(ARCHITECTURES), default="shallow-v2",
+                    help="shallow family: which architecture (the model name its weights are registered as)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu", help="cpu or cuda (checkpoints load on either)")
     ap.add_argument("--seed", type=int, default=0)
@@ -141,7 +144,8 @@ def main() -> None:
     torch.manual_seed(args.seed)
     device = torch.device(args.device)
     encoder_class, decoder_class, family = FAMILIES[args.family]
-    encoder, decoder = encoder_class().to(device), decoder_class().to(device)
+    arch = (ARCHITECTURES[args.model],) if args.family == "shallow" else ()
+    encoder, decoder = encoder_class(*arch).to(device), decoder_class(*arch).to(device)
     params = list(encoder.parameters()) + list(decoder.parameters())
     # The quantiser steps are a few scalars per grid or channel that set the rate at every quality: at the
     # common learning rate they move too slowly for the low qualities to reach low rates.
@@ -149,7 +153,7 @@ def main() -> None:
     others = [p for p in params if all(p is not s for s in step_params)]
     opt = torch.optim.Adam([{"params": others, "lr_scale": 1.0},
                             {"params": step_params, "lr_scale": args.step_lr_scale}], lr=args.lr)
-    ckpt_path = args.checkpoints / f"{args.family}.safetensors"
+    ckpt_path = args.checkpoints / f"{args.model if args.family == 'shallow' else args.family}.safetensors"
     step, history, best = 0, [], None
     sampler = None
     if ckpt_path.exists():
@@ -168,7 +172,7 @@ def main() -> None:
         metadata = {"step": str(best["step"]), "validation": json.dumps(best["validation"])}
         if args.family == "shallow":  # registered directly (an unfrozen version is replaced in place)
             from tinycodec.shallow.weights import export
-            export(best["encoder"], best["decoder"], args.export, metadata)
+            export(best["encoder"], best["decoder"], args.export, metadata, args.model)
         else:
             from tinycodec.pyramid.weights import export_decoder
             export_decoder(best["encoder"], best["decoder"], args.export, metadata)
@@ -186,7 +190,7 @@ def main() -> None:
     q_rng = np.random.default_rng(args.seed + 1)
     if ckpt is not None and "q_rng" in ckpt:
         q_rng.bit_generator.state = ckpt["q_rng"]
-    macs = family.decoder_macs_per_pixel()
+    macs = family.decoder_macs_per_pixel(*arch)
 
     def rd_forward(encoder, decoder, x, q, noise=True, noisy_distortion=False):
         if args.family == "pyramid":

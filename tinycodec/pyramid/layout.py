@@ -94,6 +94,7 @@ def grid_shapes(height: int, width: int) -> list[tuple[int, int]]:
     return [grid_shape(g, height, width) for g in GRIDS]
 
 
-def segment_elements(height: int, width: int) -> list[int]:
-    """Latents in each segment of a file (one segment per grid), for the container's checks."""
+def segment_elements(height: int, width: int, model: str | None = None) -> list[int]:
+    """Latents in each segment of a file (one segment per grid), for the container's checks; the same for
+    every model of the family."""
     return [gh * gw for gh, gw in grid_shapes(height, width)]

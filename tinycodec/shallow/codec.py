@@ -24,9 +24,9 @@ from ..pyramid.model import quality_lambda
 from ..tiling import spans
 from . import bitstream, fixedpoint, layout
 from .decoder import FAMILY
-from .model import LATENT_CHANNELS, HyperSynthesis, ShallowEncoder, Synthesis, rd_from_latents
+from .model import HyperSynthesis, ShallowEncoder, Synthesis, rd_from_latents
 from .synthesis import synthesise
-from .weights import ENCODER_MODEL, MODEL, LoadedDecoder, load_decoder
+from .weights import MODEL, LoadedDecoder, encoder_model, load_decoder
 
 from . import DEFAULT_QUALITY, DEFAULT_REFINE_STEPS, EFFORTS  # noqa: E402,I001 (the package's constants)
 
@@ -36,41 +36,42 @@ ANALYSIS_WINDOW = 1024  # the analysis runs on windows of this side on larger im
 ANALYSIS_HALO = 64  # its receptive field reaches 46 pixels beyond a latent's 16; a multiple of 16 keeps y aligned
 
 
-def _pad(rgb: np.ndarray) -> torch.Tensor:
+def _pad(rgb: np.ndarray, arch: layout.Architecture) -> torch.Tensor:
     h, w = rgb.shape[:2]
-    ph, pw = layout.padded_size(h, w)
+    ph, pw = layout.padded_size(h, w, arch)
     x = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1)[None].float() / 255.0
     return F.pad(x, (0, pw - w, 0, ph - h), mode="replicate") if (ph, pw) != (h, w) else x
 
 
 @torch.no_grad()
-def analyse(encoder: ShallowEncoder, x: torch.Tensor) -> torch.Tensor:
+def analyse(encoder: ShallowEncoder, x: torch.Tensor, arch: layout.Architecture) -> torch.Tensor:
     """y of a padded image (1, 3, H, W), window by window on large images (the same values up to float
     rounding: each window reads a halo wider than the receptive field), so the 128-channel activations
     never exist for the whole image."""
     _, _, h, w = x.shape
     if max(h, w) <= ANALYSIS_WINDOW + 2 * ANALYSIS_HALO:
         return encoder.analysis(x)
-    y = x.new_zeros(1, LATENT_CHANNELS, h // 16, w // 16)
+    s = arch.latent_stride
+    y = x.new_zeros(1, arch.latent_channels, h // s, w // s)
     for r in spans(h, ANALYSIS_WINDOW, ANALYSIS_HALO):
         for c in spans(w, ANALYSIS_WINDOW, ANALYSIS_HALO):
             part = encoder.analysis(x[:, :, r.outer_start : r.outer_stop, c.outer_start : c.outer_stop])
-            y[:, :, r.start // 16 : r.stop // 16, c.start // 16 : c.stop // 16] = part[
-                :, :, (r.start - r.outer_start) // 16 : (r.stop - r.outer_start) // 16,
-                (c.start - c.outer_start) // 16 : (c.stop - c.outer_start) // 16]
+            y[:, :, r.start // s : r.stop // s, c.start // s : c.stop // s] = part[
+                :, :, (r.start - r.outer_start) // s : (r.stop - r.outer_start) // s,
+                (c.start - c.outer_start) // s : (c.stop - c.outer_start) // s]
     return y
 
 
 @lru_cache(maxsize=2)
-def load_encoder(entry: zoo.WeightsEntry) -> ShallowEncoder:
-    return _fitted(ShallowEncoder(), zoo.load_tensors(entry), "", entry.model)
+def load_encoder(entry: zoo.WeightsEntry, arch: layout.Architecture) -> ShallowEncoder:
+    return _fitted(ShallowEncoder(arch), zoo.load_tensors(entry), "", entry.model)
 
 
 @lru_cache(maxsize=2)
 def float_networks(dec: LoadedDecoder) -> tuple[Synthesis, HyperSynthesis]:
     """PyTorch twins of the decoder (refinement differentiates through them)."""
-    return (_fitted(Synthesis(), dec.tensors, "synthesis.", dec.entry.model),
-            _fitted(fixedpoint.dequantised_hyper(dec.tensors), {}, None, dec.entry.model))
+    return (_fitted(Synthesis(dec.arch), dec.tensors, "synthesis.", dec.entry.model),
+            _fitted(fixedpoint.dequantised_hyper(dec.tensors, dec.arch), {}, None, dec.entry.model))
 
 
 def _fitted(module: torch.nn.Module, tensors: dict[str, np.ndarray], prefix: str | None, what: str):
@@ -145,9 +146,9 @@ def encode_planar(planar: Planar, quality: int = DEFAULT_QUALITY, effort: str = 
     h, w = planar.rgb.shape[:2]
     entry = zoo.current_entry(MODEL)
     dec = load_decoder(entry)
-    encoder = load_encoder(zoo.current_entry(ENCODER_MODEL))
-    x = _pad(planar.rgb)
-    y = analyse(encoder, x)
+    encoder = load_encoder(zoo.current_entry(encoder_model(MODEL)), dec.arch)
+    x = _pad(planar.rgb, dec.arch)
+    y = analyse(encoder, x, dec.arch)
     with torch.no_grad():
         z = encoder.hyper_analysis(y)
     header = HeaderV2(FAMILY, w, h, 1 if planar.grey else 3, quality, MODEL, entry.short_id, list(extensions or []))

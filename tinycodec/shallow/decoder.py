@@ -15,7 +15,7 @@ from ..image import to_pil
 from ..limits import DEFAULT_LIMITS, Limits
 from . import bitstream, layout
 from .synthesis import synthesise
-from .weights import MODEL, load_decoder
+from .weights import load_decoder
 
 FAMILY = 2  # the family byte of its files (container_v2)
 
@@ -26,8 +26,7 @@ def _open(data: bytes, partial: bool, limits: Limits):
     for ext_type, _ in header.extensions:
         if ext_type & EXT_CRITICAL:
             raise TinyCodecError(f"file needs header extension {ext_type}, unknown to this tinycodec: upgrade")
-    if header.model != MODEL:
-        raise TinyCodecError(f"file names model '{header.model}', unknown to this tinycodec's shallow family")
+    layout.architecture(header.model)  # a model this tinycodec knows, or a clear error
     if header.has_weights:
         raise TinyCodecError("corrupt .tcz header: the shallow family carries no decoder weights in its files")
     return unpacked, zoo.entry_for_file(header.model, header.weights_id)
@@ -45,9 +44,9 @@ def decode_with_info(data: bytes, *, partial: bool = False, limits: Limits = DEF
     dec = load_decoder(entry)
     deadline = limits.deadline(header.width, header.height)
     try:
-        _, k, whole = bitstream.decode_latents(unpacked.segments, layout.hyper_shape(header.height, header.width),
-                                               layout.latent_shape(header.height, header.width), header.quality,
-                                               dec.hyper, dec.coder)
+        _, k, whole = bitstream.decode_latents(
+            unpacked.segments, layout.hyper_shape(header.height, header.width, dec.arch),
+            layout.latent_shape(header.height, header.width, dec.arch), header.quality, dec.hyper, dec.coder)
         deadline.check()
         rgb = synthesise(k, dec.synthesis, header.quality, header.height, header.width)
     except MemoryError:

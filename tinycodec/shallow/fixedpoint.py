@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..laplace import LATENT_LIMIT, LOG_SCALE_STEP, MEAN_UNITS, SCALE_BINS, SCALE_MIN
-from .layout import HYPER_CHANNELS, LATENT_CHANNELS, MAX_QUALITY
+from .layout import MAX_QUALITY, Architecture
 from .synthesis import tconv, tconv_matrix
 
 if TYPE_CHECKING:  # PyTorch only where weights are made or refined, never to decode
@@ -45,9 +45,10 @@ def quantise_hyper(hyper: HyperSynthesis, steps: QuantiserSteps) -> dict[str, np
     s1 = _exponent(w1)
     w2 = hyper.up2.weight.detach().double().numpy().copy()  # (hidden, 2M, 4, 4)
     b2 = hyper.up2.bias.detach().double().numpy().copy()
+    m = w2.shape[1] // 2
     # Scale outputs in units of the table's log-scale step, so that the bin is a rounding away.
-    w2[:, LATENT_CHANNELS:] /= LOG_SCALE_STEP
-    b2[LATENT_CHANNELS:] /= LOG_SCALE_STEP
+    w2[:, m:] /= LOG_SCALE_STEP
+    b2[m:] /= LOG_SCALE_STEP
     s2 = np.array([_exponent(w2[:, c]) for c in range(w2.shape[1])], dtype=np.int64)
     out = {"hyper.up1.weight": np.round(w1 * 2.0**s1).astype(np.int16),
            "hyper.up1.bias": np.round(b1 * 2.0**s1).astype(np.int64),
@@ -58,29 +59,28 @@ def quantise_hyper(hyper: HyperSynthesis, steps: QuantiserSteps) -> dict[str, np
     q = torch.arange(QUALITIES)
     with torch.no_grad():
         log_step, z_log_scale = (t.double().numpy() for t in steps(q))
-    units = 2.0 ** (s2[:LATENT_CHANNELS] + ACT_BITS)[None]  # of the mean outputs, per channel
+    units = 2.0 ** (s2[:m] + ACT_BITS)[None]  # of the mean outputs, per channel
     out["quality.inv_step"] = np.round(MEAN_UNITS * 2.0**MEAN_BITS * np.exp(-log_step) / units).astype(np.int64)
     offset = (log_step + math.log(SCALE_MIN)) / LOG_SCALE_STEP  # bin = log_scale/step - offset
-    out["quality.scale_offset"] = np.round(offset * 2.0 ** (s2[LATENT_CHANNELS:] + ACT_BITS)[None]).astype(np.int64)
+    out["quality.scale_offset"] = np.round(offset * 2.0 ** (s2[m:] + ACT_BITS)[None]).astype(np.int64)
     z_bin = np.round((z_log_scale - math.log(SCALE_MIN)) / LOG_SCALE_STEP)
     out["quality.z_scale_bin"] = np.clip(z_bin, 0, SCALE_BINS - 1).astype(np.int64)
     out["quality.step"] = np.exp(log_step).astype(np.float32)  # dequantisation: synthesis side, need not be exact
-    check_hyper(out)
     return out
 
 
-def check_hyper(t: dict[str, np.ndarray]) -> None:
-    """Raise ValueError unless the tensors have the expected shapes and keep every sum exact in float64."""
-    w1, w2 = t["hyper.up1.weight"], t["hyper.up2.weight"]
-    hidden = w1.shape[1]
-    expected = {"hyper.up1.weight": (HYPER_CHANNELS, hidden, 4, 4), "hyper.up1.bias": (hidden,),
-                "hyper.up1.exponent": (1,), "hyper.up2.weight": (hidden, 2 * LATENT_CHANNELS, 4, 4),
-                "hyper.up2.bias": (2 * LATENT_CHANNELS,), "hyper.up2.exponent": (2 * LATENT_CHANNELS,),
-                "quality.inv_step": (QUALITIES, LATENT_CHANNELS), "quality.scale_offset": (QUALITIES, LATENT_CHANNELS),
-                "quality.z_scale_bin": (QUALITIES, HYPER_CHANNELS), "quality.step": (QUALITIES, LATENT_CHANNELS)}
+def check_hyper(t: dict[str, np.ndarray], arch: Architecture) -> None:
+    """Raise ValueError unless the tensors have the architecture's shapes and keep every sum exact in float64."""
+    z, hidden, m = arch.hyper_channels, arch.hyper_hidden, arch.latent_channels
+    expected = {"hyper.up1.weight": (z, hidden, 4, 4), "hyper.up1.bias": (hidden,),
+                "hyper.up1.exponent": (1,), "hyper.up2.weight": (hidden, 2 * m, 4, 4),
+                "hyper.up2.bias": (2 * m,), "hyper.up2.exponent": (2 * m,),
+                "quality.inv_step": (QUALITIES, m), "quality.scale_offset": (QUALITIES, m),
+                "quality.z_scale_bin": (QUALITIES, z), "quality.step": (QUALITIES, m)}
     for k, shape in expected.items():
         if k not in t or tuple(t[k].shape) != shape:
             raise ValueError(f"{k}: expected shape {shape}")
+    w1, w2 = t["hyper.up1.weight"], t["hyper.up2.weight"]
     limit = 1 << (WEIGHT_BITS - 1)
     if np.abs(w1.astype(np.int64)).max() >= limit or np.abs(w2.astype(np.int64)).max() >= limit:
         raise ValueError("weights outside their bit range")
@@ -88,7 +88,7 @@ def check_hyper(t: dict[str, np.ndarray]) -> None:
     if not 0 <= s1 <= 40 or s2.min() < 0 or s2.max() > 40:
         raise ValueError("weight exponents out of range")
     # A stride-2, 4x4 transposed conv sums 2x2 taps per input channel.
-    first = 4 * HYPER_CHANNELS * LATENT_LIMIT * limit + np.abs(t["hyper.up1.bias"]).max()
+    first = 4 * z * LATENT_LIMIT * limit + np.abs(t["hyper.up1.bias"]).max()
     second = 4 * hidden * ACT_LIMIT * limit + np.abs(t["hyper.up2.bias"]).max()
     mean_product = (second + 1) * np.abs(t["quality.inv_step"]).max()
     if max(first, second) >= EXACT_LIMIT or mean_product >= 1 << 62 or np.abs(t["quality.scale_offset"]).max() >= 1 << 40:
@@ -119,7 +119,7 @@ def entropy_parameters(t: dict[str, np.ndarray], kz: np.ndarray, quality: int) -
     # ReLU, then to ACT_BITS fraction bits (floor: exact in float64, division by a power of two)
     hidden = np.minimum(np.floor(np.maximum(acc, 0) * 2.0 ** (ACT_BITS - s1)), ACT_LIMIT)
     out = tconv(hidden, t["hyper.up2.matrix"], t["hyper.up2.bias"], 2).astype(np.int64)
-    m = LATENT_CHANNELS
+    m = out.shape[0] // 2
     mean = _shift_round(out[:m] * t["quality.inv_step"][quality][:, None, None], np.int64(MEAN_BITS))
     units = (t["hyper.up2.exponent"][m:] + ACT_BITS)[:, None, None]
     scale = _shift_round(out[m:] - t["quality.scale_offset"][quality][:, None, None], units)
@@ -127,18 +127,19 @@ def entropy_parameters(t: dict[str, np.ndarray], kz: np.ndarray, quality: int) -
             np.clip(scale, 0, SCALE_BINS - 1))
 
 
-def dequantised_hyper(t: dict[str, np.ndarray]) -> HyperSynthesis:
+def dequantised_hyper(t: dict[str, np.ndarray], arch: Architecture) -> HyperSynthesis:
     """A float HyperSynthesis equal to the integer one up to its rounding (for refinement's gradients)."""
     import torch
 
     from .model import HyperSynthesis
 
-    net = HyperSynthesis()
+    net = HyperSynthesis(arch)
+    m = arch.latent_channels
     s1, s2 = int(t["hyper.up1.exponent"][0]), t["hyper.up2.exponent"].astype(np.float64)
     w2 = t["hyper.up2.weight"] / 2.0 ** s2[None, :, None, None]
     b2 = t["hyper.up2.bias"] / 2.0 ** (s2 + ACT_BITS)
-    w2[:, LATENT_CHANNELS:] *= LOG_SCALE_STEP
-    b2[LATENT_CHANNELS:] *= LOG_SCALE_STEP
+    w2[:, m:] *= LOG_SCALE_STEP
+    b2[m:] *= LOG_SCALE_STEP
     with torch.no_grad():
         net.up1.weight.copy_(torch.from_numpy(t["hyper.up1.weight"] / 2.0**s1))
         net.up1.bias.copy_(torch.from_numpy(t["hyper.up1.bias"] / 2.0**s1))

@@ -24,8 +24,9 @@ from torch import nn
 
 from ..laplace import LATENT_LIMIT, LOG_SCALE_STEP, SCALE_BINS, SCALE_MIN
 from ..pyramid.model import laplace_bits, quality_lambda
-from .layout import (ANALYSIS_CHANNELS, ANCHOR_QUALITIES, HYPER_CHANNELS, HYPER_HIDDEN, LATENT_CHANNELS, MAX_QUALITY,
-                     SYNTHESIS_CHANNELS)
+from .layout import ANCHOR_QUALITIES, ARCHITECTURES, MAX_QUALITY, Architecture
+
+DEFAULT_ARCHITECTURE = ARCHITECTURES["shallow-v2"]
 
 
 class GDN(nn.Module):
@@ -50,21 +51,25 @@ def _down(a: int, b: int, k: int = 5) -> nn.Conv2d:
 
 
 class Analysis(nn.Module):
-    """Image -> y at 1/16 resolution (the encoder side only: its cost never reaches the decoding device)."""
+    """Image -> y at 1/latent_stride resolution (the encoder side only: its cost never reaches the decoding
+    device): strided 5x5 convolutions with GDN between them."""
 
-    def __init__(self) -> None:
+    def __init__(self, arch: Architecture = DEFAULT_ARCHITECTURE) -> None:
         super().__init__()
-        n, m = ANALYSIS_CHANNELS, LATENT_CHANNELS
-        self.net = nn.Sequential(_down(3, n), GDN(n), _down(n, n), GDN(n), _down(n, n), GDN(n), _down(n, m))
+        n, m = arch.analysis_channels, arch.latent_channels
+        layers: list[nn.Module] = [_down(3, n), GDN(n)]
+        for _ in range(arch.latent_stride.bit_length() - 3):
+            layers += [_down(n, n), GDN(n)]
+        self.net = nn.Sequential(*layers, _down(n, m))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x - 0.5)
 
 
 class HyperAnalysis(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, arch: Architecture = DEFAULT_ARCHITECTURE) -> None:
         super().__init__()
-        m, h, z = LATENT_CHANNELS, ANALYSIS_CHANNELS, HYPER_CHANNELS
+        m, h, z = arch.latent_channels, arch.analysis_channels, arch.hyper_channels
         self.net = nn.Sequential(nn.Conv2d(m, h, 3, padding=1), nn.ReLU(), _down(h, h), nn.ReLU(), _down(h, z))
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
@@ -74,9 +79,9 @@ class HyperAnalysis(nn.Module):
 class HyperSynthesis(nn.Module):
     """kz (integers) -> mean and scale index of every element of y, in y's own units (before the step)."""
 
-    def __init__(self) -> None:
+    def __init__(self, arch: Architecture = DEFAULT_ARCHITECTURE) -> None:
         super().__init__()
-        z, h, m = HYPER_CHANNELS, HYPER_HIDDEN, LATENT_CHANNELS
+        z, h, m = arch.hyper_channels, arch.hyper_hidden, arch.latent_channels
         self.up1 = nn.ConvTranspose2d(z, h, 4, stride=2, padding=1)
         self.up2 = nn.ConvTranspose2d(h, 2 * m, 4, stride=2, padding=1)
 
@@ -87,14 +92,15 @@ class HyperSynthesis(nn.Module):
 
 
 class Synthesis(nn.Module):
-    """Dequantised y -> RGB: a transposed conv to 1/4 resolution, inverse GDN, a transposed conv to pixels."""
+    """Dequantised y -> RGB: a stride-4 transposed conv, inverse GDN, a transposed conv to pixels (kernels
+    twice their stride)."""
 
-    def __init__(self) -> None:
+    def __init__(self, arch: Architecture = DEFAULT_ARCHITECTURE) -> None:
         super().__init__()
-        m, c = LATENT_CHANNELS, SYNTHESIS_CHANNELS
+        m, c, s = arch.latent_channels, arch.synthesis_channels, arch.last_stride
         self.up1 = nn.ConvTranspose2d(m, c, 8, stride=4, padding=2)
         self.igdn = GDN(c, inverse=True)
-        self.up2 = nn.ConvTranspose2d(c, 3, 8, stride=4, padding=2)
+        self.up2 = nn.ConvTranspose2d(c, 3, 2 * s, stride=s, padding=s // 2)
 
     def forward(self, y: torch.Tensor) -> torch.Tensor:
         return self.up2(self.igdn(self.up1(y))) + 0.5
@@ -104,12 +110,12 @@ class QuantiserSteps(nn.Module):
     """Per-channel log quantisation steps of y and log scales of z's prior at the anchor qualities,
     log-linearly interpolated in between (a continuous quality knob from five trained points)."""
 
-    def __init__(self) -> None:
+    def __init__(self, arch: Architecture = DEFAULT_ARCHITECTURE) -> None:
         super().__init__()
         a = len(ANCHOR_QUALITIES)
         init = torch.linspace(math.log(2.0), math.log(0.25), a)
-        self.log_step = nn.Parameter(init[:, None].repeat(1, LATENT_CHANNELS))
-        self.z_log_scale = nn.Parameter(torch.zeros(a, HYPER_CHANNELS))
+        self.log_step = nn.Parameter(init[:, None].repeat(1, arch.latent_channels))
+        self.z_log_scale = nn.Parameter(torch.zeros(a, arch.hyper_channels))
 
     @staticmethod
     def _interpolate(table: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -126,11 +132,11 @@ class QuantiserSteps(nn.Module):
 class ShallowDecoder(nn.Module):
     """What a decoding device holds: quantiser steps, hyper-synthesis (entropy parameters), synthesis."""
 
-    def __init__(self) -> None:
+    def __init__(self, arch: Architecture = DEFAULT_ARCHITECTURE) -> None:
         super().__init__()
-        self.steps = QuantiserSteps()
-        self.hyper = HyperSynthesis()
-        self.synthesis = Synthesis()
+        self.steps = QuantiserSteps(arch)
+        self.hyper = HyperSynthesis(arch)
+        self.synthesis = Synthesis(arch)
 
     def entropy_parameters(self, kz: torch.Tensor, log_step: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and scale index of the integers k = y / step (so the step divides the mean, shifts the scale)."""
@@ -145,10 +151,10 @@ class ShallowDecoder(nn.Module):
 
 
 class ShallowEncoder(nn.Module):
-    def __init__(self) -> None:
+    def __init__(self, arch: Architecture = DEFAULT_ARCHITECTURE) -> None:
         super().__init__()
-        self.analysis = Analysis()
-        self.hyper_analysis = HyperAnalysis()
+        self.analysis = Analysis(arch)
+        self.hyper_analysis = HyperAnalysis(arch)
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
@@ -200,13 +206,14 @@ def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def decoder_macs_per_pixel() -> dict[str, float]:
+def decoder_macs_per_pixel(arch: Architecture = DEFAULT_ARCHITECTURE) -> dict[str, float]:
     """Multiply-accumulates per decoded pixel, by part (biases and activations not counted)."""
-    m, c, z, h = LATENT_CHANNELS, SYNTHESIS_CHANNELS, HYPER_CHANNELS, HYPER_HIDDEN
-    # A stride-s transposed conv with kernel 2s touches 2x2 inputs per output position.
-    hyper = 4 * z * h / 32**2 + 4 * h * 2 * m / 16**2
-    synthesis = 4 * m * c / 4**2 + c * c / 4**2 + 4 * c * 3
-    dequantise = m / 16**2
+    m, c, z, h, s = (arch.latent_channels, arch.synthesis_channels, arch.hyper_channels, arch.hyper_hidden,
+                     arch.latent_stride)
+    # A stride-t transposed conv with kernel 2t touches 2x2 inputs per output position.
+    hyper = 4 * z * h / (2 * s) ** 2 + 4 * h * 2 * m / s**2
+    synthesis = 4 * m * c / (s // 4) ** 2 + c * c / (s // 4) ** 2 + 4 * c * 3
+    dequantise = m / s**2
     return {"hyper": hyper, "synthesis": synthesis, "dequantise": dequantise,
             "total": hyper + synthesis + dequantise}
 

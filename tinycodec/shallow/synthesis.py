@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-BAND_LATENT_ROWS = 16  # synthesis runs on bands of 16 latent rows (256 output rows)
+BAND_LATENT_ROWS = 16  # synthesis runs on bands of 16 latent rows (256 or 128 output rows)
 
 
 def tconv_matrix(weight: np.ndarray, dtype=np.float32) -> np.ndarray:
@@ -45,6 +45,7 @@ def inverse_gdn(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray) -> np.ndarra
 def prepare(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The synthesis tensors of a weights file in the form :func:`synthesise` runs (float32, tconv matrices)."""
     t = {name: np.asarray(v, dtype=np.float32) for name, v in tensors.items() if name.startswith("synthesis.")}
+    t["last_stride"] = np.array(t["synthesis.up2.weight"].shape[2] // 2)
     t["synthesis.up1.weight"] = tconv_matrix(t["synthesis.up1.weight"])
     t["synthesis.up2.weight"] = tconv_matrix(t["synthesis.up2.weight"])
     t["quality.step"] = np.asarray(tensors["quality.step"], dtype=np.float32)
@@ -53,20 +54,22 @@ def prepare(tensors: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def synthesise(k: np.ndarray, t: dict[str, np.ndarray], quality: int, height: int, width: int) -> np.ndarray:
     """Integer y (M, h, w) -> (height, width, 3) uint8, in bands of latent rows, each read with a margin of one
-    latent row (two 8x8 stride-4 transposed convolutions reach no further), so bands join exactly.
-    ``t``: :func:`prepare` of the weights."""
+    latent row (two transposed convolutions with kernels twice their strides reach no further), so bands join
+    exactly. ``t``: :func:`prepare` of the weights."""
+    last = int(t["last_stride"])
+    s = 4 * last  # output pixels per latent row
     y = k.astype(np.float32) * t["quality.step"][quality][:, None, None]
     out = np.empty((height, width, 3), dtype=np.uint8)
     rows = y.shape[1]
     for r0 in range(0, rows, BAND_LATENT_ROWS):
-        if 16 * r0 >= height:
+        if s * r0 >= height:
             break
         r1 = min(rows, r0 + BAND_LATENT_ROWS)
         e0, e1 = max(0, r0 - 1), min(rows, r1 + 1)
         a = tconv(y[:, e0:e1], t["synthesis.up1.weight"], t["synthesis.up1.bias"], 4)
         a = inverse_gdn(a, t["synthesis.igdn.gamma"], t["synthesis.igdn.beta"])
-        rgb = tconv(a, t["synthesis.up2.weight"], t["synthesis.up2.bias"], 4)
-        o1 = min(height, 16 * r1)
-        band = rgb[:, 16 * (r0 - e0) : 16 * (r0 - e0) + o1 - 16 * r0, :width] + np.float32(0.5)
-        out[16 * r0 : o1] = (np.clip(band, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(1, 2, 0)
+        rgb = tconv(a, t["synthesis.up2.weight"], t["synthesis.up2.bias"], last)
+        o1 = min(height, s * r1)
+        band = rgb[:, s * (r0 - e0) : s * (r0 - e0) + o1 - s * r0, :width] + np.float32(0.5)
+        out[s * r0 : o1] = (np.clip(band, 0, 1) * 255 + 0.5).astype(np.uint8).transpose(1, 2, 0)
     return out

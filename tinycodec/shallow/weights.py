@@ -19,23 +19,24 @@ from ..errors import TinyCodecError
 from ..laplace import TableCoder, build_tables, table_constants
 from . import fixedpoint, layout, synthesis
 
-MODEL = "shallow-v1"
-ENCODER_MODEL = "shallow-v1-encoder"
-SYNTHESIS_SHAPES = {
-    "synthesis.up1.weight": (layout.LATENT_CHANNELS, layout.SYNTHESIS_CHANNELS, 8, 8),
-    "synthesis.up1.bias": (layout.SYNTHESIS_CHANNELS,),
-    "synthesis.igdn.beta": (layout.SYNTHESIS_CHANNELS,),
-    "synthesis.igdn.gamma": (layout.SYNTHESIS_CHANNELS, layout.SYNTHESIS_CHANNELS),
-    "synthesis.up2.weight": (layout.SYNTHESIS_CHANNELS, 3, 8, 8),
-    "synthesis.up2.bias": (3,),
-}
+MODEL = "shallow-v1"  # what new files are encoded with; every model of layout.ARCHITECTURES decodes
 
 
-def export(encoder_state: dict, decoder_state: dict, path: Path, metadata: dict[str, str]) -> None:
-    """Write ``path`` (decoder) and ``<stem>-encoder.safetensors`` beside it, registered in the zoo."""
+def encoder_model(model: str) -> str:
+    return f"{model}-encoder"
+
+
+def synthesis_shapes(arch: layout.Architecture) -> dict[str, tuple[int, ...]]:
+    m, c, s = arch.latent_channels, arch.synthesis_channels, arch.last_stride
+    return {"synthesis.up1.weight": (m, c, 8, 8), "synthesis.up1.bias": (c,), "synthesis.igdn.beta": (c,),
+            "synthesis.igdn.gamma": (c, c), "synthesis.up2.weight": (c, 3, 2 * s, 2 * s), "synthesis.up2.bias": (3,)}
+
+
+def export(encoder_state: dict, decoder_state: dict, path: Path, metadata: dict[str, str], model: str) -> None:
+    """Write ``path`` (decoder) and ``<stem>-encoder.safetensors`` beside it, registered in the zoo as ``model``."""
     from .model import ShallowDecoder
 
-    decoder = ShallowDecoder()
+    decoder = ShallowDecoder(layout.ARCHITECTURES[model])
     decoder.load_state_dict(decoder_state)
     synthesis = {f"synthesis.{k}": v.detach().float().contiguous().numpy()
                  for k, v in decoder.synthesis.state_dict().items()}
@@ -44,13 +45,14 @@ def export(encoder_state: dict, decoder_state: dict, path: Path, metadata: dict[
     path.parent.mkdir(parents=True, exist_ok=True)
     # float16 halves the encoder file; its outputs are rounded to integers anyway
     enc = {k: v.detach().half().contiguous().numpy() for k, v in encoder_state.items()}
-    zoo.save_tensors(tensors, path, {**metadata, "model": MODEL})
-    zoo.save_tensors(enc, path.with_name(path.stem + "-encoder.safetensors"), {**metadata, "model": ENCODER_MODEL})
+    zoo.save_tensors(tensors, path, {**metadata, "model": model})
+    zoo.save_tensors(enc, path.with_name(path.stem + "-encoder.safetensors"), {**metadata, "model": encoder_model(model)})
 
 
 @dataclass(frozen=True, eq=False)
 class LoadedDecoder:
     entry: zoo.WeightsEntry
+    arch: layout.Architecture
     tensors: dict[str, np.ndarray]  # the file's: synthesis (float32), integer hyper-synthesis, per-quality tables
     coder: TableCoder
     hyper: dict[str, np.ndarray]  # fixedpoint.prepare of the tensors
@@ -63,14 +65,16 @@ class LoadedDecoder:
 
 @lru_cache(maxsize=4)
 def load_decoder(entry: zoo.WeightsEntry) -> LoadedDecoder:
+    arch = layout.architecture(entry.model)
     tensors = zoo.load_tensors(entry)
-    for k, shape in SYNTHESIS_SHAPES.items():
+    for k, shape in synthesis_shapes(arch).items():
         if k not in tensors or tuple(tensors[k].shape) != shape:
             raise TinyCodecError(f"{entry.model} weights do not fit this tinycodec's network ({k}); reinstall tinycodec")
     try:
-        fixedpoint.check_hyper(tensors)
+        fixedpoint.check_hyper(tensors, arch)
         constants = {k: tensors[k] for k in table_constants()}
     except (ValueError, KeyError) as exc:
         raise TinyCodecError(f"{entry.model} weights are not a valid fixed-point model: {exc}") from None
     tables = build_tables(constants["entropy.rho"], constants["entropy.upper"], constants["entropy.lower"])
-    return LoadedDecoder(entry, tensors, TableCoder(tables), fixedpoint.prepare(tensors), synthesis.prepare(tensors))
+    return LoadedDecoder(entry, arch, tensors, TableCoder(tables), fixedpoint.prepare(tensors),
+                         synthesis.prepare(tensors))
