@@ -87,7 +87,8 @@ def test_codec_selection():
         select_codecs("jpeg,png")
 
 
-@pytest.mark.parametrize("key", [k for k in CODECS if k not in ("tinycodec", "pyramid-refine", "pyramid-overfit")])
+@pytest.mark.parametrize("key", [k for k in CODECS
+                                 if k not in ("tinycodec", "shallow-refine", "pyramid-refine", "pyramid-overfit")])
 def test_standard_codecs_round_trip(key):
     codec = CODECS[key]
     if codec.unavailable():
@@ -109,7 +110,8 @@ def folder(tmp_path):
 
 def test_quick_cli_run_writes_every_output(folder, tmp_path):
     out = tmp_path / "results"
-    slow = {"pyramid-refine", "pyramid-overfit"}  # per-image optimisation: covered by tests/test_pyramid.py
+    # per-image optimisation: covered by tests/test_shallow.py and tests/test_pyramid.py
+    slow = {"shallow-refine", "pyramid-refine", "pyramid-overfit"}
     available = [k for k, c in CODECS.items() if not c.unavailable() and k not in slow]
     r = CliRunner().invoke(main, ["rd", str(folder), "--out", str(out), "--quick", "--limit", "1",
                                   "--codecs", ",".join(available)])

@@ -642,9 +642,9 @@ def enhance_command(image: str, output: str, filter_name: str, force: bool, quie
               help="Folder for the JSON per codec, the per-image CSV, the plots and bd_table.md (default: a new "
                    "folder rd-DATASET-DATE-TIME here). An existing folder with results is not overwritten without -f.")
 @click.option("--codecs", type=str, default=None,
-              help="Comma-separated: jpeg, webp, avif, jxl, tinycodec, tinycodec-refined, pyramid, pyramid-refine, "
-                   "pyramid-overfit. Default: jpeg, webp, avif, jxl, tinycodec, pyramid, leaving out (and naming) "
-                   "those that cannot run here.")
+              help="Comma-separated: jpeg, webp, avif, jxl, tinycodec, tinycodec-refined, shallow, shallow-refine, "
+                   "pyramid, pyramid-refine, pyramid-overfit. Default: jpeg, webp, avif, jxl, tinycodec, shallow, "
+                   "pyramid, leaving out (and naming) those that cannot run here.")
 @click.option("-f", "--force", is_flag=True, help="Overwrite the results in an existing --out folder.")
 @click.option("--quick", is_flag=True, help="A small sweep: 4 settings per codec (tinycodec: 8 planes at each scale). "
               "Its BD-rates span fewer qualities, so they are not comparable with a full sweep's.")
