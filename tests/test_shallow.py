@@ -31,8 +31,8 @@ def test_decoder_stays_within_the_budget_of_2000_mac_per_pixel(name):
 
 
 def test_integer_hyper_synthesis_follows_its_float_twin(dec):
-    """The integer path equals the float network up to its rounding: means within 1/8 plus the weights'
-    quantisation, scale bins within one bin."""
+    """The integer path equals the float network up to its rounding: means within the 1/8 rounding plus the
+    weights' 10-bit quantisation (a fraction of a step nearly everywhere), scale bins within one bin."""
     kz = np.random.default_rng(0).integers(-6, 7, size=(dec.arch.hyper_channels, 3, 5))
     for q in (0, 50, 100):
         mean8, scale = fixedpoint.entropy_parameters(dec.hyper, kz, q)
@@ -42,7 +42,8 @@ def test_integer_hyper_synthesis_follows_its_float_twin(dec):
         fm8 = (fm[0] * torch.exp(-ls) * MEAN_UNITS).numpy()
         fbin = ((fl[0] - ls - np.log(0.04)) / LOG_SCALE_STEP).numpy()
         inside = np.abs(fm8) < LATENT_LIMIT * MEAN_UNITS
-        assert np.abs(mean8 - fm8)[inside].max() <= 1.5
+        err = np.abs(mean8 - fm8)[inside]
+        assert np.percentile(err, 99) <= 1.0 and err.max() <= 3
         assert np.abs(scale - np.clip(np.round(fbin), 0, SCALE_BINS - 1)).max() <= 1
 
 
@@ -202,7 +203,7 @@ def test_payload_floor_refuses_a_tiny_file_declaring_a_huge_image():
         container_v2.pack(hdr, [data[pos : pos + table[0][1]], data[pos + table[0][1] :]])
 
 
-GOLDEN_BITSTREAM = "1e8544b504fa7fd7"  # shallow-v1 weights; retrained weights give a new hash
+GOLDEN_BITSTREAM = "7317ac9fb32e61a6"  # shallow-v2 weights; retrained weights give a new hash
 
 
 def test_bitstream_is_stable_for_the_installed_weights():
