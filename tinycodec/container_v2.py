@@ -61,6 +61,17 @@ def check_quality(quality: int) -> int:
     return int(quality)
 
 
+def check_request(family: str, efforts: tuple[str, ...], quality: int, effort: str, has_alpha: bool) -> int:
+    """What every version-2 encoder refuses (bad quality, an effort the family lacks, alpha); the quality."""
+    quality = check_quality(quality)
+    if effort not in efforts:
+        raise TinyCodecError(f"unknown effort '{effort}' for the {family} family (choose from {', '.join(efforts)})")
+    if has_alpha:
+        raise TinyCodecError(f"the {family} family codes no alpha channel: use TinyCompress (-s/--scale) "
+                             "for images with transparency, or drop the alpha channel")
+    return quality
+
+
 def segment_elements(family: int, height: int, width: int, model: str) -> list[int]:
     """Latents coded in each segment of a family's file for an image of this size (and, where the family's
     models differ in their latents, this model: an unknown one is a TinyCodecError)."""

@@ -19,7 +19,7 @@ from .. import zoo
 from ..errors import TinyCodecError
 from ..image import Planar, to_pil, to_planar
 from ..limits import DEFAULT_LIMITS, Deadline, Limits
-from ..container_v2 import HeaderV2, InfoV2 as PyramidInfo, check_quality, pack, unpack
+from ..container_v2 import HeaderV2, InfoV2 as PyramidInfo, check_request, pack, unpack
 from ..laplace import LATENT_LIMIT
 from ..options import RD_STEPS
 from . import bitstream, layout, synthesis as synthesis_numpy
@@ -94,12 +94,7 @@ def quantise(latents: list[torch.Tensor], dec: LoadedDecoder, quality: int) -> l
 
 def encode_planar(planar: Planar, quality: int = DEFAULT_QUALITY, effort: str = "fast",
                   refine_steps: int = DEFAULT_REFINE_STEPS, extensions: list[tuple[int, bytes]] | None = None) -> bytes:
-    quality = check_quality(quality)
-    if effort not in EFFORTS:
-        raise TinyCodecError(f"unknown effort '{effort}' (choose from {', '.join(EFFORTS)})")
-    if planar.alpha is not None:
-        raise TinyCodecError("the pyramid family codes no alpha channel yet: use TinyCompress (-s/--scale) "
-                             "for images with transparency, or drop the alpha channel")
+    quality = check_request("pyramid", EFFORTS, quality, effort, planar.alpha is not None)
     h, w = planar.rgb.shape[:2]
     entry = zoo.current_entry(MODEL)
     dec = load_decoder(entry)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .. import zoo
-from ..container_v2 import HeaderV2, check_quality, pack
+from ..container_v2 import HeaderV2, check_request, pack
 from ..errors import TinyCodecError
 from ..image import Planar, to_planar
 from ..laplace import LATENT_LIMIT, LOG_SCALE_STEP, SCALE_MIN
@@ -137,12 +137,7 @@ def check_steps(steps: int) -> int:
 
 def encode_planar(planar: Planar, quality: int = DEFAULT_QUALITY, effort: str = "fast",
                   refine_steps: int = DEFAULT_REFINE_STEPS, extensions: list[tuple[int, bytes]] | None = None) -> bytes:
-    quality = check_quality(quality)
-    if effort not in EFFORTS:
-        raise TinyCodecError(f"unknown effort '{effort}' for the shallow family (choose from {', '.join(EFFORTS)})")
-    if planar.alpha is not None:
-        raise TinyCodecError("the shallow family codes no alpha channel: use TinyCompress (-s/--scale) "
-                             "for images with transparency, or drop the alpha channel")
+    quality = check_request("shallow", EFFORTS, quality, effort, planar.alpha is not None)
     h, w = planar.rgb.shape[:2]
     entry = zoo.current_entry(MODEL)
     dec = load_decoder(entry)
