@@ -43,6 +43,15 @@ def median_time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
+def summary_row(quality: int, per: list[dict], timings: tuple[str, ...], synth_gmacs: float) -> dict:
+    """One quality's figures over the images: mean bpp and PSNR, median timings, the ratio to JPEG's decode."""
+    return {"quality": quality, "bpp": statistics.mean(r["bpp"] for r in per),
+            "psnr": statistics.mean(r["psnr"] for r in per),
+            **{k: statistics.median(r[k] for r in per) for k in timings},
+            "decode_vs_jpeg": statistics.median(r["decode_ms"] / r["jpeg_decode_ms"] for r in per),
+            "synthesis_gmac_per_s": synth_gmacs, "images": per}
+
+
 def jpeg_near(rgb: np.ndarray, size: int) -> bytes:
     best = None
     for q in range(5, 100, 5):
@@ -93,12 +102,8 @@ def main() -> None:
                         "synthesis_ms": 1e3 * t_synth, "jpeg_bytes": len(jpg), "jpeg_decode_ms": 1e3 * t_jpeg,
                         "pixels": h * w})
         synth_gmacs = statistics.mean(r["pixels"] * macs["synthesis"] / (r["synthesis_ms"] / 1e3) / 1e9 for r in per)
-        row = {"quality": q, "bpp": statistics.mean(r["bpp"] for r in per),
-               "psnr": statistics.mean(r["psnr"] for r in per),
-               **{k: statistics.median(r[k] for r in per) for k in
-                  ("encode_ms", "decode_ms", "entropy_ms", "synthesis_ms", "jpeg_decode_ms")},
-               "decode_vs_jpeg": statistics.median(r["decode_ms"] / r["jpeg_decode_ms"] for r in per),
-               "synthesis_gmac_per_s": synth_gmacs, "images": per}
+        row = summary_row(q, per, ("encode_ms", "decode_ms", "entropy_ms", "synthesis_ms", "jpeg_decode_ms"),
+                          synth_gmacs)
         rows.append(row)
         print(f"q{q:>3}: {row['bpp']:.3f} bpp {row['psnr']:.2f} dB | encode {row['encode_ms']:.0f} ms | decode "
               f"{row['decode_ms']:.0f} ms (entropy {row['entropy_ms']:.0f}, synthesis {row['synthesis_ms']:.0f}) | "

@@ -22,7 +22,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _data import cpu_info, image_paths, load_rgb, write_report  # noqa: E402
-from bench_pyramid import jpeg_near, median_time  # noqa: E402
+from bench_pyramid import jpeg_near, median_time, summary_row  # noqa: E402
 
 import tinycodec  # noqa: E402
 from tinycodec import zoo  # noqa: E402
@@ -73,12 +73,8 @@ def main() -> None:
                         "hyper_ms": 1e3 * t_hyper, "synthesis_ms": 1e3 * t_synth, "jpeg_bytes": len(jpg),
                         "jpeg_decode_ms": 1e3 * t_jpeg, "pixels": h * w})
         synth_gmacs = statistics.mean(r["pixels"] * macs["synthesis"] / (r["synthesis_ms"] / 1e3) / 1e9 for r in per)
-        row = {"quality": q, "bpp": statistics.mean(r["bpp"] for r in per),
-               "psnr": statistics.mean(r["psnr"] for r in per),
-               **{k: statistics.median(r[k] for r in per) for k in
-                  ("encode_ms", "decode_ms", "entropy_ms", "hyper_ms", "synthesis_ms", "jpeg_decode_ms")},
-               "decode_vs_jpeg": statistics.median(r["decode_ms"] / r["jpeg_decode_ms"] for r in per),
-               "synthesis_gmac_per_s": synth_gmacs, "images": per}
+        row = summary_row(q, per, ("encode_ms", "decode_ms", "entropy_ms", "hyper_ms", "synthesis_ms", "jpeg_decode_ms"),
+                          synth_gmacs)
         rows.append(row)
         print(f"q{q:>3}: {row['bpp']:.3f} bpp {row['psnr']:.2f} dB | encode {row['encode_ms']:.0f} ms | decode "
               f"{row['decode_ms']:.0f} ms (entropy {row['entropy_ms']:.0f} incl. hyper {row['hyper_ms']:.0f}, "
